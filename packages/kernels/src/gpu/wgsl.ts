@@ -1,0 +1,54 @@
+/** Small helpers shared by the `.wgsl.ts` shader generators. */
+
+export interface BindingDecl {
+  name: string;
+  access: 'read' | 'read_write';
+  /** Element type of the runtime-sized array. */
+  type: 'f32' | 'u32' | 'i32' | 'vec4<f32>' | 'vec4<u32>' | 'atomic<u32>';
+}
+
+export interface UniformDecl {
+  name: string;
+  type: 'u32' | 'f32' | 'i32';
+}
+
+/**
+ * Declares storage bindings 0..n-1 in order and, when there are uniforms, a struct `U` bound at n as `u`.
+ * The order must match the `buffers` / `uniforms` arrays of the dispatch.
+ */
+export function declareBindings(buffers: BindingDecl[], uniforms: UniformDecl[] = []): string {
+  const lines = buffers.map(
+    (b, i) => `@group(0) @binding(${i}) var<storage, ${b.access}> ${b.name}: array<${b.type}>;`,
+  );
+  if (uniforms.length > 0) {
+    lines.push(`struct U { ${uniforms.map((u) => `${u.name}: ${u.type}`).join(', ')} }`);
+    lines.push(`@group(0) @binding(${buffers.length}) var<uniform> u: U;`);
+  }
+  return lines.join('\n');
+}
+
+/** The linear workgroup index of a dispatch split by `grid()` over x and y. */
+export const LINEAR_WORKGROUP = 'let wg_linear = wid.x + wid.y * nwg.x;';
+
+/** Builtins for a 1-D kernel dispatched with `grid()`. */
+export const GRID_BUILTINS =
+  '@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32';
+
+/** tanh, stable for any x: the builtin is undefined for large |x| on some drivers. */
+export const STABLE_TANH = `
+fn stable_tanh(x: f32) -> f32 {
+  let e = exp(-2.0 * abs(x));
+  return sign(x) * (1.0 - e) / (1.0 + e);
+}
+fn stable_sigmoid(x: f32) -> f32 {
+  // Evaluate exp on a non-positive argument only, so it never overflows.
+  let e = exp(-abs(x));
+  return select(e / (1.0 + e), 1.0 / (1.0 + e), x >= 0.0);
+}`;
+
+/** Formats a number as a WGSL f32 literal. */
+export function f32Literal(x: number): string {
+  if (!Number.isFinite(x)) throw new Error(`f32Literal: ${x} is not finite`);
+  const s = String(x);
+  return s.includes('.') || s.includes('e') ? s : `${s}.0`;
+}
