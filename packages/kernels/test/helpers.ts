@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, expect } from 'vitest';
-import { type Gpu, createGpu } from '../src/gpu/context.js';
+import { createGpu, type Gpu } from '../src/gpu/context.js';
 
 /** Opens one poisoned, error-checked GPU context for a test file and destroys it afterwards. */
 export function useGpu(): () => Gpu {

@@ -1,13 +1,13 @@
 import { KernelError } from '../errors.js';
 import { BufferPool } from './pool.js';
-import { type DType, Tensor, shapeSize } from './tensor.js';
+import { type DType, shapeSize, Tensor } from './tensor.js';
 import {
-  type GpuBackend,
-  NO_ADAPTER_REMEDY,
   describeAdapter,
+  type GpuBackend,
   gpuEntry,
   isSoftwareAdapter,
   listAdapters,
+  NO_ADAPTER_REMEDY,
   platformBackends,
 } from './webgpu.js';
 
@@ -126,7 +126,8 @@ export class Gpu {
   }
 
   private assertUsable(): void {
-    if (this.destroyed) throw new KernelError('DESTROYED', 'this Gpu context was destroyed; create a new one');
+    if (this.destroyed)
+      throw new KernelError('DESTROYED', 'this Gpu context was destroyed; create a new one');
     if (this.lostError) throw this.lostError;
   }
 
@@ -146,7 +147,8 @@ export class Gpu {
     }
     const t = new Tensor(this, this.pool.acquire(Math.max(4, size * 4)), shape, dtype);
     if (this.options.poison && size > 0) {
-      const fill = dtype === 'f32' ? new Float32Array(size).fill(Number.NaN) : new Uint32Array(size).fill(0xdeadbeef);
+      const fill =
+        dtype === 'f32' ? new Float32Array(size).fill(Number.NaN) : new Uint32Array(size).fill(0xdeadbeef);
       this.write(t, fill);
     }
     return t;
@@ -201,7 +203,10 @@ export class Gpu {
     this.assertUsable();
     t.assertLive('write');
     if (data.length > t.size) {
-      throw new KernelError('SHAPE_MISMATCH', `write: ${data.length} values do not fit a tensor of ${t.size}`);
+      throw new KernelError(
+        'SHAPE_MISMATCH',
+        `write: ${data.length} values do not fit a tensor of ${t.size}`,
+      );
     }
     this.flush();
     this.device.queue.writeBuffer(t.buffer, 0, data.buffer, data.byteOffset, data.byteLength);
@@ -270,7 +275,10 @@ export class Gpu {
         .filter((m) => m.type === 'error')
         .map((m) => `line ${m.lineNum}:${m.linePos} ${m.message}`)
         .join('; ');
-      throw new KernelError('SHADER_COMPILE', `${d.op}: the WGSL kernel failed to build: ${lines || err.message}`);
+      throw new KernelError(
+        'SHADER_COMPILE',
+        `${d.op}: the WGSL kernel failed to build: ${lines || err.message}`,
+      );
     });
     scope.catch(() => {});
     this.checks.push(scope);
@@ -309,7 +317,10 @@ export class Gpu {
     const [x, y = 1, z = 1] = d.workgroups;
     const maxWg = this.limits['maxComputeWorkgroupsPerDimension'] ?? 65535;
     if (x > maxWg || y > maxWg || z > maxWg) {
-      throw new KernelError('BAD_ARGUMENT', `${d.op}: dispatch (${x}, ${y}, ${z}) exceeds ${maxWg} workgroups per dimension`);
+      throw new KernelError(
+        'BAD_ARGUMENT',
+        `${d.op}: dispatch (${x}, ${y}, ${z}) exceeds ${maxWg} workgroups per dimension`,
+      );
     }
     if (x === 0 || y === 0 || z === 0) return;
     const pipeline = this.pipeline(d);
@@ -324,7 +335,11 @@ export class Gpu {
     }
     const check = this.options.checkErrors;
     if (check) this.device.pushErrorScope('validation');
-    const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries, label: d.op });
+    const bindGroup = this.device.createBindGroup({
+      layout: pipeline.getBindGroupLayout(0),
+      entries,
+      label: d.op,
+    });
     const pass = this.currentPass(d.op);
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
@@ -352,12 +367,19 @@ export class Gpu {
     if (this.profiling) {
       const p = this.profiling;
       if (p.ops.length * 2 + 2 > QUERY_CAPACITY) {
-        throw new KernelError('BAD_ARGUMENT', `profile: more than ${QUERY_CAPACITY / 2} dispatches in one profile`);
+        throw new KernelError(
+          'BAD_ARGUMENT',
+          `profile: more than ${QUERY_CAPACITY / 2} dispatches in one profile`,
+        );
       }
       const i = p.ops.length;
       p.ops.push(op);
       this.pass = enc.beginComputePass({
-        timestampWrites: { querySet: p.querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 },
+        timestampWrites: {
+          querySet: p.querySet,
+          beginningOfPassWriteIndex: 2 * i,
+          endOfPassWriteIndex: 2 * i + 1,
+        },
       });
     } else {
       this.pass = enc.beginComputePass();
@@ -429,7 +451,9 @@ export class Gpu {
    * Runs `fn` (which encodes work) and measures the GPU time of its dispatches: timestamp queries when the
    * device has them (one pass per dispatch), else wall-clock time from submit to completion.
    */
-  async profile(fn: () => void | Promise<void>): Promise<{ ms: number; source: 'timestamp' | 'wall'; ops: ProfileEntry[] }> {
+  async profile(
+    fn: () => void | Promise<void>,
+  ): Promise<{ ms: number; source: 'timestamp' | 'wall'; ops: ProfileEntry[] }> {
     await this.sync();
     if (!this.hasTimestamps) {
       const t0 = performance.now();
@@ -445,7 +469,10 @@ export class Gpu {
       const { ops } = this.profiling;
       const n = ops.length * 2;
       if (n === 0) return { ms: 0, source: 'timestamp', ops: [] };
-      const resolveBuf = this.device.createBuffer({ size: n * 8, usage: 0x200 | 0x04 /* QUERY_RESOLVE | COPY_SRC */ });
+      const resolveBuf = this.device.createBuffer({
+        size: n * 8,
+        usage: 0x200 | 0x04 /* QUERY_RESOLVE | COPY_SRC */,
+      });
       const staging = this.device.createBuffer({ size: n * 8, usage: MAP_READ_USAGE });
       const enc = this.currentEncoder();
       enc.resolveQuerySet(querySet, 0, n, resolveBuf, 0);
@@ -515,7 +542,10 @@ export async function createGpu(options: GpuOptions = {}): Promise<Gpu> {
   if (!adapter) {
     const seen = runtime === 'node' ? await listAdapters() : [];
     const list = seen.length > 0 ? seen.map((s) => `${s.backend}: ${s.description}`).join('; ') : 'none';
-    const asked = [options.backend && `backend ${options.backend}`, options.adapter && `adapter "${options.adapter}"`]
+    const asked = [
+      options.backend && `backend ${options.backend}`,
+      options.adapter && `adapter "${options.adapter}"`,
+    ]
       .filter(Boolean)
       .join(', ');
     const why = startError instanceof Error ? ` (${startError.message.split('\n')[0]})` : '';

@@ -7,7 +7,10 @@ export function shapeSize(shape: readonly number[]): number {
   let n = 1;
   for (const d of shape) {
     if (!Number.isInteger(d) || d < 0) {
-      throw new KernelError('BAD_ARGUMENT', `tensor shape [${shape.join(', ')}]: dimensions must be integers >= 0`);
+      throw new KernelError(
+        'BAD_ARGUMENT',
+        `tensor shape [${shape.join(', ')}]: dimensions must be integers >= 0`,
+      );
     }
     n *= d;
   }
@@ -68,7 +71,8 @@ export class Tensor {
   }
 
   assertLive(op: string): void {
-    if (this.released) throw new KernelError('BAD_ARGUMENT', `${op}: a released tensor was used as an argument`);
+    if (this.released)
+      throw new KernelError('BAD_ARGUMENT', `${op}: a released tensor was used as an argument`);
   }
 }
 

@@ -80,7 +80,9 @@ export async function listAdapters(): Promise<SeenAdapter[]> {
 }
 
 export function describeAdapter(info: GPUAdapterInfo): string {
-  return info.description || [info.vendor, info.architecture, info.device].filter(Boolean).join(' ') || 'unknown';
+  return (
+    info.description || [info.vendor, info.architecture, info.device].filter(Boolean).join(' ') || 'unknown'
+  );
 }
 
 /** A software rasteriser/compute implementation (llvmpipe, lavapipe, SwiftShader, WARP) rather than a GPU. */

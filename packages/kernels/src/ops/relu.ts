@@ -1,6 +1,6 @@
+import { shapeError } from '../errors.js';
 import { type Gpu, grid } from '../gpu/context.js';
 import type { Tensor } from '../gpu/tensor.js';
-import { shapeError } from '../errors.js';
 import { RELU_WORKGROUP, reluShader } from './relu.wgsl.js';
 
 /** y = max(x, 0). Most producers (conv2d, linear) fuse ReLU into their write instead. */
@@ -20,7 +20,8 @@ export function relu(gpu: Gpu, x: Tensor, out?: Tensor): Tensor {
 
 /** dx = dy where the forward output y was positive, else 0. */
 export function reluBackward(gpu: Gpu, dy: Tensor, y: Tensor, out?: Tensor): Tensor {
-  if (dy.size !== y.size) throw shapeError('reluBackward', `dy and y of equal size`, `${dy.size} and ${y.size}`);
+  if (dy.size !== y.size)
+    throw shapeError('reluBackward', `dy and y of equal size`, `${dy.size} and ${y.size}`);
   const dx = out ?? gpu.empty(dy.shape);
   gpu.run({
     op: 'reluBackward',

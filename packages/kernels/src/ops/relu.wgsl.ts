@@ -1,4 +1,4 @@
-import { GRID_BUILTINS, LINEAR_WORKGROUP, declareBindings } from '../gpu/wgsl.js';
+import { declareBindings, GRID_BUILTINS, LINEAR_WORKGROUP } from '../gpu/wgsl.js';
 
 export const RELU_WORKGROUP = 256;
 

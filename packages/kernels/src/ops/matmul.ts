@@ -1,0 +1,182 @@
+import { argError, shapeError } from '../errors.js';
+import { type Gpu, grid } from '../gpu/context.js';
+import type { Tensor } from '../gpu/tensor.js';
+import { type GemmConfig, gemmKey, gemmReduceShader, gemmShader } from './matmul.wgsl.js';
+
+export interface MatmulOptions {
+  /** A is stored [K, M] (row-major) instead of [M, K]. */
+  transA?: boolean;
+  /** B is stored [N, K] instead of [K, N] (PyTorch's Linear weight layout). */
+  transB?: boolean;
+  bias?: Tensor;
+  /** 'col': bias[n] per output column (default); 'row': bias[m] per output row. */
+  biasAxis?: 'col' | 'row';
+  relu?: boolean;
+  /** C = alpha*A*B (+ bias) + C. Requires `out`. */
+  accumulate?: boolean;
+  alpha?: number;
+  out?: Tensor;
+  /** Independent products, one per batch index, at the given element strides. */
+  batch?: number;
+  strideA?: number;
+  strideB?: number;
+  strideC?: number;
+  /** Element offsets and leading dimensions of the stored matrices (defaults: 0 and dense). */
+  aOffset?: number;
+  bOffset?: number;
+  cOffset?: number;
+  lda?: number;
+  ldb?: number;
+  ldc?: number;
+  /** Split the K reduction into this many deterministic partial sums (default: chosen from the shape). */
+  splitK?: number;
+  /** Register block and workgroup shape (default: chosen from the shape). */
+  tile?: Partial<Pick<GemmConfig, 'tm' | 'tn' | 'wx' | 'wy'>>;
+}
+
+function defaultTile(M: number, N: number): Pick<GemmConfig, 'tm' | 'tn' | 'wx' | 'wy'> {
+  // Lanes run along N; narrow outputs get narrow workgroups so fewer lanes idle.
+  if (N <= 8) return { tm: 4, tn: 1, wx: 8, wy: 8 };
+  if (N <= 32) return { tm: 4, tn: 4, wx: 8, wy: 8 };
+  if (M <= 4) return { tm: 1, tn: 4, wx: 64, wy: 1 };
+  return { tm: 4, tn: 4, wx: 16, wy: 4 };
+}
+
+function maxIndex(
+  off: number,
+  rows: number,
+  cols: number,
+  ld: number,
+  batch: number,
+  stride: number,
+): number {
+  return off + (batch - 1) * stride + (rows - 1) * ld + cols;
+}
+
+/**
+ * C[M, N] = alpha * op(A) op(B) (+ bias, ReLU, + C), in float32 with float32 accumulation. Returns C
+ * (`out` when given, else a new [batch?, M, N] tensor).
+ */
+export function matmul(
+  gpu: Gpu,
+  a: Tensor,
+  b: Tensor,
+  M: number,
+  K: number,
+  N: number,
+  o: MatmulOptions = {},
+): Tensor {
+  const op = 'matmul';
+  for (const [name, v] of [
+    ['M', M],
+    ['K', K],
+    ['N', N],
+  ] as const) {
+    if (!Number.isInteger(v) || v < 1) throw argError(op, `${name} must be an integer >= 1, found ${v}`);
+  }
+  const batch = o.batch ?? 1;
+  const transA = o.transA ?? false;
+  const transB = o.transB ?? false;
+  const lda = o.lda ?? (transA ? M : K);
+  const ldb = o.ldb ?? (transB ? K : N);
+  const ldc = o.ldc ?? N;
+  const strideA = o.strideA ?? M * K;
+  const strideB = o.strideB ?? K * N;
+  const strideC = o.strideC ?? M * N;
+  const aOff = o.aOffset ?? 0;
+  const bOff = o.bOffset ?? 0;
+  const cOff = o.cOffset ?? 0;
+  const need = (t: Tensor, name: string, end: number) => {
+    if (end > t.size)
+      throw shapeError(op, `${name} with at least ${end} elements for this product`, `${t.size}`);
+  };
+  need(
+    a,
+    'A',
+    transA ? maxIndex(aOff, K, M, lda, batch, strideA) : maxIndex(aOff, M, K, lda, batch, strideA),
+  );
+  need(
+    b,
+    'B',
+    transB ? maxIndex(bOff, N, K, ldb, batch, strideB) : maxIndex(bOff, K, N, ldb, batch, strideB),
+  );
+  if (o.accumulate && !o.out) throw argError(op, 'accumulate needs an output tensor to add to');
+  const c = o.out ?? gpu.empty(batch > 1 ? [batch, M, N] : [M, N]);
+  need(c, 'C', maxIndex(cOff, M, N, ldc, batch, strideC));
+  const biasAxis = o.bias ? (o.biasAxis ?? 'col') : 'none';
+  if (o.bias) need(o.bias, 'bias', biasAxis === 'col' ? N : M);
+
+  const tile = { ...defaultTile(M, N), ...o.tile };
+  const wgX = Math.ceil(N / (tile.tn * tile.wx));
+  const wgY = Math.ceil(M / (tile.tm * tile.wy));
+  let splits = o.splitK ?? 1;
+  if (o.splitK === undefined) {
+    // Few output tiles and a long reduction (weight gradients): split K so both cores get work.
+    const tiles = wgX * wgY * batch;
+    if (tiles < 32 && K >= 512) splits = Math.min(Math.ceil(K / 256), Math.ceil(64 / tiles));
+  }
+  if (!Number.isInteger(splits) || splits < 1)
+    throw argError(op, `splitK must be an integer >= 1, found ${splits}`);
+  const kChunk = Math.ceil(K / splits);
+  splits = Math.ceil(K / kChunk);
+  if (batch * splits > 65535 || wgX > 65535 || wgY > 65535) {
+    throw argError(
+      op,
+      `the product [${batch}] ${M}x${N}x${K} needs too many workgroups; split it into batches`,
+    );
+  }
+  const partial = splits > 1;
+  const config: GemmConfig = {
+    transA,
+    transB,
+    bias: biasAxis,
+    relu: o.relu ?? false,
+    accumulate: o.accumulate ?? false,
+    partial,
+    ...tile,
+  };
+  const alpha = { f32: o.alpha ?? 1 };
+  const part = partial ? gpu.empty([splits, batch, M, N]) : c;
+  const buffers = [a, b, part];
+  if (!partial && o.bias) buffers.push(o.bias);
+  gpu.run({
+    op,
+    key: gemmKey(config),
+    code: () => gemmShader(config),
+    buffers,
+    uniforms: [
+      M,
+      N,
+      K,
+      lda,
+      ldb,
+      ldc,
+      aOff,
+      bOff,
+      cOff,
+      strideA,
+      strideB,
+      strideC,
+      splits,
+      kChunk,
+      batch,
+      alpha,
+    ],
+    workgroups: [wgX, wgY, batch * splits],
+  });
+  if (partial) {
+    const rc = { bias: config.bias, relu: config.relu, accumulate: config.accumulate };
+    const rbuf = [part, c];
+    if (o.bias) rbuf.push(o.bias);
+    gpu.run({
+      op: 'matmulReduce',
+      key: `${rc.bias}:${rc.relu}:${rc.accumulate}`,
+      code: () => gemmReduceShader(rc),
+      buffers: rbuf,
+      uniforms: [M, N, ldc, cOff, strideC, splits, batch, alpha],
+      workgroups: grid(Math.ceil((M * N * batch) / 256)),
+    });
+    part.release();
+  }
+  return c;
+}

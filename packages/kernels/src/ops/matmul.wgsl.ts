@@ -1,0 +1,169 @@
+import { type BindingDecl, declareBindings } from '../gpu/wgsl.js';
+
+/** What changes the GEMM's code (the pipeline cache key). */
+export interface GemmConfig {
+  transA: boolean;
+  transB: boolean;
+  /** Bias added per output column (length N), per output row (length M), or none. */
+  bias: 'none' | 'col' | 'row';
+  relu: boolean;
+  /** C = alpha*A*B + C instead of overwriting C. */
+  accumulate: boolean;
+  /** Split-K: write raw partial sums to a [splits, batch, M, N] buffer; the reduce pass applies the epilogue. */
+  partial: boolean;
+  /** Outputs per invocation (rows, cols) and invocations per workgroup (x along N, y along M). */
+  tm: number;
+  tn: number;
+  wx: number;
+  wy: number;
+}
+
+export const GEMM_UNIFORMS = [
+  'M',
+  'N',
+  'K',
+  'lda',
+  'ldb',
+  'ldc',
+  'aOff',
+  'bOff',
+  'cOff',
+  'strideA',
+  'strideB',
+  'strideC',
+  'splits',
+  'kChunk',
+  'batch',
+] as const;
+
+export function gemmKey(c: GemmConfig): string {
+  return [
+    c.transA ? 'T' : 'N',
+    c.transB ? 'T' : 'N',
+    c.bias,
+    c.relu ? 'r' : '',
+    c.accumulate ? 'acc' : '',
+    c.partial ? 'p' : '',
+    c.tm,
+    c.tn,
+    c.wx,
+    c.wy,
+  ].join(':');
+}
+
+/**
+ * Register-blocked GEMM: each invocation computes tm x tn outputs. Rows and columns of an invocation are
+ * interleaved with the workgroup's (m = base + ty + i*wy, n = base + tx + j*wx) so that neighbouring lanes
+ * read neighbouring addresses (llvmpipe runs lanes as SIMD). No workgroup memory: barriers are expensive on
+ * the software driver, and caches serve the reuse. Out-of-range rows/columns load clamped indices and are
+ * simply not written.
+ */
+export function gemmShader(c: GemmConfig): string {
+  const { tm, tn, wx, wy } = c;
+  const buffers: BindingDecl[] = [
+    { name: 'a', access: 'read', type: 'f32' },
+    { name: 'b', access: 'read', type: 'f32' },
+    { name: 'cmat', access: 'read_write', type: 'f32' },
+  ];
+  if (c.bias !== 'none' && !c.partial) buffers.push({ name: 'bias', access: 'read', type: 'f32' });
+  const uniforms = [
+    ...GEMM_UNIFORMS.map((name) => ({ name, type: 'u32' as const })),
+    { name: 'alpha', type: 'f32' as const },
+  ];
+
+  // A(m, k) at aOff + m*ams + k*aks; B(k, n) at bOff + k*bks + n*bns.
+  const ams = c.transA ? '1u' : 'u.lda';
+  const aks = c.transA ? 'u.lda' : '1u';
+  const bks = c.transB ? '1u' : 'u.ldb';
+  const bns = c.transB ? 'u.ldb' : '1u';
+
+  const lines: string[] = [];
+  for (let i = 0; i < tm; i++) {
+    lines.push(`  let m${i} = mBase + ${i * wy}u;`);
+    lines.push(`  let aRow${i} = aBatch + min(m${i}, u.M - 1u) * ${ams};`);
+  }
+  for (let j = 0; j < tn; j++) {
+    lines.push(`  let n${j} = nBase + ${j * wx}u;`);
+    lines.push(`  let bCol${j} = bBatch + min(n${j}, u.N - 1u) * ${bns};`);
+  }
+  for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) lines.push(`  var c${i}_${j} = 0.0;`);
+  const body: string[] = [];
+  for (let i = 0; i < tm; i++) body.push(`    let av${i} = a[aRow${i} + k * ${aks}];`);
+  for (let j = 0; j < tn; j++) body.push(`    let bv${j} = b[bCol${j} + k * ${bks}];`);
+  for (let i = 0; i < tm; i++)
+    for (let j = 0; j < tn; j++) body.push(`    c${i}_${j} = fma(av${i}, bv${j}, c${i}_${j});`);
+
+  const writes: string[] = [];
+  for (let i = 0; i < tm; i++) {
+    for (let j = 0; j < tn; j++) {
+      let v = `c${i}_${j}`;
+      const idx = c.partial
+        ? `((split * u.batch + bz) * u.M + m${i}) * u.N + n${j}`
+        : `cBatch + m${i} * u.ldc + n${j}`;
+      const stmts: string[] = [];
+      if (!c.partial) {
+        v = `u.alpha * ${v}`;
+        if (c.bias === 'col') v = `${v} + bias[n${j}]`;
+        if (c.bias === 'row') v = `${v} + bias[m${i}]`;
+        if (c.accumulate) v = `${v} + cmat[${idx}]`;
+        if (c.relu) v = `max(${v}, 0.0)`;
+      }
+      stmts.push(`cmat[${idx}] = ${v};`);
+      writes.push(`  if (m${i} < u.M && n${j} < u.N) { ${stmts.join(' ')} }`);
+    }
+  }
+
+  return `
+${declareBindings(buffers, uniforms)}
+@compute @workgroup_size(${wx}, ${wy}, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let split = wid.z % u.splits;
+  let bz = wid.z / u.splits;
+  let mBase = wid.y * ${tm * wy}u + lid.y;
+  let nBase = wid.x * ${tn * wx}u + lid.x;
+  let aBatch = u.aOff + bz * u.strideA;
+  let bBatch = u.bOff + bz * u.strideB;
+  let cBatch = u.cOff + bz * u.strideC;
+  let kStart = split * u.kChunk;
+  let kEnd = min(u.K, kStart + u.kChunk);
+${lines.join('\n')}
+  for (var k = kStart; k < kEnd; k++) {
+${body.join('\n')}
+  }
+${writes.join('\n')}
+}`;
+}
+
+/** Sums split-K partials [splits, batch, M, N] into C and applies the epilogue. */
+export function gemmReduceShader(c: Pick<GemmConfig, 'bias' | 'relu' | 'accumulate'>): string {
+  const buffers: BindingDecl[] = [
+    { name: 'part', access: 'read', type: 'f32' },
+    { name: 'cmat', access: 'read_write', type: 'f32' },
+  ];
+  if (c.bias !== 'none') buffers.push({ name: 'bias', access: 'read', type: 'f32' });
+  const uniforms = ['M', 'N', 'ldc', 'cOff', 'strideC', 'splits', 'batch'].map((name) => ({
+    name,
+    type: 'u32' as const,
+  }));
+  let v = 'u.alpha * s';
+  if (c.bias === 'col') v = `${v} + bias[n]`;
+  if (c.bias === 'row') v = `${v} + bias[m]`;
+  if (c.accumulate) v = `${v} + cmat[idx]`;
+  if (c.relu) v = `max(${v}, 0.0)`;
+  return `
+${declareBindings(buffers, [...uniforms, { name: 'alpha', type: 'f32' }])}
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = (wid.x + wid.y * nwg.x) * 256u + lid;
+  let mn = u.M * u.N;
+  if (i >= mn * u.batch) { return; }
+  let bz = i / mn;
+  let r = i % mn;
+  let m = r / u.N;
+  let n = r % u.N;
+  var s = 0.0;
+  for (var p = 0u; p < u.splits; p++) { s += part[(p * u.batch + bz) * mn + r]; }
+  let idx = u.cOff + bz * u.strideC + m * u.ldc + n;
+  cmat[idx] = ${v};
+}`;
+}

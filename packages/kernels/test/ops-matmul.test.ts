@@ -1,0 +1,118 @@
+import { describe, expect, it } from 'vitest';
+import { linear, linearBackwardInput, linearBackwardWeight } from '../src/ops/linear.js';
+import { matmul } from '../src/ops/matmul.js';
+import * as ref from '../src/reference/index.js';
+import { expectClose, f32, useGpu } from './helpers.js';
+
+function randn(rng: ref.SeededRandom, n: number): Float64Array {
+  return f32(Array.from({ length: n }, () => rng.normal()));
+}
+
+describe('matmul', () => {
+  const gpu = useGpu();
+  const rng = new ref.SeededRandom(7);
+
+  const cases: Array<[number, number, number, boolean, boolean]> = [
+    [1, 1, 1, false, false],
+    [7, 13, 5, false, false],
+    [33, 70, 17, true, false],
+    [65, 3, 129, false, true],
+    [50, 700, 9, true, true],
+    [3, 2000, 4, true, false], // long K with few tiles: split-K
+  ];
+  for (const [M, K, N, tA, tB] of cases) {
+    it(`${M}x${K}x${N} transA=${tA} transB=${tB}`, async () => {
+      const g = gpu();
+      const a = randn(rng, M * K);
+      const b = randn(rng, K * N);
+      const expected = ref.matmul(a, b, M, K, N, { transA: tA, transB: tB });
+      const c = matmul(g, g.tensor([a.length], a), g.tensor([b.length], b), M, K, N, {
+        transA: tA,
+        transB: tB,
+      });
+      expectClose(await g.readF32(c), expected);
+    });
+  }
+
+  it('fuses bias, ReLU, alpha and accumulation, with and without split-K', async () => {
+    const g = gpu();
+    for (const splitK of [1, 3]) {
+      const [M, K, N] = [9, 40, 11];
+      const a = randn(rng, M * K);
+      const b = randn(rng, K * N);
+      const bias = randn(rng, N);
+      const c0 = randn(rng, M * N);
+      const prod = ref.matmul(a, b, M, K, N);
+      const expected = prod.map((v, i) => Math.max(0, 0.5 * v + bias[i % N] + c0[i]));
+      const out = g.tensor([M, N], c0);
+      matmul(g, g.tensor([M * K], a), g.tensor([K * N], b), M, K, N, {
+        bias: g.tensor([N], bias),
+        relu: true,
+        alpha: 0.5,
+        accumulate: true,
+        out,
+        splitK,
+      });
+      expectClose(await g.readF32(out), expected);
+    }
+  });
+
+  it('handles batches, offsets and leading dimensions', async () => {
+    const g = gpu();
+    const [B, M, K, N] = [3, 5, 6, 7];
+    const a = randn(rng, 2 + B * M * K);
+    const b = randn(rng, B * K * N);
+    const c = matmul(g, g.tensor([a.length], a), g.tensor([b.length], b), M, K, N, {
+      batch: B,
+      aOffset: 2,
+    });
+    const got = await g.readF32(c);
+    for (let z = 0; z < B; z++) {
+      const expected = ref.matmul(
+        a.subarray(2 + z * M * K, 2 + (z + 1) * M * K),
+        b.subarray(z * K * N, (z + 1) * K * N),
+        M,
+        K,
+        N,
+      );
+      expectClose(got.subarray(z * M * N, (z + 1) * M * N), expected);
+    }
+  });
+
+  it('rejects inconsistent sizes', () => {
+    const g = gpu();
+    expect(() => matmul(g, g.zeros([5]), g.zeros([6]), 2, 3, 2)).toThrow(/A with at least 6/);
+  });
+});
+
+describe('linear', () => {
+  const gpu = useGpu();
+  const rng = new ref.SeededRandom(11);
+  for (const [N, In, Out] of [
+    [1, 3, 1],
+    [5, 17, 9],
+    [100, 257, 33],
+  ]) {
+    it(`forward and gradients N=${N} In=${In} Out=${Out}`, async () => {
+      const g = gpu();
+      const x = randn(rng, N * In);
+      const w = randn(rng, Out * In);
+      const b = randn(rng, Out);
+      const dy = randn(rng, N * Out);
+      const tx = g.tensor([N, In], x);
+      const tw = g.tensor([Out, In], w);
+      const y = linear(g, tx, tw, g.tensor([Out], b), { relu: true });
+      const yRef = ref.relu(ref.linearForward(x, [N, In], w, [Out, In], b));
+      expectClose(await g.readF32(y), yRef);
+      const tdy = g.tensor([N, Out], dy);
+      expectClose(
+        await g.readF32(linearBackwardInput(g, tdy, tw)),
+        ref.linearBackwardInput(dy, [N, Out], w, [Out, In]),
+      );
+      expectClose(
+        await g.readF32(linearBackwardWeight(g, tdy, tx)),
+        ref.linearBackwardWeight(dy, x, N, In, Out),
+      );
+    });
+  }
+});
