@@ -1,0 +1,178 @@
+// Reductions, optimiser steps and the attack's update/projection, in float64.
+import { argError } from '../errors.js';
+import { checkLength, checkNonNegativeInt } from './check.js';
+
+export function sumAll(x: Float64Array): number {
+  let acc = 0;
+  for (let i = 0; i < x.length; i++) acc += x[i];
+  return acc;
+}
+
+/** Column sums of x[rows, cols] -> [cols] (bias gradients are these sums over the batch). */
+export function sumRows(x: Float64Array, rows: number, cols: number): Float64Array {
+  const op = 'sumRows';
+  checkNonNegativeInt(op, 'rows', rows);
+  checkNonNegativeInt(op, 'cols', cols);
+  checkLength(op, 'x', x, rows * cols);
+  const out = new Float64Array(cols);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c] += x[r * cols + c];
+  return out;
+}
+
+/** Euclidean norm of each row of x[rows, cols] -> [rows]. */
+export function l2NormRows(x: Float64Array, rows: number, cols: number): Float64Array {
+  const op = 'l2NormRows';
+  checkNonNegativeInt(op, 'rows', rows);
+  checkNonNegativeInt(op, 'cols', cols);
+  checkLength(op, 'x', x, rows * cols);
+  const out = new Float64Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let acc = 0;
+    for (let c = 0; c < cols; c++) acc += x[r * cols + c] * x[r * cols + c];
+    out[r] = Math.sqrt(acc);
+  }
+  return out;
+}
+
+/** y + alpha * x, as a new array (y is not modified). */
+export function axpy(alpha: number, x: Float64Array, y: Float64Array): Float64Array {
+  checkLength('axpy', 'y', y, x.length);
+  const out = new Float64Array(y.length);
+  for (let i = 0; i < y.length; i++) out[i] = y[i] + alpha * x[i];
+  return out;
+}
+
+export interface SgdParams {
+  lr: number;
+  momentum: number;
+  weightDecay: number;
+}
+
+/**
+ * One step of torch.optim.SGD with momentum (dampening 0, no Nesterov):
+ *   g' = g + weightDecay * w;  v = momentum * v + g';  w = w - lr * v.
+ * PyTorch sets the buffer to g' on the first step; starting from v = 0 gives exactly that.
+ * Returns new arrays; the inputs are not modified.
+ */
+export function sgdMomentumStep(
+  w: Float64Array,
+  g: Float64Array,
+  v: Float64Array,
+  params: SgdParams,
+): { w: Float64Array; v: Float64Array } {
+  const op = 'sgdMomentumStep';
+  checkLength(op, 'g', g, w.length);
+  checkLength(op, 'v', v, w.length);
+  const wOut = new Float64Array(w.length);
+  const vOut = new Float64Array(w.length);
+  for (let i = 0; i < w.length; i++) {
+    const gi = g[i] + params.weightDecay * w[i];
+    vOut[i] = params.momentum * v[i] + gi;
+    wOut[i] = w[i] - params.lr * vOut[i];
+  }
+  return { w: wOut, v: vOut };
+}
+
+export type AttackStepMode = 'l2' | 'sign' | 'raw';
+
+export interface AttackStepParams {
+  mode: AttackStepMode;
+  lr: number;
+}
+
+/**
+ * One descent step on delta[rows, cols], each row (one query) on its own:
+ *   l2:   delta - lr * g / ||g_row||_2  (a row whose gradient norm is 0 is left unchanged)
+ *   sign: delta - lr * sign(g)          (sign(0) = 0 here, unlike the code bits)
+ *   raw:  delta - lr * g
+ */
+export function attackStep(
+  delta: Float64Array,
+  g: Float64Array,
+  rows: number,
+  cols: number,
+  params: AttackStepParams,
+): Float64Array {
+  const op = 'attackStep';
+  checkNonNegativeInt(op, 'rows', rows);
+  checkNonNegativeInt(op, 'cols', cols);
+  checkLength(op, 'delta', delta, rows * cols);
+  checkLength(op, 'g', g, rows * cols);
+  const { mode, lr } = params;
+  if (mode !== 'l2' && mode !== 'sign' && mode !== 'raw') {
+    throw argError(op, `mode must be 'l2', 'sign' or 'raw', found '${String(mode)}'`);
+  }
+  const norms = mode === 'l2' ? l2NormRows(g, rows, cols) : null;
+  const out = new Float64Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) {
+      const i = r * cols + c;
+      let step: number;
+      if (mode === 'l2') {
+        const norm = norms![r];
+        step = norm > 0 ? g[i] / norm : 0;
+      } else if (mode === 'sign') {
+        step = Math.sign(g[i]);
+      } else {
+        step = g[i];
+      }
+      out[i] = delta[i] - lr * step;
+    }
+  }
+  return out;
+}
+
+/** min(max(x, lo), hi), element-wise, as a new array. */
+export function clampBox(x: Float64Array, lo: number, hi: number): Float64Array {
+  if (!(lo <= hi)) throw argError('clampBox', `lo (${lo}) must not exceed hi (${hi})`);
+  const out = new Float64Array(x.length);
+  for (let i = 0; i < x.length; i++) out[i] = Math.min(Math.max(x[i], lo), hi);
+  return out;
+}
+
+function clamp(v: number, lo: number, hi: number): number {
+  return Math.min(Math.max(v, lo), hi);
+}
+
+/**
+ * The attack's projection, in the model's normalised input space, in this order (PROTOCOL.md):
+ * (1) the image xn + delta is clamped to the valid box [lo[c], hi[c]] of its channel (the pixel box [0, 1]
+ * mapped through the normalisation), (2) the resulting delta is clamped to [-eps, eps]:
+ *   delta' = clamp(clamp(xn + delta, lo[c], hi[c]) - xn, -eps, eps)
+ * Layout of delta and xn: [rows, channels, planeSize].
+ */
+export function attackProject(
+  delta: Float64Array,
+  xn: Float64Array,
+  rows: number,
+  channels: number,
+  planeSize: number,
+  lo: Float64Array,
+  hi: Float64Array,
+  eps: number,
+): Float64Array {
+  const op = 'attackProject';
+  checkNonNegativeInt(op, 'rows', rows);
+  checkNonNegativeInt(op, 'channels', channels);
+  checkNonNegativeInt(op, 'planeSize', planeSize);
+  const n = rows * channels * planeSize;
+  checkLength(op, 'delta', delta, n);
+  checkLength(op, 'xn', xn, n);
+  checkLength(op, 'lo', lo, channels);
+  checkLength(op, 'hi', hi, channels);
+  if (!(eps >= 0)) throw argError(op, `eps must be >= 0, found ${eps}`);
+  for (let c = 0; c < channels; c++) {
+    if (!(lo[c] <= hi[c])) throw argError(op, `lo[${c}] (${lo[c]}) must not exceed hi[${c}] (${hi[c]})`);
+  }
+  const out = new Float64Array(n);
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < channels; c++) {
+      for (let p = 0; p < planeSize; p++) {
+        const i = (r * channels + c) * planeSize + p;
+        const image = clamp(xn[i] + delta[i], lo[c], hi[c]);
+        out[i] = clamp(image - xn[i], -eps, eps);
+      }
+    }
+  }
+  return out;
+}
