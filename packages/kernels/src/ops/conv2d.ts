@@ -1,0 +1,196 @@
+import { argError, shapeError } from '../errors.js';
+import { type Gpu, grid } from '../gpu/context.js';
+import type { Tensor } from '../gpu/tensor.js';
+import {
+  type ConvTile,
+  convBackwardInputKey,
+  convBackwardInputShader,
+  convBackwardWeightKey,
+  convBackwardWeightShader,
+  convForwardKey,
+  convForwardShader,
+} from './conv2d.wgsl.js';
+import { gemmReduceShader } from './matmul.wgsl.js';
+
+export interface Conv2dOptions {
+  stride?: number;
+  padding?: number;
+}
+
+export interface Conv2dGeometry {
+  N: number;
+  C: number;
+  H: number;
+  W: number;
+  O: number;
+  KH: number;
+  KW: number;
+  OH: number;
+  OW: number;
+  stride: number;
+  pad: number;
+}
+
+/** Checks shapes (NCHW input, PyTorch [O, C, KH, KW] weight) and returns the convolution's geometry. */
+export function conv2dGeometry(
+  op: string,
+  xShape: readonly number[],
+  wShape: readonly number[],
+  o: Conv2dOptions,
+): Conv2dGeometry {
+  if (xShape.length !== 4) throw shapeError(op, 'an NCHW input of rank 4', `[${xShape.join(', ')}]`);
+  if (wShape.length !== 4) throw shapeError(op, 'a weight [O, C, KH, KW]', `[${wShape.join(', ')}]`);
+  const [N, C, H, W] = xShape;
+  const [O, CW, KH, KW] = wShape;
+  if (C !== CW) throw shapeError(op, `a weight with ${C} input channels`, `[${wShape.join(', ')}]`);
+  const stride = o.stride ?? 1;
+  const pad = o.padding ?? 0;
+  if (!Number.isInteger(stride) || stride < 1)
+    throw argError(op, `stride must be an integer >= 1, found ${stride}`);
+  if (!Number.isInteger(pad) || pad < 0) throw argError(op, `padding must be an integer >= 0, found ${pad}`);
+  const OH = Math.floor((H + 2 * pad - KH) / stride) + 1;
+  const OW = Math.floor((W + 2 * pad - KW) / stride) + 1;
+  if (OH < 1 || OW < 1) {
+    throw shapeError(
+      op,
+      `a ${KH}x${KW} kernel that fits the padded ${H}x${W} input`,
+      `an empty output ${OH}x${OW}`,
+    );
+  }
+  return { N, C, H, W, O, KH, KW, OH, OW, stride, pad };
+}
+
+function uniforms(g: Conv2dGeometry, splits = 1, chunk = 0): number[] {
+  return [g.N, g.C, g.H, g.W, g.O, g.OH, g.OW, g.stride, g.pad, splits, chunk];
+}
+
+function pickTile(rows: number): ConvTile {
+  // Lanes run along pixels (x); rows are channels, broadcast to all lanes.
+  if (rows <= 4) return { tr: 4, tc: 4, wx: 16, wy: 1 };
+  if (rows <= 16) return { tr: 4, tc: 4, wx: 8, wy: 4 };
+  return { tr: 8, tc: 4, wx: 8, wy: 4 };
+}
+
+function checkDispatch(op: string, x: number, y: number): void {
+  if (x > 65535 || y > 65535) {
+    throw argError(
+      op,
+      `the convolution needs ${x}x${y} workgroups, over the 65535 limit; use smaller batches`,
+    );
+  }
+}
+
+/** y = conv2d(x, w) + b (NCHW, PyTorch weight layout), ReLU optionally fused into the write. */
+export function conv2d(
+  gpu: Gpu,
+  x: Tensor,
+  w: Tensor,
+  bias: Tensor | null,
+  o: Conv2dOptions & { relu?: boolean; out?: Tensor; tile?: ConvTile } = {},
+): Tensor {
+  const op = 'conv2d';
+  const g = conv2dGeometry(op, x.shape, w.shape, o);
+  if (bias && bias.size !== g.O) throw shapeError(op, `a bias of ${g.O}`, `${bias.size}`);
+  const y = o.out ?? gpu.empty([g.N, g.O, g.OH, g.OW]);
+  if (y.size !== g.N * g.O * g.OH * g.OW)
+    throw shapeError(op, `an output of ${g.N * g.O * g.OH * g.OW}`, `${y.size}`);
+  const tile = o.tile ?? pickTile(g.O);
+  const cfg = { ...tile, bias: !!bias, relu: o.relu ?? false, kh: g.KH, kw: g.KW };
+  const wgX = Math.ceil((g.N * g.OH * g.OW) / (tile.tc * tile.wx));
+  const wgY = Math.ceil(g.O / (tile.tr * tile.wy));
+  checkDispatch(op, wgX, wgY);
+  gpu.run({
+    op,
+    key: convForwardKey(cfg),
+    code: () => convForwardShader(cfg),
+    buffers: bias ? [x, w, y, bias] : [x, w, y],
+    uniforms: uniforms(g),
+    workgroups: [wgX, wgY],
+  });
+  return y;
+}
+
+/** dx of conv2d, as a transposed convolution of dy with the same weights. */
+export function conv2dBackwardInput(
+  gpu: Gpu,
+  dy: Tensor,
+  w: Tensor,
+  xShape: readonly number[],
+  o: Conv2dOptions & { out?: Tensor; tile?: ConvTile } = {},
+): Tensor {
+  const op = 'conv2dBackwardInput';
+  const g = conv2dGeometry(op, xShape, w.shape, o);
+  const dyShape = [g.N, g.O, g.OH, g.OW];
+  if (dy.size !== g.N * g.O * g.OH * g.OW)
+    throw shapeError(op, `dy of shape [${dyShape.join(', ')}]`, `[${dy.shape.join(', ')}]`);
+  const dx = o.out ?? gpu.empty(xShape);
+  const tile = o.tile ?? pickTile(g.C);
+  const cfg = { ...tile, kh: g.KH, kw: g.KW, unitStride: g.stride === 1 };
+  const wgX = Math.ceil((g.N * g.H * g.W) / (tile.tc * tile.wx));
+  const wgY = Math.ceil(g.C / (tile.tr * tile.wy));
+  checkDispatch(op, wgX, wgY);
+  gpu.run({
+    op,
+    key: convBackwardInputKey(cfg),
+    code: () => convBackwardInputShader(cfg),
+    buffers: [dy, w, dx],
+    uniforms: uniforms(g),
+    workgroups: [wgX, wgY],
+  });
+  return dx;
+}
+
+/**
+ * dw of conv2d: a GEMM over all output pixels of the batch, split into deterministic partial sums (no float
+ * atomics), then summed. With `accumulate`, added to `out` (gradient accumulation across batches).
+ */
+export function conv2dBackwardWeight(
+  gpu: Gpu,
+  x: Tensor,
+  dy: Tensor,
+  wShape: readonly number[],
+  o: Conv2dOptions & { out?: Tensor; accumulate?: boolean; splits?: number; tile?: ConvTile } = {},
+): Tensor {
+  const op = 'conv2dBackwardWeight';
+  const g = conv2dGeometry(op, x.shape, wShape, o);
+  if (dy.size !== g.N * g.O * g.OH * g.OW) {
+    throw shapeError(op, `dy of shape [${[g.N, g.O, g.OH, g.OW].join(', ')}]`, `[${dy.shape.join(', ')}]`);
+  }
+  if (o.accumulate && !o.out) throw argError(op, 'accumulate needs an output tensor to add to');
+  const CKK = g.C * g.KH * g.KW;
+  const dw = o.out ?? gpu.empty(wShape);
+  const tile = o.tile ?? pickTile(g.O);
+  const wgX = Math.ceil(CKK / (tile.tc * tile.wx));
+  const wgY = Math.ceil(g.O / (tile.tr * tile.wy));
+  checkDispatch(op, wgX, wgY);
+  const NP = g.N * g.OH * g.OW;
+  // Enough chunks to keep every core busy, each long enough to amortise its partial-sum write.
+  const splits = Math.max(1, Math.min(o.splits ?? Math.ceil(256 / (wgX * wgY)), Math.ceil(NP / 64), 1024));
+  const chunk = Math.ceil(NP / splits);
+  const used = Math.ceil(NP / chunk);
+  const part = gpu.empty([used, g.O, CKK]);
+  gpu.run({
+    op,
+    key: convBackwardWeightKey(tile) + `:${g.KH}x${g.KW}`,
+    code: () => convBackwardWeightShader(tile, g.KH, g.KW),
+    buffers: [x, dy, part],
+    uniforms: uniforms(g, used, chunk),
+    workgroups: [wgX, wgY, used],
+  });
+  const rc = { bias: 'none' as const, relu: false, accumulate: o.accumulate ?? false };
+  gpu.run({
+    op: `${op}Reduce`,
+    key: `none:false:${rc.accumulate}`,
+    code: () => gemmReduceShader(rc),
+    buffers: [part, dw],
+    uniforms: [g.O, CKK, CKK, 0, 0, used, 1, { f32: 1 }],
+    workgroups: grid(Math.ceil((g.O * CKK) / 256)),
+  });
+  part.release();
+  return dw;
+}
+
+/** Multiply-adds times two of one conv2d forward (the same count for each backward pass). */
+export function conv2dFlops(g: Conv2dGeometry): number {
+  return 2 * g.N * g.O * g.OH * g.OW * g.C * g.KH * g.KW;
+}

@@ -1,0 +1,293 @@
+import { type BindingDecl, declareBindings } from '../gpu/wgsl.js';
+
+/** Register block of a convolution kernel: `tr` rows (channels) x `tc` columns (pixels) per invocation. */
+export interface ConvTile {
+  tr: number;
+  tc: number;
+  wx: number;
+  wy: number;
+}
+
+export interface ConvForwardConfig extends ConvTile {
+  bias: boolean;
+  relu: boolean;
+  /** Kernel size baked into the code so the tap loops unroll. */
+  kh: number;
+  kw: number;
+}
+
+/** Shapes and strides, passed as uniforms (the same list for every convolution kernel). */
+export const CONV_UNIFORMS = [
+  'N',
+  'C',
+  'H',
+  'W',
+  'O',
+  'OH',
+  'OW',
+  'stride',
+  'pad',
+  'splits',
+  'chunk',
+] as const;
+
+const uniformDecls = CONV_UNIFORMS.map((name) => ({ name, type: 'u32' as const }));
+
+function tileKey(t: ConvTile): string {
+  return `${t.tr}x${t.tc}/${t.wx}x${t.wy}`;
+}
+
+export function convForwardKey(c: ConvForwardConfig): string {
+  return `${tileKey(c)}:${c.kh}x${c.kw}:${c.bias ? 'b' : ''}${c.relu ? 'r' : ''}`;
+}
+
+/**
+ * Forward convolution as an implicit GEMM in the orientation y[o, pixel]: rows are output channels, columns
+ * are output pixels over the whole batch (q = n*OH*OW + oh*OW + ow), the reduction runs over (c, kh, kw)
+ * with the tap loops unrolled, so the im2col gather needs no division in the inner loop. Lanes run along
+ * pixels (contiguous loads of x and writes of y); weights are broadcast across lanes.
+ */
+export function convForwardShader(c: ConvForwardConfig): string {
+  const { tr, tc, wx, wy } = c;
+  const buffers: BindingDecl[] = [
+    { name: 'x', access: 'read', type: 'f32' },
+    { name: 'w', access: 'read', type: 'f32' },
+    { name: 'y', access: 'read_write', type: 'f32' },
+  ];
+  if (c.bias) buffers.push({ name: 'bias', access: 'read', type: 'f32' });
+  const pre: string[] = [];
+  for (let j = 0; j < tc; j++) {
+    pre.push(`  let q${j} = qBase + ${j * wx}u;`);
+    pre.push(`  let qc${j} = min(q${j}, NP - 1u);`);
+    pre.push(`  let n${j} = qc${j} / P; let p${j} = qc${j} % P;`);
+    pre.push(`  let ihb${j} = i32(p${j} / u.OW * u.stride) - i32(u.pad);`);
+    pre.push(`  let iwb${j} = i32(p${j} % u.OW * u.stride) - i32(u.pad);`);
+    pre.push(`  let xb${j} = n${j} * u.C * HW;`);
+  }
+  for (let i = 0; i < tr; i++) {
+    pre.push(`  let o${i} = oBase + ${i * wy}u;`);
+    pre.push(`  let wb${i} = min(o${i}, u.O - 1u) * u.C * ${c.kh * c.kw}u;`);
+  }
+  for (let i = 0; i < tr; i++) for (let j = 0; j < tc; j++) pre.push(`  var acc${i}_${j} = 0.0;`);
+
+  const taps: string[] = [];
+  for (let kh = 0; kh < c.kh; kh++) {
+    for (let j = 0; j < tc; j++) {
+      taps.push(`    let ih${j}_${kh} = ihb${j} + ${kh};`);
+      taps.push(`    let rv${j}_${kh} = ih${j}_${kh} >= 0 && ih${j}_${kh} < i32(u.H);`);
+    }
+    for (let kw = 0; kw < c.kw; kw++) {
+      const t = kh * c.kw + kw;
+      for (let j = 0; j < tc; j++) {
+        taps.push(`    let iw${j}_${t} = iwb${j} + ${kw};`);
+        taps.push(
+          `    let ok${j}_${t} = rv${j}_${kh} && iw${j}_${t} >= 0 && iw${j}_${t} < i32(u.W);`,
+          `    let xv${j}_${t} = select(0.0, x[select(0u, xc${j} + u32(ih${j}_${kh}) * u.W + u32(iw${j}_${t}), ok${j}_${t})], ok${j}_${t});`,
+        );
+      }
+      for (let i = 0; i < tr; i++) taps.push(`    let wv${i}_${t} = w[wc${i} + ${t}u];`);
+      for (let i = 0; i < tr; i++)
+        for (let j = 0; j < tc; j++)
+          taps.push(`    acc${i}_${j} = fma(wv${i}_${t}, xv${j}_${t}, acc${i}_${j});`);
+    }
+  }
+  const writes: string[] = [];
+  for (let i = 0; i < tr; i++) {
+    for (let j = 0; j < tc; j++) {
+      let v = `acc${i}_${j}`;
+      if (c.bias) v = `${v} + bias[o${i}]`;
+      if (c.relu) v = `max(${v}, 0.0)`;
+      writes.push(`  if (o${i} < u.O && q${j} < NP) { y[(n${j} * u.O + o${i}) * P + p${j}] = ${v}; }`);
+    }
+  }
+  return `
+${declareBindings(buffers, uniformDecls)}
+@compute @workgroup_size(${wx}, ${wy}, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let P = u.OH * u.OW;
+  let NP = u.N * P;
+  let HW = u.H * u.W;
+  let qBase = wid.x * ${tc * wx}u + lid.x;
+  let oBase = wid.y * ${tr * wy}u + lid.y;
+${pre.join('\n')}
+  for (var ci = 0u; ci < u.C; ci++) {
+${Array.from({ length: tc }, (_, j) => `    let xc${j} = xb${j} + ci * HW;`).join('\n')}
+${Array.from({ length: tr }, (_, i) => `    let wc${i} = wb${i} + ci * ${c.kh * c.kw}u;`).join('\n')}
+${taps.join('\n')}
+  }
+${writes.join('\n')}
+}`;
+}
+
+export interface ConvBackwardInputConfig extends ConvTile {
+  kh: number;
+  kw: number;
+  unitStride: boolean;
+}
+
+export function convBackwardInputKey(c: ConvBackwardInputConfig): string {
+  return `${tileKey(c)}:${c.kh}x${c.kw}:${c.unitStride ? 's1' : 'sN'}`;
+}
+
+/**
+ * Input gradient as a transposed convolution: dx[c, pixel] with rows = input channels, columns = input
+ * pixels over the batch, reduction over (o, kh, kw): oh = (ih + pad - kh) / stride where that divides.
+ */
+export function convBackwardInputShader(c: ConvBackwardInputConfig): string {
+  const { tr, tc, wx, wy } = c;
+  const KK = c.kh * c.kw;
+  const buffers: BindingDecl[] = [
+    { name: 'dy', access: 'read', type: 'f32' },
+    { name: 'w', access: 'read', type: 'f32' },
+    { name: 'dx', access: 'read_write', type: 'f32' },
+  ];
+  const pre: string[] = [];
+  for (let j = 0; j < tc; j++) {
+    pre.push(`  let q${j} = qBase + ${j * wx}u;`);
+    pre.push(`  let qc${j} = min(q${j}, NHW - 1u);`);
+    pre.push(`  let n${j} = qc${j} / HW; let p${j} = qc${j} % HW;`);
+    pre.push(`  let ihp${j} = i32(p${j} / u.W) + i32(u.pad);`);
+    pre.push(`  let iwp${j} = i32(p${j} % u.W) + i32(u.pad);`);
+    pre.push(`  let db${j} = n${j} * u.O * P;`);
+  }
+  for (let i = 0; i < tr; i++) {
+    pre.push(`  let c${i} = cBase + ${i * wy}u;`);
+    pre.push(`  let wb${i} = min(c${i}, u.C - 1u) * ${KK}u;`);
+  }
+  for (let i = 0; i < tr; i++) for (let j = 0; j < tc; j++) pre.push(`  var acc${i}_${j} = 0.0;`);
+  const taps: string[] = [];
+  for (let kh = 0; kh < c.kh; kh++) {
+    for (let j = 0; j < tc; j++) {
+      if (c.unitStride) {
+        taps.push(`    let oh${j}_${kh} = ihp${j} - ${kh};`);
+        taps.push(`    let rv${j}_${kh} = oh${j}_${kh} >= 0 && oh${j}_${kh} < i32(u.OH);`);
+      } else {
+        taps.push(`    let ohn${j}_${kh} = ihp${j} - ${kh};`);
+        taps.push(`    let oh${j}_${kh} = ohn${j}_${kh} / i32(u.stride);`);
+        taps.push(
+          `    let rv${j}_${kh} = ohn${j}_${kh} >= 0 && ohn${j}_${kh} % i32(u.stride) == 0 && oh${j}_${kh} < i32(u.OH);`,
+        );
+      }
+    }
+    for (let kw = 0; kw < c.kw; kw++) {
+      const t = kh * c.kw + kw;
+      for (let j = 0; j < tc; j++) {
+        if (c.unitStride) {
+          taps.push(`    let ow${j}_${t} = iwp${j} - ${kw};`);
+          taps.push(`    let ok${j}_${t} = rv${j}_${kh} && ow${j}_${t} >= 0 && ow${j}_${t} < i32(u.OW);`);
+        } else {
+          taps.push(`    let own${j}_${t} = iwp${j} - ${kw};`);
+          taps.push(`    let ow${j}_${t} = own${j}_${t} / i32(u.stride);`);
+          taps.push(
+            `    let ok${j}_${t} = rv${j}_${kh} && own${j}_${t} >= 0 && own${j}_${t} % i32(u.stride) == 0 && ow${j}_${t} < i32(u.OW);`,
+          );
+        }
+        taps.push(
+          `    let gv${j}_${t} = select(0.0, dy[select(0u, dc${j} + u32(oh${j}_${kh}) * u.OW + u32(ow${j}_${t}), ok${j}_${t})], ok${j}_${t});`,
+        );
+      }
+      for (let i = 0; i < tr; i++) taps.push(`    let wv${i}_${t} = w[wo + wb${i} + ${t}u];`);
+      for (let i = 0; i < tr; i++)
+        for (let j = 0; j < tc; j++)
+          taps.push(`    acc${i}_${j} = fma(wv${i}_${t}, gv${j}_${t}, acc${i}_${j});`);
+    }
+  }
+  const writes: string[] = [];
+  for (let i = 0; i < tr; i++)
+    for (let j = 0; j < tc; j++)
+      writes.push(
+        `  if (c${i} < u.C && q${j} < NHW) { dx[(n${j} * u.C + c${i}) * HW + p${j}] = acc${i}_${j}; }`,
+      );
+  return `
+${declareBindings(buffers, uniformDecls)}
+@compute @workgroup_size(${wx}, ${wy}, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let P = u.OH * u.OW;
+  let HW = u.H * u.W;
+  let NHW = u.N * HW;
+  let qBase = wid.x * ${tc * wx}u + lid.x;
+  let cBase = wid.y * ${tr * wy}u + lid.y;
+${pre.join('\n')}
+  for (var oi = 0u; oi < u.O; oi++) {
+    let wo = oi * u.C * ${KK}u;
+${Array.from({ length: tc }, (_, j) => `    let dc${j} = db${j} + oi * P;`).join('\n')}
+${taps.join('\n')}
+  }
+${writes.join('\n')}
+}`;
+}
+
+export function convBackwardWeightKey(t: ConvTile): string {
+  return tileKey(t);
+}
+
+/**
+ * Weight gradient as a GEMM: dw[o, k] with k = (c, kh, kw), reduced over all output pixels of the batch in
+ * `splits` deterministic chunks (wid.z), each written to its own slice of a partial buffer
+ * [splits, O, C*KH*KW]; a second pass sums the slices.
+ */
+export function convBackwardWeightShader(t: ConvTile, kh: number, kw: number): string {
+  const { tr, tc, wx, wy } = t;
+  const KK = kh * kw;
+  const buffers: BindingDecl[] = [
+    { name: 'x', access: 'read', type: 'f32' },
+    { name: 'dy', access: 'read', type: 'f32' },
+    { name: 'part', access: 'read_write', type: 'f32' },
+  ];
+  const pre: string[] = [];
+  for (let j = 0; j < tc; j++) {
+    pre.push(`  let k${j} = kBase + ${j * wx}u;`);
+    pre.push(`  let kc${j} = min(k${j}, CKK - 1u);`);
+    pre.push(`  let ch${j} = kc${j} / ${KK}u; let tap${j} = kc${j} % ${KK}u;`);
+    pre.push(
+      `  let dh${j} = i32(tap${j} / ${kw}u) - i32(u.pad); let dw${j} = i32(tap${j} % ${kw}u) - i32(u.pad);`,
+    );
+    pre.push(`  let xcb${j} = ch${j} * HW;`);
+  }
+  for (let i = 0; i < tr; i++) {
+    pre.push(`  let o${i} = oBase + ${i * wy}u;`);
+    pre.push(`  let ob${i} = min(o${i}, u.O - 1u) * P;`);
+  }
+  for (let i = 0; i < tr; i++) for (let j = 0; j < tc; j++) pre.push(`  var acc${i}_${j} = 0.0;`);
+  const body: string[] = [];
+  for (let j = 0; j < tc; j++) {
+    body.push(`    let ih${j} = ohs + dh${j}; let iw${j} = ows + dw${j};`);
+    body.push(`    let ok${j} = ih${j} >= 0 && ih${j} < i32(u.H) && iw${j} >= 0 && iw${j} < i32(u.W);`);
+    body.push(
+      `    let xv${j} = select(0.0, x[select(0u, xn + xcb${j} + u32(ih${j}) * u.W + u32(iw${j}), ok${j})], ok${j});`,
+    );
+  }
+  for (let i = 0; i < tr; i++) body.push(`    let gv${i} = dy[dn + ob${i} + p];`);
+  for (let i = 0; i < tr; i++)
+    for (let j = 0; j < tc; j++) body.push(`    acc${i}_${j} = fma(gv${i}, xv${j}, acc${i}_${j});`);
+  const writes: string[] = [];
+  for (let i = 0; i < tr; i++)
+    for (let j = 0; j < tc; j++)
+      writes.push(
+        `  if (o${i} < u.O && k${j} < CKK) { part[(wid.z * u.O + o${i}) * CKK + k${j}] = acc${i}_${j}; }`,
+      );
+  return `
+${declareBindings(buffers, uniformDecls)}
+@compute @workgroup_size(${wx}, ${wy}, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let P = u.OH * u.OW;
+  let HW = u.H * u.W;
+  let CKK = u.C * ${KK}u;
+  let NP = u.N * P;
+  let kBase = wid.x * ${tc * wx}u + lid.x;
+  let oBase = wid.y * ${tr * wy}u + lid.y;
+${pre.join('\n')}
+  let qStart = wid.z * u.chunk;
+  let qEnd = min(NP, qStart + u.chunk);
+  for (var q = qStart; q < qEnd; q++) {
+    let n = q / P;
+    let p = q % P;
+    let ohs = i32(p / u.OW * u.stride);
+    let ows = i32(p % u.OW * u.stride);
+    let xn = n * u.C * HW;
+    let dn = n * u.O * P;
+${body.join('\n')}
+  }
+${writes.join('\n')}
+}`;
+}

@@ -1,0 +1,64 @@
+import { describe, expect, it } from 'vitest';
+import { conv2d, conv2dBackwardInput, conv2dBackwardWeight } from '../src/ops/conv2d.js';
+import * as ref from '../src/reference/index.js';
+import { expectClose, f32, useGpu } from './helpers.js';
+
+function randn(rng: ref.SeededRandom, n: number): Float64Array {
+  return f32(Array.from({ length: n }, () => rng.normal()));
+}
+
+// [N, C, H, W, O, K, stride, padding]: batch 1, 1x1 kernels, stride 2, odd sizes, more channels than a tile.
+const cases: Array<[number, number, number, number, number, number, number, number]> = [
+  [1, 1, 5, 5, 1, 1, 1, 0],
+  [1, 3, 7, 9, 5, 3, 1, 1],
+  [2, 4, 9, 8, 6, 3, 2, 1],
+  [3, 5, 6, 7, 37, 1, 2, 0],
+  [2, 19, 11, 10, 3, 5, 1, 2],
+  [1, 2, 8, 8, 4, 4, 3, 1],
+];
+
+describe('conv2d', () => {
+  const gpu = useGpu();
+  const rng = new ref.SeededRandom(3);
+  for (const [N, C, H, W, O, K, stride, padding] of cases) {
+    it(`x [${N},${C},${H},${W}] w [${O},${C},${K},${K}] stride ${stride} padding ${padding}`, async () => {
+      const g = gpu();
+      const p = { stride, padding };
+      const x = randn(rng, N * C * H * W);
+      const w = randn(rng, O * C * K * K);
+      const b = randn(rng, O);
+      const xShape = [N, C, H, W];
+      const wShape = [O, C, K, K];
+      const fwd = ref.conv2dForward(x, xShape, w, wShape, b, p);
+      const tx = g.tensor(xShape, x);
+      const tw = g.tensor(wShape, w);
+      for (const relu of [false, true]) {
+        const y = conv2d(g, tx, tw, g.tensor([O], b), { ...p, relu });
+        expect(y.shape).toEqual(fwd.shape);
+        expectClose(await g.readF32(y), relu ? ref.relu(fwd.y) : fwd.y);
+      }
+      const dy = randn(rng, fwd.y.length);
+      const tdy = g.tensor(fwd.shape, dy);
+      const dx = conv2dBackwardInput(g, tdy, tw, xShape, p);
+      expectClose(await g.readF32(dx), ref.conv2dBackwardInput(dy, fwd.shape, w, wShape, xShape, p));
+      const dwRef = ref.conv2dBackwardWeight(x, xShape, dy, fwd.shape, wShape, p);
+      for (const splits of [1, 3]) {
+        const dw = conv2dBackwardWeight(g, tx, tdy, wShape, { ...p, splits });
+        expectClose(await g.readF32(dw), dwRef);
+      }
+      // Accumulation: dw0 + dw.
+      const acc = g.tensor(wShape, dwRef);
+      conv2dBackwardWeight(g, tx, tdy, wShape, { ...p, out: acc, accumulate: true });
+      expectClose(
+        await g.readF32(acc),
+        dwRef.map((v) => 2 * v),
+      );
+    });
+  }
+
+  it('rejects mismatched channels and kernels larger than the input', () => {
+    const g = gpu();
+    expect(() => conv2d(g, g.zeros([1, 2, 4, 4]), g.zeros([3, 1, 3, 3]), null)).toThrow(/2 input channels/);
+    expect(() => conv2d(g, g.zeros([1, 1, 2, 2]), g.zeros([1, 1, 3, 3]), null)).toThrow(/fits/);
+  });
+});
