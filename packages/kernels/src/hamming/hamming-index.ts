@@ -11,6 +11,7 @@ import {
 } from './backend.ts';
 import { type Codes, type CodesInput, checkBits, toCodes, wordsPerCode } from './codes.ts';
 import { HammingError } from './errors.ts';
+import { decodeIndexFile, encodeIndexFile, readIndexFile, writeFileAtomic } from './file.ts';
 
 export type BackendChoice = 'auto' | 'cpu' | 'gpu';
 
@@ -219,6 +220,37 @@ export class HammingIndex {
   countWithinSync(queries: CodesInput, radius: number): Int32Array {
     const r = this.checkRadius(radius, 'countWithinSync');
     return this.cumulate(this.countsByDistanceSync(queries), r);
+  }
+
+  // ---- files
+
+  /** The index in its file format (see README.md): header, FAISS-layout codes, CRC-32. */
+  toBytes(): Uint8Array {
+    return encodeIndexFile(this.codes);
+  }
+
+  /** Writes the index file atomically: a temporary name in the same folder, then a rename. */
+  async save(path: string): Promise<void> {
+    await writeFileAtomic(path, this.toBytes());
+  }
+
+  /**
+   * Reads an index file, checking magic, version, size (TRUNCATED), checksum (CHECKSUM) and, when given,
+   * `expectedBits` (BITS_MISMATCH).
+   */
+  static async load(
+    path: string,
+    options: HammingIndexOptions & { expectedBits?: number } = {},
+  ): Promise<HammingIndex> {
+    const codes = await readIndexFile(path, { expectedBits: options.expectedBits });
+    return HammingIndex.fromCodes(codes, options);
+  }
+
+  static fromBytes(
+    bytes: Uint8Array,
+    options: HammingIndexOptions & { expectedBits?: number } = {},
+  ): HammingIndex {
+    return HammingIndex.fromCodes(decodeIndexFile(bytes, { expectedBits: options.expectedBits }), options);
   }
 
   /** Releases backend resources held for this index (GPU buffers). The index stays usable on the CPU. */

@@ -31,5 +31,26 @@ export {
   wordsPerCode,
 } from './codes.ts';
 export { HammingError, type HammingErrorCode } from './errors.ts';
+export {
+  crc32,
+  type DecodeOptions,
+  decodeIndexFile,
+  encodeIndexFile,
+  INDEX_HEADER_BYTES,
+  INDEX_MAGIC,
+  INDEX_VERSION,
+  readIndexFile,
+  writeFileAtomic,
+} from './file.ts';
 export { type BackendChoice, HammingIndex, type HammingIndexOptions } from './hamming-index.ts';
 export type { KernelVariant } from './kernels.ts';
+export {
+  type NpyArray,
+  type NpyData,
+  type NpyDtype,
+  readNpy,
+  readNpyFile,
+  writeNpy,
+  writeNpyFile,
+} from './npy.ts';
+export { createRng, type Rng, randomWords } from './random.ts';
