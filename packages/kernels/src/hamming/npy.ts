@@ -96,8 +96,11 @@ export function readNpy(bytes: Uint8Array, name = '.npy data'): NpyArray {
   if (bytes.length > dataStart + byteLength) {
     throw bad(`${byteLength} data bytes`, `${bytes.length - dataStart} (trailing bytes)`, name);
   }
-  // Copy: the data offset need not be aligned for the element type.
-  const buf = bytes.slice(dataStart, dataStart + byteLength).buffer;
+  // Copy (into a fresh buffer: a Node Buffer's slice() is a view of a shared pool): the data offset need
+  // not be aligned for the element type.
+  const copy = new Uint8Array(byteLength);
+  copy.set(bytes.subarray(dataStart, dataStart + byteLength));
+  const buf = copy.buffer;
   const data: NpyData =
     dtype === 'uint8'
       ? new Uint8Array(buf)
