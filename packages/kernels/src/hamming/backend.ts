@@ -91,7 +91,7 @@ export function getGpuBackendFactory(): GpuBackendFactory | null {
 export interface CpuOptions {
   /**
    * Worker threads: 'auto' (default) uses one per core when the work is large enough to pay for the
-   * hand-off (see MIN_PARALLEL_WORK), a number forces that many, 1 keeps everything on the calling thread.
+   * hand-off (see MIN_PARALLEL_WORK); a number forces that many (1 keeps everything on the calling thread).
    */
   threads?: number | 'auto';
   /** Kernel implementation: 'auto' (default) = 'wasm' where WebAssembly is available, else 'js'. */
@@ -99,10 +99,14 @@ export interface CpuOptions {
 }
 
 /**
- * Below this many word comparisons (queries x codes x words per code) a call stays on the calling
- * thread: posting tasks to workers and back costs about 0.1-0.3 ms, i.e. a few million comparisons.
+ * With threads 'auto', a call goes to worker threads only when it has at least 2 queries and this many
+ * word comparisons (queries x codes x words per code), about 10 ms of work on one thread. Measured on
+ * the 2-core development machine: below that, the hand-off and wake-up jitter of the workers (0.1 to
+ * 2 ms at the median) eats the gain; and a single query is bound by memory bandwidth (2^22 to 2^24
+ * 64-bit codes: two threads that split the database were no faster than one), so it stays on the
+ * calling thread.
  */
-export const MIN_PARALLEL_WORK = 1 << 22;
+export const MIN_PARALLEL_WORK = 1 << 25;
 
 let wasmBytes: Uint8Array | null | undefined;
 function getWasmBytes(): Uint8Array | null {
@@ -205,12 +209,16 @@ export class CpuBackend implements HammingBackend {
     return `cpu: ${this.variant} x ${this.lastThreads} thread${this.lastThreads > 1 ? 's' : ''}`;
   }
 
-  /** How many threads a call of this size uses. */
+  /**
+   * How many threads a call of this size uses. 'auto': 1 below MIN_PARALLEL_WORK or for one query,
+   * else one per core (at most one per query). A number: that many, splitting the database when there
+   * are fewer queries than threads.
+   */
   threadsFor(n: number, nq: number, bits: number): number {
     if (this.maxThreads <= 1) return 1;
-    const work = n * nq * wordsPerCode(bits);
-    if (this.threadsOption === 'auto' && work < MIN_PARALLEL_WORK) return 1;
-    return this.maxThreads;
+    if (this.threadsOption !== 'auto') return this.maxThreads;
+    if (nq < 2 || n * nq * wordsPerCode(bits) < MIN_PARALLEL_WORK) return 1;
+    return Math.min(this.maxThreads, nq);
   }
 
   estimateSeconds(_op: BackendOp, n: number, nq: number, bits: number): number {

@@ -18,6 +18,15 @@ export {
   type SearchResult,
 } from './backend.ts';
 export {
+  type BenchOptions,
+  type BenchResult,
+  benchData,
+  benchHamming,
+  benchHammingWithPeer,
+  type PeerOptions,
+  type PeerResult,
+} from './bench.ts';
+export {
   bytesPerCode,
   type Codes,
   type CodesInput,

@@ -344,7 +344,7 @@ export function createHammingKernels(wasmBytes?: Uint8Array | null): HammingKern
       q1,
       j0,
       j1,
-      MAX_QB,
+      Math.max(1, Math.min(MAX_QB, q1 - q0)),
       (qb, qe) => prims.histClear(qe - qb),
       (s, _qi, _jb, m) => prims.histAdd(s, m),
       (qb, qe) => {
@@ -417,7 +417,7 @@ export function createHammingKernels(wasmBytes?: Uint8Array | null): HammingKern
       q1,
       j0,
       j1,
-      MAX_QB,
+      Math.max(1, Math.min(MAX_QB, q1 - q0)),
       () => {},
       (s, qi, jb, m) => {
         const r = qi - q0;
@@ -440,11 +440,11 @@ export function createHammingKernels(wasmBytes?: Uint8Array | null): HammingKern
   }
 
   /**
-   * One pass with a shrinking threshold, per query: every code at distance <= lim is appended to a
-   * candidate buffer (in id order) and counted by distance; once the count below the threshold reaches
-   * k, the threshold drops. A code at the threshold is admitted only while fewer than k are held (later
-   * ids lose ties). At most 2k-1 candidates are valid at any time. At the end the survivors are placed at
-   * their sorted positions by counting: no sort.
+   * One pass with a shrinking threshold, per query. Each database block is filtered (in WebAssembly) by
+   * the query's current limit; the survivors are appended to a candidate buffer in id order and counted
+   * by distance. After the block, the threshold drops while the count strictly below it reaches k; codes
+   * at the threshold are kept only while fewer than k are held (later ids lose ties). At the end the
+   * survivors are placed at their sorted positions by counting: no heap, no sort.
    */
   function knnOnePass(
     db: Uint32Array,
@@ -460,8 +460,9 @@ export function createHammingKernels(wasmBytes?: Uint8Array | null): HammingKern
   ): void {
     const W = (bits + 31) >>> 5;
     const L = bits + 1;
-    const cap = 4 * k;
-    const QB = Math.max(1, Math.min(MAX_QB, Math.floor(STATE_BUDGET / (cap * 6 + L * 4))));
+    // After a compaction at most k candidates remain, so a whole block always fits behind them.
+    const cap = 2 * k + blockCodes(W);
+    const QB = Math.max(1, Math.min(MAX_QB, q1 - q0, Math.floor(STATE_BUDGET / (cap * 6 + L * 4))));
     const candD = new Uint16Array(QB * cap);
     const candI = new Int32Array(QB * cap);
     const len = new Int32Array(QB);
@@ -471,35 +472,26 @@ export function createHammingKernels(wasmBytes?: Uint8Array | null): HammingKern
     const lims = new Int32Array(QB);
     const off = new Int32Array(L);
 
-    const admit = (s: number, d: number, id: number): number => {
-      let m = len[s];
+    /** Keeps the candidates below the threshold and the first (in id order) ones at it, k in all. */
+    const compact = (s: number): void => {
       const base = s * cap;
-      let th = thr[s];
-      if (m === cap) {
-        let w = base;
-        for (let r = base; r < base + cap; r++) {
-          if (candD[r] <= th) {
-            candD[w] = candD[r];
-            candI[w] = candI[r];
-            w++;
-          }
-        }
-        m = w - base;
-      }
-      candD[base + m] = d;
-      candI[base + m] = id;
-      len[s] = m + 1;
+      const th = thr[s];
       const cb = s * L;
-      cnt[cb + d]++;
-      let tt = tot[s] + 1;
-      while (tt - cnt[cb + th] >= k) {
-        tt -= cnt[cb + th];
-        cnt[cb + th] = 0;
-        th--;
+      let atThr = k - (tot[s] - cnt[cb + th]);
+      let w = base;
+      for (let r = base, end = base + len[s]; r < end; r++) {
+        const d = candD[r];
+        if (d < th || (d === th && atThr-- > 0)) {
+          candD[w] = d;
+          candI[w] = candI[r];
+          w++;
+        }
       }
-      tot[s] = tt;
-      thr[s] = th;
-      return tt >= k ? th - 1 : th;
+      len[s] = w - base;
+      if (tot[s] > k) {
+        cnt[cb + th] -= tot[s] - k;
+        tot[s] = k;
+      }
     };
 
     sweep(
@@ -520,17 +512,33 @@ export function createHammingKernels(wasmBytes?: Uint8Array | null): HammingKern
         lims.fill(bits);
       },
       (s, _qi, jb, m) => {
-        let lim = lims[s];
+        const lim = lims[s];
         if (lim < 0) return;
         const c = prims.filter(s, m, lim);
+        if (c === 0) return;
+        if (len[s] + c > cap) compact(s);
         const f = prims.filtered();
+        const cb = s * L;
+        let w = s * cap + len[s];
         for (let i = 0; i < c; i++) {
           const e = f[i];
           const d = e & 8191;
-          // The limit may have dropped since the block was filtered.
-          if (d <= lim) lim = admit(s, d, jb + (e >>> 13));
+          candD[w] = d;
+          candI[w] = jb + (e >>> 13);
+          cnt[cb + d]++;
+          w++;
         }
-        lims[s] = lim;
+        len[s] += c;
+        let th = thr[s];
+        let tt = tot[s] + c;
+        while (tt - cnt[cb + th] >= k) {
+          tt -= cnt[cb + th];
+          cnt[cb + th] = 0;
+          th--;
+        }
+        thr[s] = th;
+        tot[s] = tt;
+        lims[s] = tt >= k ? th - 1 : th;
       },
       (qb, qe) => {
         for (let s = 0; s < qe - qb; s++) {
@@ -590,7 +598,7 @@ export function createHammingKernels(wasmBytes?: Uint8Array | null): HammingKern
       q1,
       j0,
       j1,
-      MAX_QB,
+      Math.max(1, Math.min(MAX_QB, q1 - q0)),
       () => {},
       (s, qi, jb, m) => {
         const r = qi - q0;
@@ -681,7 +689,7 @@ export function createHammingKernels(wasmBytes?: Uint8Array | null): HammingKern
       q1,
       j0,
       j1,
-      MAX_QB,
+      Math.max(1, Math.min(MAX_QB, q1 - q0)),
       () => {},
       (s, qi, jb, m) => {
         const r = qi - q0;
