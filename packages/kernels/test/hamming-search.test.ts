@@ -123,6 +123,18 @@ describe('worker threads', () => {
     const many = fromWords(64, randomWords(createRng(5), 64, 9));
     expect(await threaded.search(many, 50)).toEqual(single.searchSync(many, 50));
     expect(await threaded.rank(many)).toEqual(single.rankSync(many));
+    // Terminated workers are replaced by a fresh pool on the next call.
+    await disposeHammingWorkers();
+    expect(await threaded.search(many, 5)).toEqual(single.searchSync(many, 5));
+    expect(threaded.lastDevice).toBe('cpu: wasm x 2 threads');
+  });
+
+  it('the JavaScript kernels run in workers too', async () => {
+    const { db, q } = makeData({ bits: 100, n: 2000, nq: 4, distinct: 10 }, 3);
+    const js = HammingIndex.fromCodes(db, { kernel: 'js', threads: 2 });
+    const wasm = HammingIndex.fromCodes(db, { kernel: 'wasm', threads: 1 });
+    expect(await js.search(q, 30)).toEqual(wasm.searchSync(q, 30));
+    expect(js.lastDevice).toBe('cpu: js x 2 threads');
   });
 });
 

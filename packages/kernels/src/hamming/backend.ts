@@ -152,6 +152,10 @@ function getPool(threads: number, variant: KernelVariant): WorkerPool | null {
   const key = `${variant}:${threads}`;
   if (brokenPools.has(key)) return null;
   let pool = pools.get(key);
+  if (pool && !pool.healthy) {
+    void pool.dispose();
+    pool = undefined;
+  }
   if (!pool) {
     pool = new WorkerPool(threads, variant === 'wasm' ? getWasmBytes() : null);
     pools.set(key, pool);
@@ -356,8 +360,15 @@ export class CpuBackend implements HammingBackend {
       void plan.pool.dispose();
       return null;
     }
-    const parts = await plan.pool.run<T>(plan.tasks);
-    this.lastThreads = plan.tasks.length;
-    return parts;
+    try {
+      const parts = await plan.pool.run<T>(plan.tasks);
+      this.lastThreads = plan.tasks.length;
+      return parts;
+    } catch (e) {
+      // A worker died (out of memory, killed): the pool is replaced next time; this call runs on the
+      // calling thread, where a genuine error in the kernels surfaces with its own message.
+      if (e instanceof HammingError && e.code === 'WORKER_FAILED') return null;
+      throw e;
+    }
   }
 }

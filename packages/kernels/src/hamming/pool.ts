@@ -74,6 +74,7 @@ interface Slot {
   worker: Worker;
   ready: Promise<void>;
   pending: Map<number, Pending>;
+  dead: boolean;
 }
 
 export class WorkerPool {
@@ -112,12 +113,16 @@ export class WorkerPool {
           p.reject(new HammingError('WORKER_FAILED', `a worker thread failed: ${m.error}`));
         } else p.resolve(m.result);
       });
-      worker.on('error', (e) => {
+      const slot: Slot = { worker, ready, pending, dead: false };
+      const fail = (why: string) => {
+        slot.dead = true;
         for (const p of pending.values())
-          p.reject(new HammingError('WORKER_FAILED', `a worker thread died: ${e}`));
+          p.reject(new HammingError('WORKER_FAILED', `a worker thread ${why}`));
         pending.clear();
-      });
-      this.slots.push({ worker, ready, pending });
+      };
+      worker.on('error', (e) => fail(`died: ${e}`));
+      worker.on('exit', (code) => fail(`exited with code ${code}`));
+      this.slots.push(slot);
     }
   }
 
@@ -126,10 +131,18 @@ export class WorkerPool {
     await Promise.all(this.slots.map((s) => s.ready));
   }
 
+  /** False once a worker has died (out of memory, say): the pool should then be replaced. */
+  get healthy(): boolean {
+    return !this.disposed && this.slots.every((s) => !s.dead);
+  }
+
   /** Runs tasks[i] on worker i % size. */
   run<T>(tasks: KernelTask[]): Promise<T[]> {
     if (this.disposed) {
       return Promise.reject(new HammingError('DISPOSED', 'the worker pool was disposed; create a new index'));
+    }
+    if (!this.healthy) {
+      return Promise.reject(new HammingError('WORKER_FAILED', 'a worker thread of this pool has died'));
     }
     return Promise.all(
       tasks.map(async (task, i) => {
