@@ -2,6 +2,7 @@
 
 export * from './conv2d.js';
 export * from './linear.js';
+export * from './lstm.js';
 export * from './matmul.js';
 export * from './pool.js';
 export * from './reduce.js';

@@ -1,0 +1,78 @@
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { benchKernels, type KernelBenchRow } from '@dhta/kernels';
+import type { Command } from 'commander';
+import { CliError } from './errors.js';
+import { backendOption, type GpuFlags, withGpu } from './gpu.js';
+import { formatTable, printJson } from './output.js';
+
+const GROUPS = ['small-cnn', 'vgg11', 'fc', 'lstm'];
+
+/** Writes a file atomically: a temporary name, then a rename, so no half-written output is left behind. */
+export function writeAtomic(path: string, text: string): void {
+  mkdirSync(dirname(path), { recursive: true });
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, text);
+  renameSync(tmp, path);
+}
+
+export function registerBench(program: Command): void {
+  const bench = program
+    .command('bench')
+    .description('Benchmark programs: print a table, optionally write JSON');
+  bench
+    .command('kernels')
+    .description(
+      "GFLOP/s of each kernel and direction at the shapes of the paper's models: the small 28x28 CNN " +
+        '(conv 32-64-128, batch 100), VGG-11 convolutions at 224x224 (batch 1), fc6/fc7 (batch 4), the LSTM ' +
+        '(hidden 256, 40 steps). GPU time by timestamp queries where the device has them.',
+    )
+    .option('--groups <list>', `comma-separated subset of ${GROUPS.join(',')}`, (v: string) => {
+      const gs = v.split(',').map((s) => s.trim());
+      for (const g of gs)
+        if (!GROUPS.includes(g)) throw new CliError(`unknown group "${g}"`, `use ${GROUPS.join(', ')}`);
+      return gs;
+    })
+    .option(
+      '--reps <n>',
+      'timed repetitions per case; the median is reported',
+      (v: string) => {
+        const n = Number(v);
+        if (!Number.isInteger(n) || n < 1) throw new CliError(`--reps must be an integer >= 1, found "${v}"`);
+        return n;
+      },
+      3,
+    )
+    .option('--out <file>', 'also write the rows as a JSON array to this file')
+    .option('--backend <name>', 'Dawn backend', backendOption)
+    .option('--adapter <name>', 'adapter name')
+    .option('--json', 'print one JSON line: {device, rows: [{op, direction, shape, gflops, ms}]}')
+    .action(async (o: GpuFlags & { groups?: string[]; reps: number; out?: string; json?: boolean }) => {
+      await withGpu(o, async (gpu) => {
+        if (!o.json)
+          console.log(`device: ${gpu.adapter.description}${gpu.adapter.isSoftware ? ' (software)' : ''}\n`);
+        const rows = await benchKernels(gpu, {
+          groups: o.groups,
+          reps: o.reps,
+          onRow: (r) => {
+            if (!o.json) process.stderr.write(`  ${r.op} ${r.direction}: ${r.gflops.toFixed(2)} GFLOP/s\n`);
+          },
+        });
+        const result = {
+          device: gpu.adapter.description,
+          software: gpu.adapter.isSoftware,
+          date: new Date().toISOString(),
+          rows,
+        };
+        if (o.out) writeAtomic(o.out, `${JSON.stringify(result, null, 2)}\n`);
+        if (o.json) return printJson(result);
+        console.log(
+          formatTable(
+            ['op', 'direction', 'shape', 'GFLOP', 'ms', 'GFLOP/s'],
+            rows.map((r: KernelBenchRow) => [r.op, r.direction, r.shape, r.flops / 1e9, r.ms, r.gflops]),
+          ),
+        );
+        console.log(`\ntiming: ${rows[0]?.timing ?? '-'}; median of ${o.reps} runs after one warm-up`);
+      });
+    });
+}

@@ -1,0 +1,31 @@
+import { Command, CommanderError } from 'commander';
+import { registerBench } from './bench.js';
+import { registerDoctor } from './doctor.js';
+import { reportError } from './errors.js';
+
+const program = new Command();
+program
+  .name('dhta')
+  .description(
+    'Targeted attacks on deep-hashing retrieval (DHTA, Bai et al., ECCV 2020): models, Hamming search, ' +
+      'attacks, metrics and benchmarks on WebGPU.',
+  )
+  .version('0.1.0')
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride();
+
+registerDoctor(program);
+registerBench(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    // Commander already printed its message (or the help); keep its exit code.
+    process.exitCode = err.exitCode;
+  } else {
+    process.exitCode = reportError(err);
+  }
+}
+// dawn.node can crash while tearing down at natural exit; leave explicitly once all output is flushed.
+process.stdout.write('', () => process.exit(process.exitCode ?? 0));

@@ -1,0 +1,16 @@
+export { benchKernels, type KernelBenchOptions, type KernelBenchRow, kernelBenchCases } from './bench.js';
+export { KernelError, type KernelErrorCode } from './errors.js';
+export {
+  type AdapterDescription,
+  createGpu,
+  type Dispatch,
+  Gpu,
+  type GpuOptions,
+  grid,
+  type ProfileEntry,
+  type UniformValue,
+} from './gpu/context.js';
+export { BufferPool } from './gpu/pool.js';
+export { type DType, shapeSize, Tensor } from './gpu/tensor.js';
+export { type GpuBackend, isSoftwareAdapter, listAdapters, platformBackends } from './gpu/webgpu.js';
+export * from './ops/index.js';
