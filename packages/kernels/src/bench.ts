@@ -71,7 +71,12 @@ function convCases(group: string, name: string, x: number[], w: number[], pad: n
           : direction === 'backward-input'
             ? () => conv2dBackwardInput(gpu, tdy, tw, x, { padding: pad, out })
             : () => conv2dBackwardWeight(gpu, tx, tdy, w, { padding: pad, out });
-      return { run: () => void run(), dispose: () => [tx, tw, tb, tdy, out].forEach((t) => t.release()) };
+      return {
+        run: () => void run(),
+        dispose: () => {
+          for (const t of [tx, tw, tb, tdy, out]) t.release();
+        },
+      };
     };
   return (['forward', 'backward-input', 'backward-weight'] as const).map((direction) => ({
     group,
@@ -131,7 +136,12 @@ function linearCases(group: string, name: string, N: number, In: number, Out: nu
           }
         });
       };
-      return { run, dispose: () => [tx, ...tws, tb, tdy, ...outs].forEach((t) => t.release()) };
+      return {
+        run,
+        dispose: () => {
+          for (const t of [tx, ...tws, tb, tdy, ...outs]) t.release();
+        },
+      };
     };
   return (['forward', 'backward-input', 'backward-weight'] as const).map((direction) => ({
     group,

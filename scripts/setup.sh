@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Sets up what is missing, and nothing that is already there: pnpm at the pinned version, the Node packages
+# from the lockfile, and, when no WebGPU adapter can be found, Mesa's software Vulkan driver (Debian 12:
+# mesa-vulkan-drivers from bookworm-backports, plus libvulkan1). Safe to run any number of times.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+say() { printf 'setup: %s\n' "$*" >&2; }
+
+# --- Node ------------------------------------------------------------------------------------------------
+if ! command -v node >/dev/null; then
+  say "Node.js 20 or newer is required and was not found. Install it (e.g. apt-get install nodejs) and rerun."
+  exit 1
+fi
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$node_major" -lt 20 ]; then
+  say "Node.js $(node --version) is too old: 20 or newer is required."
+  exit 1
+fi
+
+# --- pnpm at the version pinned in package.json ----------------------------------------------------------
+want=$(node -p 'require("./package.json").packageManager.split("@")[1]')
+have=$(pnpm --version 2>/dev/null || true)
+if [ "$have" != "$want" ]; then
+  say "installing pnpm $want (found: ${have:-none})"
+  if ! npm install -g "pnpm@$want" >/dev/null 2>&1; then
+    say "npm install -g pnpm@$want failed (no permission?). Run it as root, or: npm install -g --prefix ~/.local pnpm@$want and add ~/.local/bin to PATH."
+    exit 1
+  fi
+  hash -r
+fi
+
+# --- Node packages from the lockfile ----------------------------------------------------------------------
+if [ ! -f node_modules/.modules.yaml ] || [ pnpm-lock.yaml -nt node_modules/.modules.yaml ] \
+  || [ package.json -nt node_modules/.modules.yaml ]; then
+  say "installing Node packages from pnpm-lock.yaml"
+  CI=true pnpm install --frozen-lockfile --reporter=append-only >&2
+fi
+
+# --- A WebGPU adapter (software Vulkan when there is no GPU) ---------------------------------------------
+probe() { (cd packages/kernels && node ../../scripts/probe-webgpu.mjs) >/dev/null 2>&1; }
+if probe; then
+  exit 0
+fi
+say "no WebGPU adapter found"
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && grep -q 'bookworm' /etc/os-release 2>/dev/null; then
+  src=/etc/apt/sources.list.d/dhta-bookworm-backports.sources
+  if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    say "adding Debian bookworm-backports to apt sources ($src)"
+    cat >"$src" <<'SRC'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+  fi
+  say "installing Mesa's software Vulkan driver (mesa-vulkan-drivers from bookworm-backports) and libvulkan1"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2
+  apt-get install -y -qq -t bookworm-backports mesa-vulkan-drivers libvulkan1 >&2
+  if probe; then
+    exit 0
+  fi
+  say "still no WebGPU adapter after installing Mesa; run 'pnpm dhta doctor' for details"
+  exit 1
+fi
+cat >&2 <<'MSG'
+setup: to run on a machine without a GPU, install Mesa 25's software Vulkan driver, as root:
+  Debian 12: add bookworm-backports to /etc/apt/sources.list.d/ (Suites: bookworm-backports), then
+    apt-get update && apt-get install -t bookworm-backports mesa-vulkan-drivers libvulkan1
+  (Debian 12's own Mesa 22.3 lavapipe is refused by Dawn.)
+  With a GPU: install the vendor's Vulkan driver and libvulkan1.
+Then rerun this command.
+MSG
+exit 1
