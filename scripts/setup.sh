@@ -30,17 +30,34 @@ if [ "$have" != "$want" ]; then
 fi
 
 # --- Node packages from the lockfile ----------------------------------------------------------------------
-if [ ! -f node_modules/.modules.yaml ] || [ pnpm-lock.yaml -nt node_modules/.modules.yaml ] \
-  || [ package.json -nt node_modules/.modules.yaml ]; then
+stamp=node_modules/.dhta-installed
+stale=0
+[ -f "$stamp" ] || stale=1
+for f in pnpm-lock.yaml package.json */*/package.json; do
+  [ "$stale" = 1 ] || [ ! "$f" -nt "$stamp" ] || stale=1
+done
+if [ "$stale" = 1 ]; then
   say "installing Node packages from pnpm-lock.yaml"
   CI=true pnpm install --frozen-lockfile --reporter=append-only >&2
+  touch "$stamp"
 fi
 
 # --- A WebGPU adapter (software Vulkan when there is no GPU) ---------------------------------------------
-probe() { (cd packages/kernels && node ../../scripts/probe-webgpu.mjs) >/dev/null 2>&1; }
-if probe; then
+# The probe lives in packages/kernels so that `webgpu` resolves from that package's node_modules.
+probe() { node packages/kernels/scripts/probe-webgpu.mjs >/dev/null 2>/tmp/dhta-probe.$$; }
+status=0
+probe || status=$?
+if [ "$status" = 0 ]; then
+  rm -f /tmp/dhta-probe.$$
   exit 0
 fi
+if [ "$status" = 3 ]; then
+  say "dawn.node (npm package webgpu) cannot be loaded: $(head -c 300 /tmp/dhta-probe.$$)"
+  rm -f /tmp/dhta-probe.$$
+  say "reinstall the Node packages (rm -rf node_modules; bash scripts/setup.sh) on linux-x64, darwin or win32"
+  exit 1
+fi
+rm -f /tmp/dhta-probe.$$
 say "no WebGPU adapter found"
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && grep -q 'bookworm' /etc/os-release 2>/dev/null; then
   src=/etc/apt/sources.list.d/dhta-bookworm-backports.sources
