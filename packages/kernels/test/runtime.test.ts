@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { KernelError } from '../src/errors.js';
-import { grid } from '../src/gpu/context.js';
+import { createGpu, grid } from '../src/gpu/context.js';
 import { relu, reluBackward } from '../src/ops/relu.js';
 import { useGpu } from './helpers.js';
 
@@ -84,5 +84,23 @@ describe('GPU runtime', () => {
     });
     expect(p.ms).toBeGreaterThanOrEqual(0);
     if (g.hasTimestamps) expect(p.ops.map((o) => o.op)).toEqual(['relu']);
+  });
+
+  it('turns a lost device into a catchable error, not a hang', async () => {
+    const g = await createGpu();
+    const t = g.tensor([4], [1, 2, 3, 4]);
+    relu(g, t);
+    g.device.destroy(); // what a driver reset looks like from here
+    await expect(g.read(t)).rejects.toMatchObject({ code: 'DEVICE_LOST' });
+    expect(() => g.zeros([2])).toThrow(/lost/);
+    g.destroy();
+  });
+
+  it('names the adapters seen and the remedy when none matches', async () => {
+    const err = await createGpu({ adapter: 'no such adapter 1234' }).catch((e) => e);
+    expect(err).toBeInstanceOf(KernelError);
+    expect(err.code).toBe('NO_ADAPTER');
+    expect(err.message).toMatch(/Adapters seen: /);
+    expect(err.message).toMatch(/mesa-vulkan-drivers/);
   });
 });
