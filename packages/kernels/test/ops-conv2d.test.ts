@@ -15,6 +15,9 @@ const cases: Array<[number, number, number, number, number, number, number, numb
   [3, 5, 6, 7, 37, 1, 2, 0],
   [2, 19, 11, 10, 3, 5, 1, 2],
   [1, 2, 8, 8, 4, 4, 3, 1],
+  // Stride 1 (row-run kernel): runs split a row unevenly, output channels not a multiple of the row block.
+  [2, 3, 12, 17, 37, 3, 1, 1],
+  [2, 13, 9, 9, 4, 3, 1, 0],
 ];
 
 describe('conv2d', () => {
@@ -55,6 +58,34 @@ describe('conv2d', () => {
       );
     });
   }
+
+  it('stride 1: explicit row blocks and the tiled kernel agree with the reference', async () => {
+    const g = gpu();
+    const [N, C, H, W, O, K, padding] = [2, 5, 10, 11, 19, 3, 1];
+    const x = randn(rng, N * C * H * W);
+    const w = randn(rng, O * C * K * K);
+    const b = randn(rng, O);
+    const xShape = [N, C, H, W];
+    const wShape = [O, C, K, K];
+    const p = { stride: 1, padding };
+    const fwd = ref.conv2dForward(x, xShape, w, wShape, b, p);
+    const dy = randn(rng, fwd.y.length);
+    const dxRef = ref.conv2dBackwardInput(dy, fwd.shape, w, wShape, xShape, p);
+    const tx = g.tensor(xShape, x);
+    const tw = g.tensor(wShape, w);
+    const tb = g.tensor([O], b);
+    const tdy = g.tensor(fwd.shape, dy);
+    for (const rowTile of [
+      { tr: 3, tc: 4, wx: 8 },
+      { tr: 2, tc: 11, wx: 16 },
+    ]) {
+      expectClose(await g.readF32(conv2d(g, tx, tw, tb, { padding, rowTile })), fwd.y);
+      expectClose(await g.readF32(conv2dBackwardInput(g, tdy, tw, xShape, { padding, rowTile })), dxRef);
+    }
+    const tile = { tr: 4, tc: 4, wx: 8, wy: 4 };
+    expectClose(await g.readF32(conv2d(g, tx, tw, tb, { padding, tile })), fwd.y);
+    expectClose(await g.readF32(conv2dBackwardInput(g, tdy, tw, xShape, { padding, tile })), dxRef);
+  });
 
   it('rejects mismatched channels and kernels larger than the input', () => {
     const g = gpu();

@@ -108,7 +108,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let NP = u.N * P;
   let HW = u.H * u.W;
   let qBase = wid.x * ${tc * wx}u + lid.x;
-  let oBase = wid.y * ${tr * wy}u + lid.y;
+  let oBase = wid.y * ${tr * wy}u${wy > 1 ? ' + lid.y' : ''};
 ${pre.join('\n')}
   for (var ci = 0u; ci < u.C; ci++) {
 ${Array.from({ length: tc }, (_, j) => `    let xc${j} = xb${j} + ci * HW;`).join('\n')}
@@ -206,7 +206,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let HW = u.H * u.W;
   let NHW = u.N * HW;
   let qBase = wid.x * ${tc * wx}u + lid.x;
-  let cBase = wid.y * ${tr * wy}u + lid.y;
+  let cBase = wid.y * ${tr * wy}u${wy > 1 ? ' + lid.y' : ''};
 ${pre.join('\n')}
   for (var oi = 0u; oi < u.O; oi++) {
     let wo = oi * u.C * ${KK}u;
@@ -275,7 +275,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let CKK = u.C * ${KK}u;
   let NP = u.N * P;
   let kBase = wid.x * ${tc * wx}u + lid.x;
-  let oBase = wid.y * ${tr * wy}u + lid.y;
+  let oBase = wid.y * ${tr * wy}u${wy > 1 ? ' + lid.y' : ''};
 ${pre.join('\n')}
   let qStart = wid.z * u.chunk;
   let qEnd = min(NP, qStart + u.chunk);
@@ -286,6 +286,119 @@ ${pre.join('\n')}
     let ows = i32(p % u.OW * u.stride);
     let xn = n * u.C * HW;
     let dn = n * u.O * P;
+${body.join('\n')}
+  }
+${writes.join('\n')}
+}`;
+}
+
+/** A stride-1 convolution computed in runs of `tc` neighbouring pixels of one output row per invocation. */
+export interface ConvRowConfig {
+  /** Output rows (channels) per invocation; all lanes of a workgroup share them. */
+  tr: number;
+  /** Output pixels of one row per invocation. */
+  tc: number;
+  /** Invocations per workgroup (along pixel runs). */
+  wx: number;
+  kh: number;
+  kw: number;
+  /** Input gradient: the weight is read as w[ch, r, KH-1-a, KW-1-b] (a transposed convolution). */
+  transposed: boolean;
+  bias: boolean;
+  relu: boolean;
+}
+
+export function convRowKey(c: ConvRowConfig): string {
+  return `row:${c.tr}x${c.tc}/${c.wx}:${c.kh}x${c.kw}:${c.transposed ? 't' : ''}${c.bias ? 'b' : ''}${c.relu ? 'r' : ''}`;
+}
+
+/**
+ * Stride-1 convolution out[n, r, y, x] = sum over ch, a, b of in[n, ch, y - pad + a, x - pad + b] * W(r, ch, a, b)
+ * (uniforms: N, C = reduced channels, H x W = input, O = output rows, OH x OW = output, pad, splits = runs
+ * per row). Serves the forward pass and, with `transposed` and pad' = K-1-pad on dy, the input gradient.
+ *
+ * Why this shape on llvmpipe: every storage load whose address is not a compile-time uniform becomes eight
+ * scalar loads, each behind an exec-mask and a bounds branch, so loads, not multiply-adds, bound the kernel.
+ * A run of tc pixels needs tc+KW input loads per kernel row for KW*tc*tr multiply-adds (neighbouring taps
+ * share loads), and the channels (rows) come from the workgroup id alone, so their weight addresses are the
+ * same in all lanes and LLVM folds the eight loads into one.
+ */
+export function convRowShader(c: ConvRowConfig): string {
+  const { tr, tc, wx, kh: KH, kw: KW } = c;
+  const KK = KH * KW;
+  const buffers: BindingDecl[] = [
+    { name: 'src', access: 'read', type: 'f32' },
+    { name: 'w', access: 'read', type: 'f32' },
+    { name: 'dst', access: 'read_write', type: 'f32' },
+  ];
+  if (c.bias) buffers.push({ name: 'bias', access: 'read', type: 'f32' });
+  const span = tc + KW - 1;
+  const pre: string[] = [];
+  for (let i = 0; i < tr; i++) {
+    pre.push(`  let r${i} = min(rBase + ${i}u, u.O - 1u);`);
+    pre.push(c.transposed ? `  let wr${i} = r${i} * ${KK}u;` : `  let wr${i} = r${i} * u.C * ${KK}u;`);
+  }
+  // Column validity of the input values a run needs (independent of the channel and kernel row).
+  for (let jj = 0; jj < span; jj++) {
+    pre.push(`  let cx${jj} = x0 + ${jj};`);
+    pre.push(`  let cv${jj} = cx${jj} >= 0 && cx${jj} < i32(u.W);`);
+  }
+  for (let i = 0; i < tr; i++) for (let j = 0; j < tc; j++) pre.push(`  var acc${i}_${j} = 0.0;`);
+  const body: string[] = [];
+  for (let a = 0; a < KH; a++) {
+    body.push(`    let iy${a} = y0 + ${a};`);
+    body.push(`    let rv${a} = iy${a} >= 0 && iy${a} < i32(u.H);`);
+    body.push(`    let rowb${a} = i32(sc) + iy${a} * i32(u.W) + x0;`);
+    for (let jj = 0; jj < span; jj++) {
+      body.push(`    let ok${a}_${jj} = rv${a} && cv${jj};`);
+      body.push(
+        `    let xv${a}_${jj} = select(0.0, src[u32(select(0, rowb${a} + ${jj}, ok${a}_${jj}))], ok${a}_${jj});`,
+      );
+    }
+    for (let b = 0; b < KW; b++) {
+      const t = a * KW + b;
+      const wt = c.transposed ? KK - 1 - t : t;
+      for (let i = 0; i < tr; i++) body.push(`    let wv${i}_${t} = w[wc${i} + ${wt}u];`);
+      for (let i = 0; i < tr; i++)
+        for (let j = 0; j < tc; j++)
+          body.push(`    acc${i}_${j} = fma(wv${i}_${t}, xv${a}_${j + b}, acc${i}_${j});`);
+    }
+  }
+  const writes: string[] = [];
+  for (let i = 0; i < tr; i++) {
+    for (let j = 0; j < tc; j++) {
+      let v = `acc${i}_${j}`;
+      if (c.bias) v = `${v} + bias[r${i}]`;
+      if (c.relu) v = `max(${v}, 0.0)`;
+      writes.push(
+        `  if (live && rBase + ${i}u < u.O && ox + ${j}u < u.OW) { dst[ob + ${i}u * OP + ${j}u] = ${v}; }`,
+      );
+    }
+  }
+  return `
+${declareBindings(buffers, uniformDecls)}
+@compute @workgroup_size(${wx}, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let runs = u.N * u.OH * u.splits;
+  let lane = wid.x * ${wx}u + lid.x;
+  let live = lane < runs;
+  let l = min(lane, runs - 1u);
+  let seg = l % u.splits;
+  let row = l / u.splits;
+  let n = row / u.OH;
+  let oy = row % u.OH;
+  let ox = seg * ${tc}u;
+  let y0 = i32(oy) - i32(u.pad);
+  let x0 = i32(ox) - i32(u.pad);
+  let HW = u.H * u.W;
+  let OP = u.OH * u.OW;
+  let rBase = wid.y * ${tr}u;
+  let sb = n * u.C * HW;
+  let ob = (n * u.O + rBase) * OP + oy * u.OW + ox;
+${pre.join('\n')}
+  for (var ch = 0u; ch < u.C; ch++) {
+    let sc = sb + ch * HW;
+${Array.from({ length: tr }, (_, i) => (c.transposed ? `    let wc${i} = ch * u.O * ${KK}u + wr${i};` : `    let wc${i} = wr${i} + ch * ${KK}u;`)).join('\n')}
 ${body.join('\n')}
   }
 ${writes.join('\n')}
