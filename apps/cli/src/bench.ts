@@ -16,7 +16,7 @@ export function writeAtomic(path: string, text: string): void {
   renameSync(tmp, path);
 }
 
-export function registerBench(program: Command): void {
+export function registerBench(program: Command): Command {
   const bench = program
     .command('bench')
     .description('Benchmark programs: print a table, optionally write JSON');
@@ -75,4 +75,5 @@ export function registerBench(program: Command): void {
         console.log(`\ntiming: ${rows[0]?.timing ?? '-'}; median of ${o.reps} runs after one warm-up`);
       });
     });
+  return bench;
 }

@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { registerBench } from './bench.js';
 import { registerDoctor } from './doctor.js';
 import { reportError } from './errors.js';
+import { registerHamming } from './hamming.js';
 
 const program = new Command();
 program
@@ -15,7 +16,7 @@ program
   .exitOverride();
 
 registerDoctor(program);
-registerBench(program);
+registerHamming(program, registerBench(program));
 
 try {
   await program.parseAsync(process.argv);
