@@ -10,9 +10,10 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { SearchResult } from './backend.ts';
+import { getGpuBackendFactory, type SearchResult } from './backend.ts';
 import { type Codes, fromWords, toFaissBytes } from './codes.ts';
 import { HammingError } from './errors.ts';
+import { disableGpuHamming, enableGpuHamming } from './gpu.ts';
 import { HammingIndex, type HammingIndexOptions } from './hamming-index.ts';
 import { readNpy, writeNpyFile } from './npy.ts';
 import { createRng, randomWords } from './random.ts';
@@ -65,6 +66,21 @@ function checkBenchOptions(o: BenchOptions): void {
 }
 
 async function timeOurs(
+  db: Codes,
+  queries: Codes,
+  options: BenchOptions,
+): Promise<{ result: BenchResult; last: SearchResult }> {
+  // backend 'gpu' without a registered GPU backend: register the default one for this run only.
+  const ownGpu = options.backend === 'gpu' && !getGpuBackendFactory();
+  if (ownGpu) enableGpuHamming();
+  try {
+    return await timeIndex(db, queries, options);
+  } finally {
+    if (ownGpu) await disableGpuHamming();
+  }
+}
+
+async function timeIndex(
   db: Codes,
   queries: Codes,
   options: BenchOptions,

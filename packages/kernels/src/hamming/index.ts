@@ -51,6 +51,14 @@ export {
   readIndexFile,
   writeFileAtomic,
 } from './file.ts';
+export {
+  disableGpuHamming,
+  enableGpuHamming,
+  GpuHammingBackend,
+  type GpuHammingOptions,
+  selectK,
+  selectRadius,
+} from './gpu.ts';
 export { type BackendChoice, HammingIndex, type HammingIndexOptions } from './hamming-index.ts';
 export type { KernelVariant } from './kernels.ts';
 export {
