@@ -82,13 +82,24 @@ function pickWeightTile(rows: number, cols: number): ConvTile {
   return rows <= 4 ? { tr: 4, tc: 4, wx: 16, wy: 1 } : { tr: 8, tc: 4, wx: 8, wy: 4 };
 }
 
-/** Register block of the stride-1 row-run kernel (see `convRowShader`). */
-export type ConvRowTile = Pick<ConvRowConfig, 'tr' | 'tc' | 'wx'>;
+/** Register block of the stride-1 row-run kernel (see `convRowShader`); `subgroups: false` opts out. */
+export type ConvRowTile = Pick<ConvRowConfig, 'tr' | 'tc' | 'wx'> & { subgroups?: boolean };
 
 function pickRowTile(rows: number, outW: number): ConvRowTile {
   // Runs of at most 8 pixels, split evenly over the row (OW 7, 14, 28: runs of 7, no idle columns).
   const tc = Math.ceil(outW / Math.ceil(outW / 8));
   return { tr: Math.min(rows, 8), tc, wx: 16 };
+}
+
+/**
+ * Lanes that can share weight loads through subgroupBroadcast: a power of two no larger than 8 or the
+ * device's smallest subgroup (WebGPU guarantees at least 4); 0 without the 'subgroups' feature.
+ */
+function subgroupUnit(gpu: Gpu): number {
+  if (!gpu.features.includes('subgroups')) return 0;
+  const info = (gpu.device as { adapterInfo?: { subgroupMinSize?: number } }).adapterInfo;
+  const min = info?.subgroupMinSize ?? 4;
+  return min >= 8 ? 8 : 4;
 }
 
 /**
@@ -107,12 +118,15 @@ function runRows(
   tile: ConvRowTile,
 ): void {
   const cfg: ConvRowConfig = {
-    ...tile,
+    tr: tile.tr,
+    tc: tile.tc,
+    wx: tile.wx,
     kh: k.kh,
     kw: k.kw,
     transposed: k.transposed,
     bias: !!bias,
     relu: k.relu,
+    subgroupUnit: tile.subgroups === false ? 0 : subgroupUnit(gpu),
   };
   const runsPerRow = Math.ceil(s.outW / tile.tc);
   const wgX = Math.ceil((s.N * s.outH * runsPerRow) / tile.wx);

@@ -306,10 +306,17 @@ export interface ConvRowConfig {
   transposed: boolean;
   bias: boolean;
   relu: boolean;
+  /**
+   * 0, or the lanes (a power of two no larger than the smallest subgroup) that share weight loads: each of
+   * them loads a different weight and subgroupBroadcast hands them round, instead of every lane loading
+   * every weight. Needs the device feature 'subgroups'.
+   */
+  subgroupUnit: number;
 }
 
 export function convRowKey(c: ConvRowConfig): string {
-  return `row:${c.tr}x${c.tc}/${c.wx}:${c.kh}x${c.kw}:${c.transposed ? 't' : ''}${c.bias ? 'b' : ''}${c.relu ? 'r' : ''}`;
+  const flags = `${c.transposed ? 't' : ''}${c.bias ? 'b' : ''}${c.relu ? 'r' : ''}${c.subgroupUnit ? `s${c.subgroupUnit}` : ''}`;
+  return `row:${c.tr}x${c.tc}/${c.wx}:${c.kh}x${c.kw}:${flags}`;
 }
 
 /**
@@ -345,6 +352,27 @@ export function convRowShader(c: ConvRowConfig): string {
   }
   for (let i = 0; i < tr; i++) for (let j = 0; j < tc; j++) pre.push(`  var acc${i}_${j} = 0.0;`);
   const body: string[] = [];
+  const SG = c.subgroupUnit;
+  const wloads = SG ? Math.ceil((tr * KK) / SG) : 0;
+  if (SG) {
+    // Lane s of the subgroup loads the weights m = SG*k + s % SG of the flattened (row, tap) block.
+    for (let k = 0; k < wloads; k++) {
+      pre.push(`  let wm${k} = min(${SG * k}u + sl % ${SG}u, ${tr * KK - 1}u);`);
+      pre.push(`  let wi${k} = min(rBase + wm${k} / ${KK}u, u.O - 1u);`);
+      pre.push(
+        c.transposed
+          ? `  let wo${k} = wi${k} * ${KK}u + ${KK - 1}u - wm${k} % ${KK}u;`
+          : `  let wo${k} = wi${k} * u.C * ${KK}u + wm${k} % ${KK}u;`,
+      );
+    }
+    body.push(
+      ...Array.from({ length: wloads }, (_, k) =>
+        c.transposed
+          ? `    let wl${k} = w[ch * u.O * ${KK}u + wo${k}];`
+          : `    let wl${k} = w[wo${k} + ch * ${KK}u];`,
+      ),
+    );
+  }
   for (let a = 0; a < KH; a++) {
     body.push(`    let iy${a} = y0 + ${a};`);
     body.push(`    let rv${a} = iy${a} >= 0 && iy${a} < i32(u.H);`);
@@ -358,7 +386,12 @@ export function convRowShader(c: ConvRowConfig): string {
     for (let b = 0; b < KW; b++) {
       const t = a * KW + b;
       const wt = c.transposed ? KK - 1 - t : t;
-      for (let i = 0; i < tr; i++) body.push(`    let wv${i}_${t} = w[wc${i} + ${wt}u];`);
+      for (let i = 0; i < tr; i++) {
+        if (SG) {
+          const m = i * KK + t;
+          body.push(`    let wv${i}_${t} = subgroupBroadcast(wl${Math.floor(m / SG)}, ${m % SG}u);`);
+        } else body.push(`    let wv${i}_${t} = w[wc${i} + ${wt}u];`);
+      }
       for (let i = 0; i < tr; i++)
         for (let j = 0; j < tc; j++)
           body.push(`    acc${i}_${j} = fma(wv${i}_${t}, xv${a}_${j + b}, acc${i}_${j});`);
@@ -375,10 +408,10 @@ export function convRowShader(c: ConvRowConfig): string {
       );
     }
   }
-  return `
+  return `${SG ? 'enable subgroups;' : ''}
 ${declareBindings(buffers, uniformDecls)}
 @compute @workgroup_size(${wx}, 1, 1)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>${SG ? ', @builtin(subgroup_invocation_id) sl: u32' : ''}) {
   let runs = u.N * u.OH * u.splits;
   let lane = wid.x * ${wx}u + lid.x;
   let live = lane < runs;
