@@ -106,7 +106,7 @@ describe('bad input gets a HammingError with a code', () => {
 describe('backends', () => {
   afterEach(() => registerGpuBackend(null));
 
-  it("'gpu' without a GPU backend says the GPU path is not built yet", () => {
+  it("'gpu' without a GPU backend says to call enableGpuHamming()", () => {
     const e = (() => {
       try {
         new HammingIndex(64, { backend: 'gpu' });
@@ -116,7 +116,7 @@ describe('backends', () => {
       return null;
     })();
     expect(e?.code).toBe('NO_GPU_BACKEND');
-    expect(e?.message).toMatch(/not built yet/);
+    expect(e?.message).toMatch(/enableGpuHamming\(\)/);
   });
 
   it("'auto' runs on the CPU", async () => {

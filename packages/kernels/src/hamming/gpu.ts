@@ -21,7 +21,13 @@ import {
 } from './backend.ts';
 import { type Codes, wordsPerCode } from './codes.ts';
 import { HammingError } from './errors.ts';
-import { HAMMING_WORKGROUP, hammingHistShader, hammingPlaceShader, hammingScanShader } from './gpu.wgsl.ts';
+import {
+  HAMMING_WORKGROUP,
+  hammingHistShader,
+  hammingPlaceShader,
+  hammingScanShader,
+  histQueriesPerInvocation,
+} from './gpu.wgsl.ts';
 
 export interface GpuHammingOptions {
   /** The context to run on; default: one opened on first use (createGpu()) and shared by all indexes. */
@@ -39,12 +45,13 @@ export interface GpuHammingOptions {
 }
 
 /**
- * Throughput of the software driver (llvmpipe, Mesa 25, 2-core EPYC), measured with
- * `benchHamming({ backend: 'gpu', n: 2^20, bits: 64, queries: 100, k: 1000 })`: word comparisons per
- * second of one full search (pass 1 and pass 3 both compute every distance), and the fixed cost of a call.
+ * The software driver (llvmpipe, Mesa 25.0.7, 2-core EPYC VM), measured: `benchHamming({ backend: 'gpu',
+ * n: 2^20, bits: 64, queries: 100, k: 1000 })` took 0.29 to 0.36 s (median 0.333 s, 314 M comparisons/s;
+ * both distance passes, i.e. 2 x 2^20 x 100 x 2 words in about 0.33 s: 1.2e9 word comparisons/s), and a
+ * 1-query search of 1000 codes 2 ms (the fixed cost of a call: submits, two read-backs).
  */
-const SOFTWARE_WORDS_PER_SECOND = 0.35e9;
-const SOFTWARE_CALL_SECONDS = 3e-3;
+const SOFTWARE_WORDS_PER_SECOND = 1.2e9;
+const SOFTWARE_CALL_SECONDS = 2e-3;
 /**
  * Not measured (no hardware GPU on the development machine): a deliberately modest figure for a discrete
  * GPU, about 1/100 of an H100's integer throughput, and a fixed cost of a call (submit, read-back, the
@@ -110,7 +117,9 @@ export class GpuHammingBackend implements HammingBackend {
   /**
    * Seconds for a call: a fixed cost plus two distance passes over the database. On a software adapter
    * (llvmpipe) the figure is measured and always above the CPU backend's estimate, so 'auto' stays on the
-   * CPU there; on a hardware adapter it is a conservative guess that wins from about 10^7 comparisons on.
+   * CPU there (per comparison it is 4x the CPU's single-thread estimate, plus the fixed cost); on a hardware
+   * adapter it is an unmeasured, conservative guess that wins from a few million comparisons (queries x
+   * codes) on.
    */
   estimateSeconds(op: BackendOp, n: number, nq: number, bits: number): number {
     const software = this.gpu.adapter.isSoftware;
@@ -146,7 +155,7 @@ export class GpuHammingBackend implements HammingBackend {
     const pages = this.upload(db);
     const L = layout.L;
     const out = new Int32Array(queries.count * L);
-    const qt = this.gpu.tensor([queries.words.length || 1], padWords(queries.words), 'u32');
+    const qt = this.queryTensor(queries);
     try {
       for (const [q0, q1] of this.batches(layout, queries.count)) {
         const { bh, hist } = this.histogram(layout, pages, qt, q0, q1 - q0);
@@ -246,6 +255,14 @@ export class GpuHammingBackend implements HammingBackend {
     return pages;
   }
 
+  /** The queries on the device, with Q - 1 codes of zero padding for pass 1's query groups. */
+  private queryTensor(queries: Codes): Tensor {
+    const W = wordsPerCode(queries.bits);
+    const padded = new Uint32Array(queries.words.length + (histQueriesPerInvocation(W) - 1) * W + 1);
+    padded.set(queries.words);
+    return this.gpu.tensor([padded.length], padded, 'u32');
+  }
+
   private pageUniforms(layout: Layout, page: Page, pageIndex: number, nq: number, q0: number, qb0: number) {
     return [
       nq,
@@ -269,7 +286,11 @@ export class GpuHammingBackend implements HammingBackend {
     nq: number,
   ): { bh: Tensor; hist: Tensor } {
     const { words, bits, L } = layout;
-    const bh = this.gpu.empty([nq * layout.nBlocks * L], 'u32');
+    // Pass 1 handles Q queries per invocation: bh has rows for nq rounded up to Q (the queries tensor
+    // has Q - 1 codes of padding, see queryTensor).
+    const Q = histQueriesPerInvocation(words);
+    const groups = Math.ceil(nq / Q);
+    const bh = this.gpu.empty([groups * Q * layout.nBlocks * L], 'u32');
     const hist = this.gpu.empty([nq * L], 'u32');
     pages.forEach((page, i) => {
       this.gpu.run({
@@ -278,7 +299,7 @@ export class GpuHammingBackend implements HammingBackend {
         code: () => hammingHistShader(words, bits),
         buffers: [page.tensor, qt, bh],
         uniforms: this.pageUniforms(layout, page, i, nq, q0, 0),
-        workgroups: [Math.ceil(layout.blocksPerPage / HAMMING_WORKGROUP), nq],
+        workgroups: [Math.ceil(layout.blocksPerPage / HAMMING_WORKGROUP), groups],
       });
     });
     this.gpu.run({
@@ -306,7 +327,7 @@ export class GpuHammingBackend implements HammingBackend {
     const { words, bits, L } = layout;
     const S = L + 3;
     const maxOut = Math.floor(this.budget / 4);
-    const qt = this.gpu.tensor([queries.words.length || 1], padWords(queries.words), 'u32');
+    const qt = this.queryTensor(queries);
     const kept = new Int32Array(queries.count);
     const dParts: Int32Array[] = [];
     const iParts: Int32Array[] = [];
@@ -347,6 +368,7 @@ export class GpuHammingBackend implements HammingBackend {
           }
         }
         const qpt = this.gpu.tensor([qp.length], qp, 'u32');
+        const Q = histQueriesPerInvocation(words);
         for (const [a, b, total] of subs) {
           if (total === 0) continue;
           const outD = this.gpu.empty([total], 'u32');
@@ -358,7 +380,7 @@ export class GpuHammingBackend implements HammingBackend {
               code: () => hammingPlaceShader(words, bits),
               buffers: [page.tensor, qt, bh, qpt, outD, outI],
               uniforms: this.pageUniforms(layout, page, i, b - a, q0, a),
-              workgroups: [Math.ceil(layout.blocksPerPage / HAMMING_WORKGROUP), b - a],
+              workgroups: [Math.ceil(layout.blocksPerPage / HAMMING_WORKGROUP), Math.ceil((b - a) / Q)],
             });
           });
           const d = await this.gpu.readU32(outD);
@@ -414,10 +436,6 @@ function concat(parts: Int32Array[]): Int32Array {
     o += p.length;
   }
   return out;
-}
-
-function padWords(words: Uint32Array): Uint32Array {
-  return words.length > 0 ? words : new Uint32Array(1);
 }
 
 // ---- registration

@@ -49,26 +49,42 @@ const PAGE_UNIFORMS = [
 ];
 
 /**
- * Common head of `hist` and `place`: the invocation's (query, block) pair. One workgroup row (dispatch y)
- * per query and lanes over blocks: the query's words are then uniform across the workgroup (scalar loads
- * kept in registers). On llvmpipe this was 2x faster than lanes over queries sharing a block.
+ * Queries per invocation in pass 1: with the query words in registers, each database word loaded serves
+ * several queries. Only for codes of up to UNROLL_WORDS words (longer codes loop over words).
  */
-function pairHead(words: number, L: number): string {
-  return `
-  let b = wid.x * ${HAMMING_WORKGROUP}u + lid;
-  if (b >= u.blocksPerPage) { return; }
-  let qi = wid.y;
-  let qb = u.qb0 + qi;
-  let qbase = (u.q0 + qb) * ${words}u;
-  let row = (qb * u.nBlocks + u.blockBase + b) * ${L}u;
-  let j0 = b * u.codesPerBlock;
-  let j1 = min(j0 + u.codesPerBlock, u.pageCodes);`;
+export function histQueriesPerInvocation(words: number): number {
+  return words <= UNROLL_WORDS ? 4 : 1;
 }
 
-/** Pass 1: the histogram of one (query, block) pair into its row of bh. */
+/**
+ * Pass 1: the histograms of `histQueriesPerInvocation(words)` consecutive queries against one block, into
+ * their rows of bh. The host pads bh and the queries to a multiple of that many queries.
+ */
 export function hammingHistShader(words: number, bits: number): string {
   const L = bits + 1;
-  const { setup, distance } = distanceCode(words);
+  const Q = histQueriesPerInvocation(words);
+  const range = (m: number) => Array.from({ length: m }, (_, i) => i);
+  let setup: string;
+  let body: string;
+  if (Q > 1) {
+    setup = range(Q)
+      .flatMap((r) => range(words).map((w) => `let q${r}_${w} = qs[qbase + ${r * words + w}u];`))
+      .join('\n  ');
+    body = [
+      ...range(words).map((w) => `let c${w} = db[base + ${w}u];`),
+      ...range(Q).map(
+        (r) =>
+          `let d${r} = ${range(words)
+            .map((w) => `countOneBits(c${w} ^ q${r}_${w})`)
+            .join(' + ')};`,
+      ),
+      ...range(Q).map((r) => `bh[row + ${r}u * stride + d${r}] += 1u;`),
+    ].join('\n    ');
+  } else {
+    const dc = distanceCode(words);
+    setup = dc.setup;
+    body = `${dc.distance}\n    bh[row + d] += 1u;`;
+  }
   return `
 ${declareBindings(
   [
@@ -80,13 +96,19 @@ ${declareBindings(
 )}
 @compute @workgroup_size(${HAMMING_WORKGROUP})
 fn main(${GRID_BUILTINS}) {
-  ${pairHead(words, L)}
-  for (var d0 = 0u; d0 < ${L}u; d0++) { bh[row + d0] = 0u; }
+  let b = wid.x * ${HAMMING_WORKGROUP}u + lid;
+  if (b >= u.blocksPerPage) { return; }
+  let qb = u.qb0 + wid.y * ${Q}u;
+  let qbase = (u.q0 + qb) * ${words}u;
+  let stride = u.nBlocks * ${L}u;
+  let row = (qb * u.nBlocks + u.blockBase + b) * ${L}u;
+  let j0 = b * u.codesPerBlock;
+  let j1 = min(j0 + u.codesPerBlock, u.pageCodes);
+  for (var z = 0u; z < ${Q * L}u; z++) { bh[row + (z / ${L}u) * stride + z % ${L}u] = 0u; }
   ${setup}
   for (var j = j0; j < j1; j++) {
     let base = j * ${words}u;
-    ${distance}
-    bh[row + d] += 1u;
+    ${body}
   }
 }`;
 }
@@ -131,7 +153,49 @@ fn main(${GRID_BUILTINS}) {
 export function hammingPlaceShader(words: number, bits: number): string {
   const L = bits + 1;
   const S = L + 3;
-  const { setup, distance } = distanceCode(words);
+  const Q = histQueriesPerInvocation(words);
+  const range = (m: number) => Array.from({ length: m }, (_, i) => i);
+  const survivor = (r: string, d: string) => `if (ok${r} && ${d} <= t${r}) {
+      let c = bh[row${r} + ${d}];
+      if (${d} < t${r} || c < take${r}) {
+        let slot = ob${r} + qp[p${r} + 3u + ${d}] + c;
+        outD[slot] = ${d};
+        outI[slot] = u.pageStart + j;
+      }
+      bh[row${r} + ${d}] = c + 1u;
+    }`;
+  // Per query r of the invocation: validity (the last group may be partial), parameters, bh row.
+  const perQuery = range(Q)
+    .map(
+      (r) => `let ok${r} = qi + ${r}u < u.nq;
+  let p${r} = (qb + ${r}u) * ${S}u;
+  let t${r} = select(0u, qp[p${r}], ok${r});
+  let take${r} = select(0u, qp[p${r} + 1u], ok${r});
+  let ob${r} = select(0u, qp[p${r} + 2u], ok${r});
+  let row${r} = row + ${r}u * u.nBlocks * ${L}u;`,
+    )
+    .join('\n  ');
+  let setup: string;
+  let body: string;
+  if (Q > 1) {
+    setup = range(Q)
+      .flatMap((r) => range(words).map((w) => `let q${r}_${w} = qs[qbase + ${r * words + w}u];`))
+      .join('\n  ');
+    body = [
+      ...range(words).map((w) => `let c${w} = db[base + ${w}u];`),
+      ...range(Q).map(
+        (r) =>
+          `let d${r} = ${range(words)
+            .map((w) => `countOneBits(c${w} ^ q${r}_${w})`)
+            .join(' + ')};`,
+      ),
+      ...range(Q).map((r) => survivor(String(r), `d${r}`)),
+    ].join('\n    ');
+  } else {
+    const dc = distanceCode(words);
+    setup = dc.setup;
+    body = `${dc.distance}\n    ${survivor('0', 'd')}`;
+  }
   return `
 ${declareBindings(
   [
@@ -146,24 +210,19 @@ ${declareBindings(
 )}
 @compute @workgroup_size(${HAMMING_WORKGROUP})
 fn main(${GRID_BUILTINS}) {
-  ${pairHead(words, L)}
-  let p = qb * ${S}u;
-  let t = qp[p];
-  let take = qp[p + 1u];
-  let ob = qp[p + 2u];
+  let b = wid.x * ${HAMMING_WORKGROUP}u + lid;
+  if (b >= u.blocksPerPage) { return; }
+  let qi = wid.y * ${Q}u;
+  let qb = u.qb0 + qi;
+  let qbase = (u.q0 + qb) * ${words}u;
+  let row = (qb * u.nBlocks + u.blockBase + b) * ${L}u;
+  let j0 = b * u.codesPerBlock;
+  let j1 = min(j0 + u.codesPerBlock, u.pageCodes);
+  ${perQuery}
   ${setup}
   for (var j = j0; j < j1; j++) {
     let base = j * ${words}u;
-    ${distance}
-    if (d <= t) {
-      let c = bh[row + d];
-      if (d < t || c < take) {
-        let slot = ob + qp[p + 3u + d] + c;
-        outD[slot] = d;
-        outI[slot] = u.pageStart + j;
-      }
-      bh[row + d] = c + 1u;
-    }
+    ${body}
   }
 }`;
 }

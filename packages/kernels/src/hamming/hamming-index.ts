@@ -356,7 +356,7 @@ export class HammingIndex {
 function noGpu(): HammingError {
   return new HammingError(
     'NO_GPU_BACKEND',
-    "backend 'gpu': expected a registered GPU backend, found none: the GPU path of the Hamming search is not " +
-      "built yet; use backend 'cpu' or 'auto'.",
+    "backend 'gpu': expected a registered GPU backend, found none; call enableGpuHamming() (from " +
+      "'@dhta/kernels/hamming') before creating the index, or use backend 'cpu' or 'auto'.",
   );
 }
