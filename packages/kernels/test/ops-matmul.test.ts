@@ -19,6 +19,10 @@ describe('matmul', () => {
     [65, 3, 129, false, true],
     [50, 700, 9, true, true],
     [3, 2000, 4, true, false], // long K with few tiles: split-K
+    // Few rows with B transposed and K % 4 == 0: the vec4 small-M kernel, without and with split-K.
+    [1, 4, 1, false, true],
+    [4, 64, 37, false, true],
+    [8, 2052, 70, false, true],
   ];
   for (const [M, K, N, tA, tB] of cases) {
     it(`${M}x${K}x${N} transA=${tA} transB=${tB}`, async () => {
@@ -57,6 +61,52 @@ describe('matmul', () => {
     }
   });
 
+  it('small-M transposed-B kernel: epilogue, offsets, leading dimensions; agrees with the GEMM', async () => {
+    const g = gpu();
+    const [M, K, N] = [3, 1028, 45];
+    const [lda, ldb, ldc, aOff, bOff, cOff] = [K + 8, K + 4, N + 3, 4, 8, 2];
+    const a = randn(rng, aOff + M * lda);
+    const b = randn(rng, bOff + N * ldb);
+    const bias = randn(rng, N);
+    const c0 = randn(rng, cOff + M * ldc);
+    const aD = new Float64Array(M * K);
+    const bD = new Float64Array(N * K);
+    for (let m = 0; m < M; m++) for (let k = 0; k < K; k++) aD[m * K + k] = a[aOff + m * lda + k];
+    for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) bD[n * K + k] = b[bOff + n * ldb + k];
+    const prod = ref.matmul(aD, bD, M, K, N, { transB: true });
+    for (const [splitK, gemv] of [
+      [1, true],
+      [5, true],
+      [1, false],
+    ] as const) {
+      const out = g.tensor([c0.length], c0);
+      matmul(g, g.tensor([a.length], a), g.tensor([b.length], b), M, K, N, {
+        transB: true,
+        bias: g.tensor([N], bias),
+        relu: true,
+        alpha: 0.5,
+        accumulate: true,
+        out,
+        splitK,
+        gemv,
+        lda,
+        ldb,
+        ldc,
+        aOffset: aOff,
+        bOffset: bOff,
+        cOffset: cOff,
+      });
+      const got = await g.readF32(out);
+      const expected = Float64Array.from(c0);
+      for (let m = 0; m < M; m++)
+        for (let n = 0; n < N; n++) {
+          const i = cOff + m * ldc + n;
+          expected[i] = Math.max(0, 0.5 * prod[m * N + n] + bias[n] + c0[i]);
+        }
+      expectClose(got, expected);
+    }
+  });
+
   it('handles batches, offsets and leading dimensions', async () => {
     const g = gpu();
     const [B, M, K, N] = [3, 5, 6, 7];
@@ -92,6 +142,7 @@ describe('linear', () => {
     [1, 3, 1],
     [5, 17, 9],
     [100, 257, 33],
+    [4, 64, 40],
   ]) {
     it(`forward and gradients N=${N} In=${In} Out=${Out}`, async () => {
       const g = gpu();

@@ -1,7 +1,15 @@
 import { argError, shapeError } from '../errors.js';
 import { type Gpu, grid } from '../gpu/context.js';
 import type { Tensor } from '../gpu/tensor.js';
-import { type GemmConfig, gemmKey, gemmReduceShader, gemmShader } from './matmul.wgsl.js';
+import {
+  type GemmConfig,
+  type GemvTConfig,
+  gemmKey,
+  gemmReduceShader,
+  gemmShader,
+  gemvTKey,
+  gemvTShader,
+} from './matmul.wgsl.js';
 
 export interface MatmulOptions {
   /** A is stored [K, M] (row-major) instead of [M, K]. */
@@ -32,6 +40,8 @@ export interface MatmulOptions {
   splitK?: number;
   /** Register block and workgroup shape (default: chosen from the shape). */
   tile?: Partial<Pick<GemmConfig, 'tm' | 'tn' | 'wx' | 'wy'>>;
+  /** Allow the small-M transposed-B kernel when the shape fits it (default true; false forces the GEMM). */
+  gemv?: boolean;
 }
 
 function defaultTile(M: number, N: number): Pick<GemmConfig, 'tm' | 'tn' | 'wx' | 'wy'> {
@@ -106,6 +116,32 @@ export function matmul(
   const biasAxis = o.bias ? (o.biasAxis ?? 'col') : 'none';
   if (o.bias) need(o.bias, 'bias', biasAxis === 'col' ? N : M);
 
+  if (
+    (o.gemv ?? true) &&
+    !o.tile &&
+    !transA &&
+    transB &&
+    batch === 1 &&
+    M <= 8 &&
+    [K, lda, ldb, aOff, bOff].every((v) => v % 4 === 0)
+  ) {
+    gemvT(
+      gpu,
+      a,
+      b,
+      c,
+      o.bias ?? null,
+      { M, N, K, lda, ldb, ldc, aOff, bOff, cOff },
+      {
+        bias: biasAxis,
+        relu: o.relu ?? false,
+        accumulate: o.accumulate ?? false,
+        alpha: o.alpha ?? 1,
+        splitK: o.splitK,
+      },
+    );
+    return c;
+  }
   const tile = { ...defaultTile(M, N), ...o.tile };
   const wgX = Math.ceil(N / (tile.tn * tile.wx));
   const wgY = Math.ceil(M / (tile.tm * tile.wy));
@@ -179,4 +215,67 @@ export function matmul(
     part.release();
   }
   return c;
+}
+
+/** Small-M product with B stored [N, K] (linear layers at small batches): see `gemvTShader`. */
+function gemvT(
+  gpu: Gpu,
+  a: Tensor,
+  b: Tensor,
+  c: Tensor,
+  bias: Tensor | null,
+  s: {
+    M: number;
+    N: number;
+    K: number;
+    lda: number;
+    ldb: number;
+    ldc: number;
+    aOff: number;
+    bOff: number;
+    cOff: number;
+  },
+  e: { bias: GemvTConfig['bias']; relu: boolean; accumulate: boolean; alpha: number; splitK?: number },
+): void {
+  const tile = { tm: s.M, tn: 4, wx: 16 };
+  const wgX = Math.ceil(s.N / (tile.tn * tile.wx));
+  const K4 = s.K / 4;
+  let splits = e.splitK ?? 1;
+  // Few workgroups and a long reduction: split K so both cores get work.
+  if (e.splitK === undefined && wgX < 32 && K4 >= 256)
+    splits = Math.min(Math.ceil(K4 / 128), Math.ceil(64 / wgX));
+  if (!Number.isInteger(splits) || splits < 1)
+    throw argError('matmul', `splitK must be an integer >= 1, found ${splits}`);
+  const kChunk = Math.ceil(K4 / splits);
+  splits = Math.ceil(K4 / kChunk);
+  if (wgX > 65535 || splits > 65535)
+    throw argError('matmul', `the product ${s.M}x${s.N}x${s.K} needs too many workgroups`);
+  const partial = splits > 1;
+  const cfg: GemvTConfig = { ...tile, bias: e.bias, relu: e.relu, accumulate: e.accumulate, partial };
+  const alpha = { f32: e.alpha };
+  const part = partial ? gpu.empty([splits, s.M, s.N]) : c;
+  const buffers = [a, b, part];
+  if (!partial && bias) buffers.push(bias);
+  gpu.run({
+    op: 'matmul',
+    key: gemvTKey(cfg),
+    code: () => gemvTShader(cfg),
+    buffers,
+    uniforms: [s.M, s.N, s.K, s.lda, s.ldb, s.ldc, s.aOff, s.bOff, s.cOff, 0, 0, 0, splits, kChunk, 1, alpha],
+    workgroups: [wgX, 1, splits],
+  });
+  if (partial) {
+    const rc = { bias: e.bias, relu: e.relu, accumulate: e.accumulate };
+    const rbuf = [part, c];
+    if (bias) rbuf.push(bias);
+    gpu.run({
+      op: 'matmulReduce',
+      key: `${rc.bias}:${rc.relu}:${rc.accumulate}`,
+      code: () => gemmReduceShader(rc),
+      buffers: rbuf,
+      uniforms: [s.M, s.N, s.ldc, s.cOff, 0, splits, 1, alpha],
+      workgroups: grid(Math.ceil((s.M * s.N) / 256)),
+    });
+    part.release();
+  }
 }

@@ -167,3 +167,87 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   cmat[idx] = ${v};
 }`;
 }
+
+/** What changes the code of the small-M, transposed-B product (`gemvTShader`). */
+export interface GemvTConfig extends Pick<GemmConfig, 'bias' | 'relu' | 'accumulate' | 'partial'> {
+  /** Rows of A, all computed by every invocation (1..8). */
+  tm: number;
+  /** Columns per invocation and invocations per workgroup (along N). */
+  tn: number;
+  wx: number;
+}
+
+export function gemvTKey(c: GemvTConfig): string {
+  return [
+    'gemvT',
+    c.bias,
+    c.relu ? 'r' : '',
+    c.accumulate ? 'acc' : '',
+    c.partial ? 'p' : '',
+    c.tm,
+    c.tn,
+    c.wx,
+  ].join(':');
+}
+
+/**
+ * C[M, N] = A[M, K] B[N, K]^T for few rows (a linear layer at a small batch), K, lda, ldb and the A/B offsets
+ * multiples of 4. Both operands are read as vec4 along K, where B's rows are contiguous: on llvmpipe every
+ * storage load with a per-lane address is a guarded scalar load per lane and per component, so one vec4
+ * load per 4 k replaces the generic kernel's tm + tn scalar loads per k, and each invocation covers all M
+ * rows so B is read once. Same uniforms and epilogue as `gemmShader`; batch is 1; kChunk counts vec4s.
+ */
+export function gemvTShader(c: GemvTConfig): string {
+  const { tm, tn, wx } = c;
+  const buffers: BindingDecl[] = [
+    { name: 'a', access: 'read', type: 'vec4<f32>' },
+    { name: 'b', access: 'read', type: 'vec4<f32>' },
+    { name: 'cmat', access: 'read_write', type: 'f32' },
+  ];
+  if (c.bias !== 'none' && !c.partial) buffers.push({ name: 'bias', access: 'read', type: 'f32' });
+  const uniforms = [
+    ...GEMM_UNIFORMS.map((name) => ({ name, type: 'u32' as const })),
+    { name: 'alpha', type: 'f32' as const },
+  ];
+  const lines: string[] = [];
+  for (let i = 0; i < tm; i++) lines.push(`  let aRow${i} = (u.aOff + min(${i}u, u.M - 1u) * u.lda) / 4u;`);
+  for (let j = 0; j < tn; j++) {
+    lines.push(`  let n${j} = nBase + ${j * wx}u;`);
+    lines.push(`  let bRow${j} = (u.bOff + min(n${j}, u.N - 1u) * u.ldb) / 4u;`);
+  }
+  for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) lines.push(`  var c${i}_${j} = 0.0;`);
+  const body: string[] = [];
+  for (let i = 0; i < tm; i++) body.push(`    let av${i} = a[aRow${i} + k];`);
+  for (let j = 0; j < tn; j++) body.push(`    let bv${j} = b[bRow${j} + k];`);
+  for (let i = 0; i < tm; i++)
+    for (let j = 0; j < tn; j++) body.push(`    c${i}_${j} = c${i}_${j} + dot(av${i}, bv${j});`);
+  const writes: string[] = [];
+  for (let i = 0; i < tm; i++) {
+    for (let j = 0; j < tn; j++) {
+      let v = `c${i}_${j}`;
+      const idx = c.partial ? `(split * u.M + ${i}u) * u.N + n${j}` : `u.cOff + ${i}u * u.ldc + n${j}`;
+      if (!c.partial) {
+        v = `u.alpha * ${v}`;
+        if (c.bias === 'col') v = `${v} + bias[n${j}]`;
+        if (c.bias === 'row') v = `${v} + bias[${i}u]`;
+        if (c.accumulate) v = `${v} + cmat[${idx}]`;
+        if (c.relu) v = `max(${v}, 0.0)`;
+      }
+      writes.push(`  if (${i}u < u.M && n${j} < u.N) { cmat[${idx}] = ${v}; }`);
+    }
+  }
+  return `
+${declareBindings(buffers, uniforms)}
+@compute @workgroup_size(${wx}, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let split = wid.z;
+  let nBase = wid.x * ${tn * wx}u + lid.x;
+  let kStart = split * u.kChunk;
+  let kEnd = min(u.K / 4u, kStart + u.kChunk);
+${lines.join('\n')}
+  for (var k = kStart; k < kEnd; k++) {
+${body.join('\n')}
+  }
+${writes.join('\n')}
+}`;
+}
