@@ -132,20 +132,20 @@ export class GpuHammingBackend implements HammingBackend {
 
   async search(db: HammingDatabase, queries: Codes, k: number): Promise<SearchResult> {
     const kk = Math.min(k, db.codes.count);
-    const r = await this.select(db, queries, (hist, L) => selectK(hist, L, kk));
+    const r = await this.select(db, queries, (hist, L) => selectK(hist, L, kk), 'search');
     return { k: kk, distances: r.distances, ids: r.ids };
   }
 
   async rank(db: HammingDatabase, queries: Codes): Promise<RankResult> {
     const n = db.codes.count;
     this.checkRowFits(n, 'rank');
-    const r = await this.select(db, queries, (hist, L) => selectK(hist, L, n));
+    const r = await this.select(db, queries, (hist, L) => selectK(hist, L, n), 'rank');
     return { n, distances: r.distances, ids: r.ids };
   }
 
   async rangeSearch(db: HammingDatabase, queries: Codes, radius: number): Promise<RangeSearchResult> {
     const r = Math.min(radius, db.codes.bits);
-    const out = await this.select(db, queries, (hist, L) => selectRadius(hist, L, r));
+    const out = await this.select(db, queries, (hist, L) => selectRadius(hist, L, r), 'rangeSearch');
     const lims = new Int32Array(queries.count + 1);
     for (let q = 0; q < queries.count; q++) lims[q + 1] = lims[q] + out.kept[q];
     return { lims, distances: out.distances, ids: out.ids };
@@ -322,6 +322,7 @@ export class GpuHammingBackend implements HammingBackend {
     db: HammingDatabase,
     queries: Codes,
     choose: (hist: Uint32Array, L: number) => Selection[],
+    op: BackendOp,
   ): Promise<{ distances: Int32Array; ids: Int32Array; kept: Int32Array }> {
     const layout = this.layout(db.codes);
     const pages = this.upload(db);
@@ -340,7 +341,7 @@ export class GpuHammingBackend implements HammingBackend {
         hist.release();
         const sel = choose(h, L);
         for (let q = 0; q < nq; q++) {
-          this.checkRowFits(sel[q].kept, 'search');
+          this.checkRowFits(sel[q].kept, op);
           kept[q0 + q] = sel[q].kept;
         }
         // Sub-batches of queries whose outputs fit one binding (a single query always does: checked).
