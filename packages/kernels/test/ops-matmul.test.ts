@@ -23,6 +23,7 @@ describe('matmul', () => {
     [1, 4, 1, false, true],
     [4, 64, 37, false, true],
     [8, 2052, 70, false, true],
+    [21, 132, 67, false, true], // several row blocks
   ];
   for (const [M, K, N, tA, tB] of cases) {
     it(`${M}x${K}x${N} transA=${tA} transB=${tB}`, async () => {

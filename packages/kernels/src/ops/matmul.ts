@@ -40,7 +40,7 @@ export interface MatmulOptions {
   splitK?: number;
   /** Register block and workgroup shape (default: chosen from the shape). */
   tile?: Partial<Pick<GemmConfig, 'tm' | 'tn' | 'wx' | 'wy'>>;
-  /** Allow the small-M transposed-B kernel when the shape fits it (default true; false forces the GEMM). */
+  /** Allow the vec4 transposed-B kernel when the shape fits it (default true; false forces the GEMM). */
   gemv?: boolean;
 }
 
@@ -122,7 +122,6 @@ export function matmul(
     !transA &&
     transB &&
     batch === 1 &&
-    M <= 8 &&
     [K, lda, ldb, aOff, bOff].every((v) => v % 4 === 0)
   ) {
     gemvT(
@@ -217,7 +216,7 @@ export function matmul(
   return c;
 }
 
-/** Small-M product with B stored [N, K] (linear layers at small batches): see `gemvTShader`. */
+/** Product with B stored [N, K] (linear layers, LSTM projections), read as vec4: see `gemvTShader`. */
 function gemvT(
   gpu: Gpu,
   a: Tensor,
@@ -237,8 +236,9 @@ function gemvT(
   },
   e: { bias: GemvTConfig['bias']; relu: boolean; accumulate: boolean; alpha: number; splitK?: number },
 ): void {
-  const tile = { tm: s.M, tn: 4, wx: 16 };
+  const tile = { tm: Math.min(s.M, 8), tn: 4, wx: 16 };
   const wgX = Math.ceil(s.N / (tile.tn * tile.wx));
+  const wgY = Math.ceil(s.M / tile.tm);
   const K4 = s.K / 4;
   let splits = e.splitK ?? 1;
   // Few workgroups and a long reduction: split K so both cores get work.
@@ -248,7 +248,7 @@ function gemvT(
     throw argError('matmul', `splitK must be an integer >= 1, found ${splits}`);
   const kChunk = Math.ceil(K4 / splits);
   splits = Math.ceil(K4 / kChunk);
-  if (wgX > 65535 || splits > 65535)
+  if (wgX > 65535 || wgY > 65535 || splits > 65535)
     throw argError('matmul', `the product ${s.M}x${s.N}x${s.K} needs too many workgroups`);
   const partial = splits > 1;
   const cfg: GemvTConfig = { ...tile, bias: e.bias, relu: e.relu, accumulate: e.accumulate, partial };
@@ -262,7 +262,7 @@ function gemvT(
     code: () => gemvTShader(cfg),
     buffers,
     uniforms: [s.M, s.N, s.K, s.lda, s.ldb, s.ldc, s.aOff, s.bOff, s.cOff, 0, 0, 0, splits, kChunk, 1, alpha],
-    workgroups: [wgX, 1, splits],
+    workgroups: [wgX, wgY, splits],
   });
   if (partial) {
     const rc = { bias: e.bias, relu: e.relu, accumulate: e.accumulate };

@@ -170,7 +170,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
 /** What changes the code of the small-M, transposed-B product (`gemvTShader`). */
 export interface GemvTConfig extends Pick<GemmConfig, 'bias' | 'relu' | 'accumulate' | 'partial'> {
-  /** Rows of A, all computed by every invocation (1..8). */
+  /** Rows of A per workgroup, all computed by every invocation (from wid.y alone). */
   tm: number;
   /** Columns per invocation and invocations per workgroup (along N). */
   tn: number;
@@ -191,11 +191,12 @@ export function gemvTKey(c: GemvTConfig): string {
 }
 
 /**
- * C[M, N] = A[M, K] B[N, K]^T for few rows (a linear layer at a small batch), K, lda, ldb and the A/B offsets
- * multiples of 4. Both operands are read as vec4 along K, where B's rows are contiguous: on llvmpipe every
- * storage load with a per-lane address is a guarded scalar load per lane and per component, so one vec4
- * load per 4 k replaces the generic kernel's tm + tn scalar loads per k, and each invocation covers all M
- * rows so B is read once. Same uniforms and epilogue as `gemmShader`; batch is 1; kChunk counts vec4s.
+ * C[M, N] = A[M, K] B[N, K]^T (linear layers, LSTM projections) with K, lda, ldb and the A/B offsets multiples
+ * of 4. Both operands are read as vec4 along K, where B's rows are contiguous: on llvmpipe every storage
+ * load with a per-lane address is a guarded scalar load per lane and per component, so per 4 k an
+ * invocation does tm + tn vec4 loads for 4*tm*tn multiply-adds, against 4*(tm + tn) scalar loads in the
+ * generic kernel. Rows come from wid.y alone; at small M one workgroup row covers all of M, so B is read
+ * once. Same uniforms and epilogue as `gemmShader`; batch is 1; kChunk counts vec4s.
  */
 export function gemvTShader(c: GemvTConfig): string {
   const { tm, tn, wx } = c;
@@ -210,7 +211,10 @@ export function gemvTShader(c: GemvTConfig): string {
     { name: 'alpha', type: 'f32' as const },
   ];
   const lines: string[] = [];
-  for (let i = 0; i < tm; i++) lines.push(`  let aRow${i} = (u.aOff + min(${i}u, u.M - 1u) * u.lda) / 4u;`);
+  for (let i = 0; i < tm; i++) {
+    lines.push(`  let m${i} = mBase + ${i}u;`);
+    lines.push(`  let aRow${i} = (u.aOff + min(m${i}, u.M - 1u) * u.lda) / 4u;`);
+  }
   for (let j = 0; j < tn; j++) {
     lines.push(`  let n${j} = nBase + ${j * wx}u;`);
     lines.push(`  let bRow${j} = (u.bOff + min(n${j}, u.N - 1u) * u.ldb) / 4u;`);
@@ -225,15 +229,15 @@ export function gemvTShader(c: GemvTConfig): string {
   for (let i = 0; i < tm; i++) {
     for (let j = 0; j < tn; j++) {
       let v = `c${i}_${j}`;
-      const idx = c.partial ? `(split * u.M + ${i}u) * u.N + n${j}` : `u.cOff + ${i}u * u.ldc + n${j}`;
+      const idx = c.partial ? `(split * u.M + m${i}) * u.N + n${j}` : `u.cOff + m${i} * u.ldc + n${j}`;
       if (!c.partial) {
         v = `u.alpha * ${v}`;
         if (c.bias === 'col') v = `${v} + bias[n${j}]`;
-        if (c.bias === 'row') v = `${v} + bias[${i}u]`;
+        if (c.bias === 'row') v = `${v} + bias[m${i}]`;
         if (c.accumulate) v = `${v} + cmat[${idx}]`;
         if (c.relu) v = `max(${v}, 0.0)`;
       }
-      writes.push(`  if (${i}u < u.M && n${j} < u.N) { cmat[${idx}] = ${v}; }`);
+      writes.push(`  if (m${i} < u.M && n${j} < u.N) { cmat[${idx}] = ${v}; }`);
     }
   }
   return `
@@ -242,6 +246,7 @@ ${declareBindings(buffers, uniforms)}
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let split = wid.z;
   let nBase = wid.x * ${tn * wx}u + lid.x;
+  let mBase = wid.y * ${tm}u;
   let kStart = split * u.kChunk;
   let kEnd = min(u.K / 4u, kStart + u.kChunk);
 ${lines.join('\n')}
