@@ -5,7 +5,9 @@ import {
   type BackendChoice,
   benchHamming,
   benchHammingWithPeer,
+  disableGpuHamming,
   disposeHammingWorkers,
+  enableGpuHamming,
   HammingIndex,
   readNpyFile,
   writeNpyFile,
@@ -20,6 +22,16 @@ function backendChoice(v: string): BackendChoice {
   if (!BACKENDS.includes(v))
     throw new CliError(`--backend must be one of ${BACKENDS.join(', ')}, found "${v}"`);
   return v as BackendChoice;
+}
+
+/** Plugs in the GPU backend for 'gpu' and 'auto' ('auto' then picks whichever is faster for the call). */
+function useBackend(choice: BackendChoice): void {
+  if (choice !== 'cpu') enableGpuHamming();
+}
+
+async function releaseBackends(): Promise<void> {
+  await disableGpuHamming();
+  await disposeHammingWorkers();
 }
 
 function positiveInt(name: string) {
@@ -89,6 +101,7 @@ export function registerHamming(program: Command, bench: Command): void {
       }) => {
         const db = await readCodes(o.db, o.bits, 'database');
         const q = await readCodes(o.queries, o.bits, 'queries');
+        useBackend(o.backend);
         const index = HammingIndex.fromFaissBytes(o.bits, db, { backend: o.backend });
         const nq = q.length / Math.ceil(o.bits / 8);
         const t0 = performance.now();
@@ -116,7 +129,7 @@ export function registerHamming(program: Command, bench: Command): void {
           seconds,
         };
         await index.dispose();
-        await disposeHammingWorkers();
+        await releaseBackends();
         if (o.json) return printJson(summary);
         console.log(
           `searched ${nq} queries against ${index.count} codes of ${o.bits} bits (k = ${r.k}) in ${seconds.toFixed(3)} s on ${summary.device}`,
@@ -166,6 +179,7 @@ export function registerHamming(program: Command, bench: Command): void {
           repeats: o.repeats,
           seed: o.seed,
         };
+        useBackend(o.backend);
         try {
           if (!o.peer) {
             const r = await benchHamming(opts);
@@ -218,7 +232,7 @@ export function registerHamming(program: Command, bench: Command): void {
             `\nratio dhta / faiss: ${r.ratio.toFixed(2)}x  (same distances: yes; identical id rows: ${r.identicalIdRows}/${o.queries})`,
           );
         } finally {
-          await disposeHammingWorkers();
+          await releaseBackends();
         }
       },
     );

@@ -78,10 +78,17 @@ describe('dhta CLI', () => {
     const q = new Uint8Array(nq * 2).map((_, i) => (i % 2 ? rnd() & 0x03 : rnd() & 0x0f));
     await writeNpyFile(join(dir, 'db.npy'), db, [n, 2]);
     await writeNpyFile(join(dir, 'q.npy'), q, [nq, 2]);
-    for (const k of [5, 100]) {
-      const out = join(dir, `out${k}`);
+    for (const [k, backend] of [
+      [5, 'cpu'],
+      [100, 'cpu'],
+      [5, 'gpu'],
+      [100, 'auto'],
+    ] as const) {
+      const out = join(dir, `out${k}${backend}`);
       const r = dhta(
         'search',
+        '--backend',
+        backend,
         '--bits',
         '12',
         '--db',
@@ -109,8 +116,12 @@ describe('dhta CLI', () => {
           for (let b = 0; b < 12; b++) c += (x >> b) & 1;
           return [c, j];
         }).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-        expect(Array.from((d.data as Int32Array).slice(i * kk, (i + 1) * kk))).toEqual(brute.slice(0, kk).map((e) => e[0]));
-        expect(Array.from((ids.data as Int32Array).slice(i * kk, (i + 1) * kk))).toEqual(brute.slice(0, kk).map((e) => e[1]));
+        expect(Array.from((d.data as Int32Array).slice(i * kk, (i + 1) * kk))).toEqual(
+          brute.slice(0, kk).map((e) => e[0]),
+        );
+        expect(Array.from((ids.data as Int32Array).slice(i * kk, (i + 1) * kk))).toEqual(
+          brute.slice(0, kk).map((e) => e[1]),
+        );
       }
     }
   });
