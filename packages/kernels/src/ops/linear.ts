@@ -2,6 +2,7 @@ import { shapeError } from '../errors.js';
 import type { Gpu } from '../gpu/context.js';
 import type { Tensor } from '../gpu/tensor.js';
 import { matmul } from './matmul.js';
+import { sumRows } from './reduce.js';
 
 function dims2(op: string, name: string, t: Tensor): [number, number] {
   if (t.shape.length !== 2) throw shapeError(op, `${name} of rank 2`, `[${t.shape.join(', ')}]`);
@@ -50,4 +51,10 @@ export function linearBackwardWeight(
     out: opts.out ?? gpu.empty([Out, In]),
     accumulate: opts.accumulate,
   });
+}
+
+/** db[Out] = the column sums of dy[N, Out] (deterministic, no atomics). */
+export function linearBackwardBias(gpu: Gpu, dy: Tensor): Tensor {
+  dims2('linearBackwardBias', 'dy', dy);
+  return sumRows(gpu, dy);
 }
