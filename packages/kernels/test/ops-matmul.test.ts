@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { linear, linearBackwardInput, linearBackwardWeight } from '../src/ops/linear.js';
+import { linear, linearBackwardBias, linearBackwardInput, linearBackwardWeight } from '../src/ops/linear.js';
 import { matmul } from '../src/ops/matmul.js';
 import * as ref from '../src/reference/index.js';
 import { expectClose, f32, useGpu } from './helpers.js';
@@ -165,6 +165,7 @@ describe('linear', () => {
         await g.readF32(linearBackwardWeight(g, tdy, tx)),
         ref.linearBackwardWeight(dy, x, N, In, Out),
       );
+      expectClose(await g.readF32(linearBackwardBias(g, tdy)), ref.linearBackwardBias(dy, N, Out));
     });
   }
 });
