@@ -77,7 +77,7 @@ describe('conv2d', () => {
     const tb = g.tensor([O], b);
     const tdy = g.tensor(fwd.shape, dy);
     for (const rowTile of [
-      { tr: 3, tc: 4, wx: 8 },
+      { tr: 3, tc: 4, ty: 3, wx: 8 },
       { tr: 2, tc: 11, wx: 16, subgroups: false },
     ]) {
       expectClose(await g.readF32(conv2d(g, tx, tw, tb, { padding, rowTile })), fwd.y);

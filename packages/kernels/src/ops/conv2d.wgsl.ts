@@ -298,6 +298,8 @@ export interface ConvRowConfig {
   tr: number;
   /** Output pixels of one row per invocation. */
   tc: number;
+  /** Output rows per invocation (default 1): neighbouring rows share input rows as neighbouring columns do. */
+  ty?: number;
   /** Invocations per workgroup (along pixel runs). */
   wx: number;
   kh: number;
@@ -316,7 +318,7 @@ export interface ConvRowConfig {
 
 export function convRowKey(c: ConvRowConfig): string {
   const flags = `${c.transposed ? 't' : ''}${c.bias ? 'b' : ''}${c.relu ? 'r' : ''}${c.subgroupUnit ? `s${c.subgroupUnit}` : ''}`;
-  return `row:${c.tr}x${c.tc}/${c.wx}:${c.kh}x${c.kw}:${flags}`;
+  return `row:${c.tr}x${c.ty ?? 1}x${c.tc}/${c.wx}:${c.kh}x${c.kw}:${flags}`;
 }
 
 /**
@@ -332,6 +334,7 @@ export function convRowKey(c: ConvRowConfig): string {
  */
 export function convRowShader(c: ConvRowConfig): string {
   const { tr, tc, wx, kh: KH, kw: KW } = c;
+  const ty = c.ty ?? 1;
   const KK = KH * KW;
   const buffers: BindingDecl[] = [
     { name: 'src', access: 'read', type: 'f32' },
@@ -350,12 +353,13 @@ export function convRowShader(c: ConvRowConfig): string {
     pre.push(`  let cx${jj} = x0 + ${jj};`);
     pre.push(`  let cv${jj} = cx${jj} >= 0 && cx${jj} < i32(u.W);`);
   }
-  for (let i = 0; i < tr; i++) for (let j = 0; j < tc; j++) pre.push(`  var acc${i}_${j} = 0.0;`);
+  for (let i = 0; i < tr; i++)
+    for (let yy = 0; yy < ty; yy++) for (let j = 0; j < tc; j++) pre.push(`  var acc${i}_${yy}_${j} = 0.0;`);
   const body: string[] = [];
   const SG = c.subgroupUnit;
-  const wloads = SG ? Math.ceil((tr * KK) / SG) : 0;
   if (SG) {
     // Lane s of the subgroup loads the weights m = SG*k + s % SG of the flattened (row, tap) block.
+    const wloads = Math.ceil((tr * KK) / SG);
     for (let k = 0; k < wloads; k++) {
       pre.push(`  let wm${k} = min(${SG * k}u + sl % ${SG}u, ${tr * KK - 1}u);`);
       pre.push(`  let wi${k} = min(rBase + wm${k} / ${KK}u, u.O - 1u);`);
@@ -364,16 +368,27 @@ export function convRowShader(c: ConvRowConfig): string {
           ? `  let wo${k} = wi${k} * ${KK}u + ${KK - 1}u - wm${k} % ${KK}u;`
           : `  let wo${k} = wi${k} * u.C * ${KK}u + wm${k} % ${KK}u;`,
       );
-    }
-    body.push(
-      ...Array.from({ length: wloads }, (_, k) =>
+      body.push(
         c.transposed
           ? `    let wl${k} = w[ch * u.O * ${KK}u + wo${k}];`
           : `    let wl${k} = w[wo${k} + ch * ${KK}u];`,
-      ),
-    );
+      );
+    }
   }
-  for (let a = 0; a < KH; a++) {
+  // All weights of the channel, once: each serves ty output rows.
+  for (let t = 0; t < KK; t++) {
+    const wt = c.transposed ? KK - 1 - t : t;
+    for (let i = 0; i < tr; i++) {
+      const m = i * KK + t;
+      body.push(
+        SG
+          ? `    let wv${i}_${t} = subgroupBroadcast(wl${Math.floor(m / SG)}, ${m % SG}u);`
+          : `    let wv${i}_${t} = w[wc${i} + ${wt}u];`,
+      );
+    }
+  }
+  // Input rows y0 .. y0 + ty + KH - 2: row a feeds output row yy through kernel row a - yy.
+  for (let a = 0; a < ty + KH - 1; a++) {
     body.push(`    let iy${a} = y0 + ${a};`);
     body.push(`    let rv${a} = iy${a} >= 0 && iy${a} < i32(u.H);`);
     body.push(`    let rowb${a} = i32(sc) + iy${a} * i32(u.W) + x0;`);
@@ -383,43 +398,43 @@ export function convRowShader(c: ConvRowConfig): string {
         `    let xv${a}_${jj} = select(0.0, src[u32(select(0, rowb${a} + ${jj}, ok${a}_${jj}))], ok${a}_${jj});`,
       );
     }
-    for (let b = 0; b < KW; b++) {
-      const t = a * KW + b;
-      const wt = c.transposed ? KK - 1 - t : t;
-      for (let i = 0; i < tr; i++) {
-        if (SG) {
-          const m = i * KK + t;
-          body.push(`    let wv${i}_${t} = subgroupBroadcast(wl${Math.floor(m / SG)}, ${m % SG}u);`);
-        } else body.push(`    let wv${i}_${t} = w[wc${i} + ${wt}u];`);
+    for (let yy = 0; yy < ty; yy++) {
+      const kr = a - yy;
+      if (kr < 0 || kr >= KH) continue;
+      for (let b = 0; b < KW; b++) {
+        const t = kr * KW + b;
+        for (let i = 0; i < tr; i++)
+          for (let j = 0; j < tc; j++)
+            body.push(`    acc${i}_${yy}_${j} = fma(wv${i}_${t}, xv${a}_${j + b}, acc${i}_${yy}_${j});`);
       }
-      for (let i = 0; i < tr; i++)
-        for (let j = 0; j < tc; j++)
-          body.push(`    acc${i}_${j} = fma(wv${i}_${t}, xv${a}_${j + b}, acc${i}_${j});`);
     }
   }
   const writes: string[] = [];
   for (let i = 0; i < tr; i++) {
-    for (let j = 0; j < tc; j++) {
-      let v = `acc${i}_${j}`;
-      if (c.bias) v = `${v} + bias[r${i}]`;
-      if (c.relu) v = `max(${v}, 0.0)`;
-      writes.push(
-        `  if (live && rBase + ${i}u < u.O && ox + ${j}u < u.OW) { dst[ob + ${i}u * OP + ${j}u] = ${v}; }`,
-      );
+    for (let yy = 0; yy < ty; yy++) {
+      for (let j = 0; j < tc; j++) {
+        let v = `acc${i}_${yy}_${j}`;
+        if (c.bias) v = `${v} + bias[r${i}]`;
+        if (c.relu) v = `max(${v}, 0.0)`;
+        writes.push(
+          `  if (live && rBase + ${i}u < u.O && oy + ${yy}u < u.OH && ox + ${j}u < u.OW) { dst[ob + ${i}u * OP + ${yy}u * u.OW + ${j}u] = ${v}; }`,
+        );
+      }
     }
   }
   return `${SG ? 'enable subgroups;' : ''}
 ${declareBindings(buffers, uniformDecls)}
 @compute @workgroup_size(${wx}, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>${SG ? ', @builtin(subgroup_invocation_id) sl: u32' : ''}) {
-  let runs = u.N * u.OH * u.splits;
+  let blocks = (u.OH + ${ty - 1}u) / ${ty}u;
+  let runs = u.N * blocks * u.splits;
   let lane = wid.x * ${wx}u + lid.x;
   let live = lane < runs;
   let l = min(lane, runs - 1u);
   let seg = l % u.splits;
   let row = l / u.splits;
-  let n = row / u.OH;
-  let oy = row % u.OH;
+  let n = row / blocks;
+  let oy = row % blocks * ${ty}u;
   let ox = seg * ${tc}u;
   let y0 = i32(oy) - i32(u.pad);
   let x0 = i32(ox) - i32(u.pad);
