@@ -104,7 +104,7 @@ describe('dhta CLI', () => {
       expect(r.code, r.stderr).toBe(0);
       const summary = JSON.parse(r.stdout.trim());
       const kk = Math.min(k, n);
-      expect(summary).toMatchObject({ n, bits: 12, queries: nq, k: kk });
+      expect(summary).toMatchObject({ n, bits, queries: nq, k: kk });
       const d = readNpy(readFileSync(join(out, 'distances.npy')));
       const ids = readNpy(readFileSync(join(out, 'ids.npy')));
       expect(d.dtype).toBe('int32');

@@ -555,7 +555,9 @@ export async function createGpu(options: GpuOptions = {}): Promise<Gpu> {
     );
   }
   const requiredFeatures: GPUFeatureName[] = [];
-  if (adapter.features.has('timestamp-query')) requiredFeatures.push('timestamp-query');
+  // timestamp-query for GPU timing; subgroups lets kernels share loads across lanes (conv2d's row-run kernel).
+  for (const f of ['timestamp-query', 'subgroups'] as GPUFeatureName[])
+    if (adapter.features.has(f)) requiredFeatures.push(f);
   const requiredLimits: Record<string, number> = {};
   for (const k of [
     'maxStorageBufferBindingSize',
