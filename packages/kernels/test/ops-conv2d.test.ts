@@ -88,6 +88,37 @@ describe('conv2d', () => {
     expectClose(await g.readF32(conv2dBackwardInput(g, tdy, tw, xShape, { padding, tile })), dxRef);
   });
 
+  // Widths that are multiples of 4 take vec4 loads and stores; runs (tc = 8) and row blocks that overhang.
+  for (const [N, C, H, W, O, K, padding] of [
+    [2, 3, 9, 12, 5, 3, 1],
+    [1, 2, 7, 8, 3, 3, 2],
+  ]) {
+    it(`stride 1, vec4 rows: x [${N},${C},${H},${W}] w [${O},${C},${K},${K}] padding ${padding}`, async () => {
+      const g = gpu();
+      const x = randn(rng, N * C * H * W);
+      const w = randn(rng, O * C * K * K);
+      const b = randn(rng, O);
+      const xShape = [N, C, H, W];
+      const wShape = [O, C, K, K];
+      const p = { stride: 1, padding };
+      const fwd = ref.conv2dForward(x, xShape, w, wShape, b, p);
+      const dy = randn(rng, fwd.y.length);
+      const dxRef = ref.conv2dBackwardInput(dy, fwd.shape, w, wShape, xShape, p);
+      const tx = g.tensor(xShape, x);
+      const tw = g.tensor(wShape, w);
+      const tb = g.tensor([O], b);
+      const tdy = g.tensor(fwd.shape, dy);
+      for (const rowTile of [
+        { tr: 2, tc: 8, ty: 2, wx: 8 },
+        { tr: 1, tc: 4, ty: 3, wx: 16, subgroups: false },
+      ]) {
+        const relu = fwd.y.map((v) => Math.max(v, 0));
+        expectClose(await g.readF32(conv2d(g, tx, tw, tb, { padding, rowTile, relu: true })), relu);
+        expectClose(await g.readF32(conv2dBackwardInput(g, tdy, tw, xShape, { padding, rowTile })), dxRef);
+      }
+    });
+  }
+
   it('rejects mismatched channels and kernels larger than the input', () => {
     const g = gpu();
     expect(() => conv2d(g, g.zeros([1, 2, 4, 4]), g.zeros([3, 1, 3, 3]), null)).toThrow(/2 input channels/);

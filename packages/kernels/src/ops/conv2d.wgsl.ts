@@ -314,11 +314,18 @@ export interface ConvRowConfig {
    * every weight. Needs the device feature 'subgroups'.
    */
   subgroupUnit: number;
+  /**
+   * Read src and write dst as vec4 (needs tc % 4 == 0 and both widths multiples of 4, so every vec4 lies in
+   * one row, wholly inside or outside it); the padding is then baked in (`pad`).
+   */
+  vec4?: boolean;
+  pad?: number;
 }
 
 export function convRowKey(c: ConvRowConfig): string {
   const flags = `${c.transposed ? 't' : ''}${c.bias ? 'b' : ''}${c.relu ? 'r' : ''}${c.subgroupUnit ? `s${c.subgroupUnit}` : ''}`;
-  return `row:${c.tr}x${c.ty ?? 1}x${c.tc}/${c.wx}:${c.kh}x${c.kw}:${flags}`;
+  const v4 = c.vec4 ? `:v4p${c.pad ?? 0}` : '';
+  return `row:${c.tr}x${c.ty ?? 1}x${c.tc}/${c.wx}:${c.kh}x${c.kw}:${flags}${v4}`;
 }
 
 /**
@@ -336,10 +343,12 @@ export function convRowShader(c: ConvRowConfig): string {
   const { tr, tc, wx, kh: KH, kw: KW } = c;
   const ty = c.ty ?? 1;
   const KK = KH * KW;
+  const V4 = c.vec4 ?? false;
+  const PAD = c.pad ?? 0;
   const buffers: BindingDecl[] = [
-    { name: 'src', access: 'read', type: 'f32' },
+    { name: 'src', access: 'read', type: V4 ? 'vec4<f32>' : 'f32' },
     { name: 'w', access: 'read', type: 'f32' },
-    { name: 'dst', access: 'read_write', type: 'f32' },
+    { name: 'dst', access: 'read_write', type: V4 ? 'vec4<f32>' : 'f32' },
   ];
   if (c.bias) buffers.push({ name: 'bias', access: 'read', type: 'f32' });
   const span = tc + KW - 1;
@@ -349,9 +358,19 @@ export function convRowShader(c: ConvRowConfig): string {
     pre.push(c.transposed ? `  let wr${i} = r${i} * ${KK}u;` : `  let wr${i} = r${i} * u.C * ${KK}u;`);
   }
   // Column validity of the input values a run needs (independent of the channel and kernel row).
-  for (let jj = 0; jj < span; jj++) {
-    pre.push(`  let cx${jj} = x0 + ${jj};`);
-    pre.push(`  let cv${jj} = cx${jj} >= 0 && cx${jj} < i32(u.W);`);
+  // vec4 mode: input element jj sits at column ox - pad + jj, in vec4 v = floor((jj - pad) / 4) from ox.
+  const vLo = Math.floor(-PAD / 4);
+  const vHi = Math.floor((span - 1 - PAD) / 4);
+  if (V4) {
+    for (let v = vLo; v <= vHi; v++) {
+      pre.push(`  let cx${v - vLo} = i32(ox) + ${4 * v};`);
+      pre.push(`  let cv${v - vLo} = cx${v - vLo} >= 0 && cx${v - vLo} < i32(u.W);`);
+    }
+  } else {
+    for (let jj = 0; jj < span; jj++) {
+      pre.push(`  let cx${jj} = x0 + ${jj};`);
+      pre.push(`  let cv${jj} = cx${jj} >= 0 && cx${jj} < i32(u.W);`);
+    }
   }
   for (let i = 0; i < tr; i++)
     for (let yy = 0; yy < ty; yy++) for (let j = 0; j < tc; j++) pre.push(`  var acc${i}_${yy}_${j} = 0.0;`);
@@ -391,12 +410,28 @@ export function convRowShader(c: ConvRowConfig): string {
   for (let a = 0; a < ty + KH - 1; a++) {
     body.push(`    let iy${a} = y0 + ${a};`);
     body.push(`    let rv${a} = iy${a} >= 0 && iy${a} < i32(u.H);`);
-    body.push(`    let rowb${a} = i32(sc) + iy${a} * i32(u.W) + x0;`);
-    for (let jj = 0; jj < span; jj++) {
-      body.push(`    let ok${a}_${jj} = rv${a} && cv${jj};`);
-      body.push(
-        `    let xv${a}_${jj} = select(0.0, src[u32(select(0, rowb${a} + ${jj}, ok${a}_${jj}))], ok${a}_${jj});`,
-      );
+    if (V4) {
+      body.push(`    let rowb${a} = (i32(sc) + iy${a} * i32(u.W) + i32(ox)) / 4;`);
+      for (let v = vLo; v <= vHi; v++) {
+        const vi = v - vLo;
+        body.push(`    let ok${a}_${vi} = rv${a} && cv${vi};`);
+        body.push(
+          `    let xq${a}_${vi} = select(vec4<f32>(0.0), src[u32(select(0, rowb${a} + ${v}, ok${a}_${vi}))], ok${a}_${vi});`,
+        );
+      }
+      for (let jj = 0; jj < span; jj++) {
+        const rc = jj - PAD;
+        const v = Math.floor(rc / 4);
+        body.push(`    let xv${a}_${jj} = xq${a}_${v - vLo}[${rc - 4 * v}];`);
+      }
+    } else {
+      body.push(`    let rowb${a} = i32(sc) + iy${a} * i32(u.W) + x0;`);
+      for (let jj = 0; jj < span; jj++) {
+        body.push(`    let ok${a}_${jj} = rv${a} && cv${jj};`);
+        body.push(
+          `    let xv${a}_${jj} = select(0.0, src[u32(select(0, rowb${a} + ${jj}, ok${a}_${jj}))], ok${a}_${jj});`,
+        );
+      }
     }
     for (let yy = 0; yy < ty; yy++) {
       const kr = a - yy;
@@ -412,6 +447,17 @@ export function convRowShader(c: ConvRowConfig): string {
   const writes: string[] = [];
   for (let i = 0; i < tr; i++) {
     for (let yy = 0; yy < ty; yy++) {
+      if (V4) {
+        for (let j4 = 0; j4 < tc / 4; j4++) {
+          let v = `vec4<f32>(${[0, 1, 2, 3].map((e) => `acc${i}_${yy}_${4 * j4 + e}`).join(', ')})`;
+          if (c.bias) v = `${v} + bias[r${i}]`;
+          if (c.relu) v = `max(${v}, vec4<f32>(0.0))`;
+          writes.push(
+            `  if (live && rBase + ${i}u < u.O && oy + ${yy}u < u.OH && ox + ${4 * j4}u < u.OW) { dst[(ob + ${i}u * OP + ${yy}u * u.OW) / 4u + ${j4}u] = ${v}; }`,
+          );
+        }
+        continue;
+      }
       for (let j = 0; j < tc; j++) {
         let v = `acc${i}_${yy}_${j}`;
         if (c.bias) v = `${v} + bias[r${i}]`;
