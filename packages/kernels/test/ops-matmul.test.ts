@@ -108,6 +108,64 @@ describe('matmul', () => {
     }
   });
 
+  // vec4-column kernel (B stored [K, N], N % 4 == 0): small M (dy W) and small K (dy^T x), blocks that do not
+  // divide M or N/4, offsets, leading dimensions, both bias axes, the epilogue, split-K; agrees with the GEMM.
+  for (const [M, K, N, transA, biasAxis] of [
+    [5, 300, 36, false, 'col'],
+    [19, 4, 28, true, 'row'],
+    [3, 7, 8, true, 'col'],
+  ] as const) {
+    it(`vec4-column kernel ${M}x${K}x${N} transA=${transA} bias=${biasAxis}`, async () => {
+      const g = gpu();
+      const lda = (transA ? M : K) + 3;
+      const [ldb, ldc, aOff, bOff, cOff] = [N + 4, N + 8, 3, 4, 8];
+      const a = randn(rng, aOff + (transA ? K : M) * lda);
+      const b = randn(rng, bOff + K * ldb);
+      const bias = randn(rng, biasAxis === 'col' ? N : M);
+      const c0 = randn(rng, cOff + M * ldc);
+      const aD = new Float64Array(M * K);
+      const bD = new Float64Array(K * N);
+      for (let m = 0; m < M; m++)
+        for (let k = 0; k < K; k++) aD[m * K + k] = a[aOff + (transA ? k * lda + m : m * lda + k)];
+      for (let k = 0; k < K; k++) for (let n = 0; n < N; n++) bD[k * N + n] = b[bOff + k * ldb + n];
+      const prod = ref.matmul(aD, bD, M, K, N);
+      const expected = Float64Array.from(c0);
+      for (let m = 0; m < M; m++)
+        for (let n = 0; n < N; n++) {
+          const i = cOff + m * ldc + n;
+          const bv = biasAxis === 'col' ? bias[n] : bias[m];
+          expected[i] = Math.max(0, 0.5 * prod[m * N + n] + bv + c0[i]);
+        }
+      for (const [splitK, n4Tile, tile] of [
+        [1, undefined, undefined],
+        [3, { tm: 4, tn: 2, wx: 4 }, undefined],
+        [1, { tm: 3, tn: 1, wx: 2 }, undefined],
+        [1, undefined, { tm: 4, tn: 4, wx: 8, wy: 8 }],
+      ] as const) {
+        const out = g.tensor([c0.length], c0);
+        matmul(g, g.tensor([a.length], a), g.tensor([b.length], b), M, K, N, {
+          transA,
+          bias: g.tensor([bias.length], bias),
+          biasAxis,
+          relu: true,
+          alpha: 0.5,
+          accumulate: true,
+          out,
+          splitK,
+          n4Tile,
+          tile,
+          lda,
+          ldb,
+          ldc,
+          aOffset: aOff,
+          bOffset: bOff,
+          cOffset: cOff,
+        });
+        expectClose(await g.readF32(out), expected);
+      }
+    });
+  }
+
   it('handles batches, offsets and leading dimensions', async () => {
     const g = gpu();
     const [B, M, K, N] = [3, 5, 6, 7];

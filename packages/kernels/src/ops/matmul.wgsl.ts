@@ -256,3 +256,101 @@ ${body.join('\n')}
 ${writes.join('\n')}
 }`;
 }
+
+/** What changes the code of the vec4-column product (`gemmN4Shader`). */
+export interface GemmN4Config
+  extends Pick<GemmConfig, 'transA' | 'bias' | 'relu' | 'accumulate' | 'partial'> {
+  /** Rows of C per workgroup, all computed by every invocation (from wid.y alone). */
+  tm: number;
+  /** vec4 columns per invocation and invocations per workgroup (along N). */
+  tn: number;
+  wx: number;
+}
+
+export function gemmN4Key(c: GemmN4Config): string {
+  return [
+    'n4',
+    c.transA ? 'T' : 'N',
+    c.bias,
+    c.relu ? 'r' : '',
+    c.accumulate ? 'acc' : '',
+    c.partial ? 'p' : '',
+    c.tm,
+    c.tn,
+    c.wx,
+  ].join(':');
+}
+
+/**
+ * C[M, N] = op(A) B with B stored [K, N] and C read and written as vec4 along N (N, ldb, ldc and the B/C
+ * offsets multiples of 4): the product of a linear layer's input gradient (dy W, M = batch rows) and of its
+ * weight gradient (dy^T x, K = batch rows). Rows come from wid.y alone, so A's addresses are the same in
+ * every lane and llvmpipe loads each once; per k an invocation does tn vec4 loads of B for 4*tm*tn
+ * multiply-adds and, at the end, tm*tn vec4 stores, where the generic kernel needs a guarded scalar load or
+ * store per lane and per element. Same uniforms and epilogue as `gemmShader`; batch is 1.
+ */
+export function gemmN4Shader(c: GemmN4Config): string {
+  const { tm, tn, wx } = c;
+  const buffers: BindingDecl[] = [
+    { name: 'a', access: 'read', type: 'f32' },
+    { name: 'b', access: 'read', type: 'vec4<f32>' },
+    { name: 'cmat', access: 'read_write', type: 'vec4<f32>' },
+  ];
+  if (c.bias !== 'none' && !c.partial)
+    buffers.push({ name: 'bias', access: 'read', type: c.bias === 'col' ? 'vec4<f32>' : 'f32' });
+  const uniforms = [
+    ...GEMM_UNIFORMS.map((name) => ({ name, type: 'u32' as const })),
+    { name: 'alpha', type: 'f32' as const },
+  ];
+  const ams = c.transA ? '1u' : 'u.lda';
+  const aks = c.transA ? 'u.lda' : '1u';
+  const lines: string[] = [];
+  for (let i = 0; i < tm; i++) {
+    lines.push(`  let m${i} = mBase + ${i}u;`);
+    lines.push(`  let aRow${i} = u.aOff + min(m${i}, u.M - 1u) * ${ams};`);
+  }
+  for (let j = 0; j < tn; j++) {
+    lines.push(`  let n${j} = nBase + ${j * wx}u;`);
+    lines.push(`  let nc${j} = min(n${j}, N4 - 1u);`);
+  }
+  for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) lines.push(`  var c${i}_${j} = vec4<f32>(0.0);`);
+  const body: string[] = [];
+  body.push('    let bk = (u.bOff + k * u.ldb) / 4u;');
+  for (let i = 0; i < tm; i++) body.push(`    let av${i} = a[aRow${i} + k * ${aks}];`);
+  for (let j = 0; j < tn; j++) body.push(`    let bv${j} = b[bk + nc${j}];`);
+  for (let i = 0; i < tm; i++)
+    for (let j = 0; j < tn; j++) body.push(`    c${i}_${j} = fma(vec4<f32>(av${i}), bv${j}, c${i}_${j});`);
+  const writes: string[] = [];
+  for (let i = 0; i < tm; i++) {
+    for (let j = 0; j < tn; j++) {
+      let v = `c${i}_${j}`;
+      const idx = c.partial
+        ? `((split * u.M + m${i}) * u.N) / 4u + n${j}`
+        : `(u.cOff + m${i} * u.ldc) / 4u + n${j}`;
+      if (!c.partial) {
+        v = `u.alpha * ${v}`;
+        if (c.bias === 'col') v = `${v} + bias[n${j}]`;
+        if (c.bias === 'row') v = `${v} + bias[m${i}]`;
+        if (c.accumulate) v = `${v} + cmat[${idx}]`;
+        if (c.relu) v = `max(${v}, vec4<f32>(0.0))`;
+      }
+      writes.push(`  if (m${i} < u.M && n${j} < N4) { cmat[${idx}] = ${v}; }`);
+    }
+  }
+  return `
+${declareBindings(buffers, uniforms)}
+@compute @workgroup_size(${wx}, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let split = wid.z;
+  let N4 = u.N / 4u;
+  let nBase = wid.x * ${tn * wx}u + lid.x;
+  let mBase = wid.y * ${tm}u;
+  let kStart = split * u.kChunk;
+  let kEnd = min(u.K, kStart + u.kChunk);
+${lines.join('\n')}
+  for (var k = kStart; k < kEnd; k++) {
+${body.join('\n')}
+  }
+${writes.join('\n')}
+}`;
+}
