@@ -116,6 +116,17 @@ describe('conv2d', () => {
         expectClose(await g.readF32(conv2d(g, tx, tw, tb, { padding, rowTile, relu: true })), relu);
         expectClose(await g.readF32(conv2dBackwardInput(g, tdy, tw, xShape, { padding, rowTile })), dxRef);
       }
+      // Weight gradient: few channels take the row kernel by default; blocks that overhang C, O and OW.
+      const dwRef = ref.conv2dBackwardWeight(x, xShape, dy, fwd.shape, wShape, p);
+      for (const rowTile of [undefined, { tcc: 2, to: 2, tc: 5, wx: 2 }]) {
+        expectClose(await g.readF32(conv2dBackwardWeight(g, tx, tdy, wShape, { ...p, rowTile })), dwRef);
+        const acc = g.tensor(wShape, dwRef);
+        conv2dBackwardWeight(g, tx, tdy, wShape, { ...p, rowTile, splits: 3, out: acc, accumulate: true });
+        expectClose(
+          await g.readF32(acc),
+          dwRef.map((v) => 2 * v),
+        );
+      }
     });
   }
 

@@ -4,6 +4,7 @@ import type { Tensor } from '../gpu/tensor.js';
 import {
   type ConvRowConfig,
   type ConvTile,
+  type ConvWeightRowConfig,
   convBackwardInputKey,
   convBackwardInputShader,
   convBackwardWeightKey,
@@ -12,6 +13,8 @@ import {
   convForwardShader,
   convRowKey,
   convRowShader,
+  convWeightRowKey,
+  convWeightRowShader,
 } from './conv2d.wgsl.js';
 import { gemmReduceShader } from './matmul.wgsl.js';
 
@@ -279,7 +282,13 @@ export function conv2dBackwardWeight(
   x: Tensor,
   dy: Tensor,
   wShape: readonly number[],
-  o: Conv2dOptions & { out?: Tensor; accumulate?: boolean; splits?: number; tile?: ConvTile } = {},
+  o: Conv2dOptions & {
+    out?: Tensor;
+    accumulate?: boolean;
+    splits?: number;
+    tile?: ConvTile;
+    rowTile?: ConvWeightRowTile;
+  } = {},
 ): Tensor {
   const op = 'conv2dBackwardWeight';
   const g = conv2dGeometry(op, x.shape, wShape, o);
@@ -289,6 +298,31 @@ export function conv2dBackwardWeight(
   if (o.accumulate && !o.out) throw argError(op, 'accumulate needs an output tensor to add to');
   const CKK = g.C * g.KH * g.KW;
   const dw = o.out ?? gpu.empty(wShape);
+  // Few input channels (conv1, C = 1): the tiled kernel's columns (C*KH*KW = 9) leave most lanes idle; the
+  // row kernel runs lanes along output channels (conv1 1.2 -> 4-5 GFLOP/s). With many channels its
+  // input loads cost more than they save (conv2/conv3 3-4.6 against 7.8-8.7), so they keep the tiled one.
+  if (g.stride === 1 && !o.tile && (o.rowTile || g.C <= 4)) {
+    const t = o.rowTile ?? pickWeightRowTile(g);
+    const cfg: ConvWeightRowConfig = { ...t, kh: g.KH, kw: g.KW };
+    const wgX = Math.ceil(g.O / (t.to * t.wx));
+    const wgY = Math.ceil(g.C / t.tcc);
+    checkDispatch(op, wgX, wgY);
+    const NR = g.N * g.OH;
+    const splits = Math.max(1, Math.min(o.splits ?? Math.ceil(256 / (wgX * wgY)), NR, 1024));
+    const chunk = Math.ceil(NR / splits);
+    const used = Math.ceil(NR / chunk);
+    const part = gpu.empty([used, g.O, CKK]);
+    gpu.run({
+      op,
+      key: convWeightRowKey(cfg),
+      code: () => convWeightRowShader(cfg),
+      buffers: [x, dy, part],
+      uniforms: uniforms(g, used, chunk),
+      workgroups: [wgX, wgY, used],
+    });
+    reduceParts(gpu, op, part, dw, g.O, CKK, used, o.accumulate ?? false);
+    return dw;
+  }
   const tile = o.tile ?? pickWeightTile(g.O, CKK);
   const wgX = Math.ceil(CKK / (tile.tc * tile.wx));
   const wgY = Math.ceil(g.O / (tile.tr * tile.wy));
@@ -301,23 +335,44 @@ export function conv2dBackwardWeight(
   const part = gpu.empty([used, g.O, CKK]);
   gpu.run({
     op,
-    key: convBackwardWeightKey(tile) + `:${g.KH}x${g.KW}`,
+    key: `${convBackwardWeightKey(tile)}:${g.KH}x${g.KW}`,
     code: () => convBackwardWeightShader(tile, g.KH, g.KW),
     buffers: [x, dy, part],
     uniforms: uniforms(g, used, chunk),
     workgroups: [wgX, wgY, used],
   });
-  const rc = { bias: 'none' as const, relu: false, accumulate: o.accumulate ?? false };
+  reduceParts(gpu, op, part, dw, g.O, CKK, used, o.accumulate ?? false);
+  return dw;
+}
+
+function reduceParts(
+  gpu: Gpu,
+  op: string,
+  part: Tensor,
+  dw: Tensor,
+  O: number,
+  CKK: number,
+  used: number,
+  accumulate: boolean,
+): void {
+  const rc = { bias: 'none' as const, relu: false, accumulate };
   gpu.run({
     op: `${op}Reduce`,
     key: `none:false:${rc.accumulate}`,
     code: () => gemmReduceShader(rc),
     buffers: [part, dw],
-    uniforms: [g.O, CKK, CKK, 0, 0, used, 1, { f32: 1 }],
-    workgroups: grid(Math.ceil((g.O * CKK) / 256)),
+    uniforms: [O, CKK, CKK, 0, 0, used, 1, { f32: 1 }],
+    workgroups: grid(Math.ceil((O * CKK) / 256)),
   });
   part.release();
-  return dw;
+}
+
+/** Block of the stride-1 weight-gradient kernel (see `convWeightRowShader`). */
+export type ConvWeightRowTile = Pick<ConvWeightRowConfig, 'tcc' | 'to' | 'tc' | 'wx'>;
+
+function pickWeightRowTile(g: Conv2dGeometry): ConvWeightRowTile {
+  const tc = Math.ceil(g.OW / Math.ceil(g.OW / 8));
+  return { tcc: Math.min(g.C, 4), to: g.O >= 32 ? 2 : 1, tc, wx: 16 };
 }
 
 /** Multiply-adds times two of one conv2d forward (the same count for each backward pass). */

@@ -498,3 +498,105 @@ ${body.join('\n')}
 ${writes.join('\n')}
 }`;
 }
+
+/** Block of the stride-1 weight-gradient kernel (`convWeightRowShader`). */
+export interface ConvWeightRowConfig {
+  /** Input channels per invocation (from wid.y: their input loads are the same in every lane). */
+  tcc: number;
+  /** Output channels per invocation (lanes run along output channels, `to` of them wx apart). */
+  to: number;
+  /** Output pixels of one row per step. */
+  tc: number;
+  wx: number;
+  kh: number;
+  kw: number;
+}
+
+export function convWeightRowKey(c: ConvWeightRowConfig): string {
+  return `wrow:${c.tcc}x${c.to}x${c.tc}/${c.wx}:${c.kh}x${c.kw}`;
+}
+
+/**
+ * Stride-1 weight gradient dw[o, ch, a, b] = sum over n, y, x of dy[n, o, y, x] * x[n, ch, y - pad + a, x - pad + b],
+ * reduced over the output rows (n, y) of the batch in `splits` deterministic chunks of `chunk` rows (wid.z),
+ * each written to its slice of part [splits, O, C*KH*KW]. Lanes run along output channels and the input
+ * channels come from wid.y, so input loads are the same in every lane (llvmpipe loads them once) and only
+ * dy loads are per lane: tc of them per step for tcc*to*KH*KW*tc multiply-adds, where the tiled kernel does
+ * one per-lane gather per column and pixel.
+ */
+export function convWeightRowShader(c: ConvWeightRowConfig): string {
+  const { tcc, to, tc, wx, kh: KH, kw: KW } = c;
+  const KK = KH * KW;
+  const span = tc + KW - 1;
+  const buffers: BindingDecl[] = [
+    { name: 'x', access: 'read', type: 'f32' },
+    { name: 'dy', access: 'read', type: 'f32' },
+    { name: 'part', access: 'read_write', type: 'f32' },
+  ];
+  const pre: string[] = [];
+  for (let q = 0; q < to; q++) {
+    pre.push(`  let o${q} = oBase + ${q * wx}u;`);
+    pre.push(`  let od${q} = min(o${q}, u.O - 1u) * OP;`);
+  }
+  for (let i = 0; i < tcc; i++) pre.push(`  let ci${i} = min(cBase + ${i}u, u.C - 1u) * HW;`);
+  for (let q = 0; q < to; q++)
+    for (let i = 0; i < tcc; i++) for (let t = 0; t < KK; t++) pre.push(`  var acc${q}_${i}_${t} = 0.0;`);
+  const body: string[] = [];
+  for (let j = 0; j < tc; j++) body.push(`      let okx${j} = x0 + ${j}u < u.OW;`);
+  for (let q = 0; q < to; q++)
+    for (let j = 0; j < tc; j++)
+      body.push(
+        `      let g${q}_${j} = select(0.0, dy[select(0u, dn + od${q} + y * u.OW + x0 + ${j}u, okx${j})], okx${j});`,
+      );
+  for (let jj = 0; jj < span; jj++) {
+    body.push(`      let ix${jj} = i32(x0) + ${jj - 0} - i32(u.pad);`);
+    body.push(`      let cv${jj} = ix${jj} >= 0 && ix${jj} < i32(u.W);`);
+  }
+  for (let a = 0; a < KH; a++) {
+    body.push(`      let iy${a} = i32(y) + ${a} - i32(u.pad);`);
+    body.push(`      let rv${a} = iy${a} >= 0 && iy${a} < i32(u.H);`);
+    for (let i = 0; i < tcc; i++) {
+      body.push(`      let rb${a}_${i} = i32(xn + ci${i}) + iy${a} * i32(u.W);`);
+      for (let jj = 0; jj < span; jj++)
+        body.push(
+          `      let xv${a}_${i}_${jj} = select(0.0, x[u32(select(0, rb${a}_${i} + ix${jj}, rv${a} && cv${jj}))], rv${a} && cv${jj});`,
+        );
+      for (let b = 0; b < KW; b++)
+        for (let q = 0; q < to; q++)
+          for (let j = 0; j < tc; j++)
+            body.push(
+              `      acc${q}_${i}_${a * KW + b} = fma(g${q}_${j}, xv${a}_${i}_${j + b}, acc${q}_${i}_${a * KW + b});`,
+            );
+    }
+  }
+  const writes: string[] = [];
+  for (let q = 0; q < to; q++)
+    for (let i = 0; i < tcc; i++)
+      for (let t = 0; t < KK; t++)
+        writes.push(
+          `  if (o${q} < u.O && cBase + ${i}u < u.C) { part[(wid.z * u.O + o${q}) * CKK + (cBase + ${i}u) * ${KK}u + ${t}u] = acc${q}_${i}_${t}; }`,
+        );
+  return `
+${declareBindings(buffers, uniformDecls)}
+@compute @workgroup_size(${wx}, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let OP = u.OH * u.OW;
+  let HW = u.H * u.W;
+  let CKK = u.C * ${KK}u;
+  let oBase = wid.x * ${to * wx}u + lid.x;
+  let cBase = wid.y * ${tcc}u;
+${pre.join('\n')}
+  let rStart = wid.z * u.chunk;
+  let rEnd = min(u.N * u.OH, rStart + u.chunk);
+  for (var r = rStart; r < rEnd; r++) {
+    let n = r / u.OH;
+    let y = r % u.OH;
+    let xn = n * u.C * HW;
+    let dn = n * u.O * OP;
+    for (var x0 = 0u; x0 < u.OW; x0 += ${tc}u) {
+${body.join('\n')}
+    }
+  }
+${writes.join('\n')}
+}`;
+}
