@@ -116,12 +116,17 @@ describe('conv2d', () => {
         expectClose(await g.readF32(conv2d(g, tx, tw, tb, { padding, rowTile, relu: true })), relu);
         expectClose(await g.readF32(conv2dBackwardInput(g, tdy, tw, xShape, { padding, rowTile })), dxRef);
       }
-      // Weight gradient: few channels take the row kernel by default; blocks that overhang C, O and OW.
+      // Weight gradient: few channels take the row kernel by default; blocks that overhang C, O and OW; the
+      // tiled kernel with 16 rows shared through subgroups (two broadcast loads per lane) where present.
       const dwRef = ref.conv2dBackwardWeight(x, xShape, dy, fwd.shape, wShape, p);
-      for (const rowTile of [undefined, { tcc: 2, to: 2, tc: 5, wx: 2 }]) {
-        expectClose(await g.readF32(conv2dBackwardWeight(g, tx, tdy, wShape, { ...p, rowTile })), dwRef);
+      for (const k of [
+        {},
+        { rowTile: { tcc: 2, to: 2, tc: 5, wx: 2 } },
+        { tile: { tr: 16, tc: 2, wx: 8, wy: 1 } },
+      ]) {
+        expectClose(await g.readF32(conv2dBackwardWeight(g, tx, tdy, wShape, { ...p, ...k })), dwRef);
         const acc = g.tensor(wShape, dwRef);
-        conv2dBackwardWeight(g, tx, tdy, wShape, { ...p, rowTile, splits: 3, out: acc, accumulate: true });
+        conv2dBackwardWeight(g, tx, tdy, wShape, { ...p, ...k, splits: 3, out: acc, accumulate: true });
         expectClose(
           await g.readF32(acc),
           dwRef.map((v) => 2 * v),

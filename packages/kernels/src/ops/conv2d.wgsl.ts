@@ -226,8 +226,11 @@ export function convBackwardWeightKey(t: ConvTile): string {
  * `splits` deterministic chunks (wid.z), each written to its own slice of a partial buffer
  * [splits, O, C*KH*KW]; a second pass sums the slices.
  */
-export function convBackwardWeightShader(t: ConvTile, kh: number, kw: number): string {
+export function convBackwardWeightShader(t: ConvTile, kh: number, kw: number, subgroupUnit = 0): string {
   const { tr, tc, wx, wy } = t;
+  // subgroupUnit (rows from wid.y alone, wy = 1): lane s of each group of SG loads dy rows SG*k + s and
+  // subgroupBroadcast hands them round, instead of every lane loading every row (as in convRowShader).
+  const SG = wy === 1 ? subgroupUnit : 0;
   const KK = kh * kw;
   const buffers: BindingDecl[] = [
     { name: 'x', access: 'read', type: 'f32' },
@@ -257,7 +260,16 @@ export function convBackwardWeightShader(t: ConvTile, kh: number, kw: number): s
       `    let xv${j} = select(0.0, x[select(0u, xn + xcb${j} + u32(ih${j}) * u.W + u32(iw${j}), ok${j})], ok${j});`,
     );
   }
-  for (let i = 0; i < tr; i++) body.push(`    let gv${i} = dy[dn + ob${i} + p];`);
+  if (SG) {
+    for (let k = 0; k < Math.ceil(tr / SG); k++) {
+      pre.push(`  let sr${k} = min(oBase + ${SG * k}u + sl % ${SG}u, u.O - 1u) * P;`);
+      body.push(`    let gl${k} = dy[dn + sr${k} + p];`);
+    }
+    for (let i = 0; i < tr; i++)
+      body.push(`    let gv${i} = subgroupBroadcast(gl${Math.floor(i / SG)}, ${i % SG}u);`);
+  } else {
+    for (let i = 0; i < tr; i++) body.push(`    let gv${i} = dy[dn + ob${i} + p];`);
+  }
   for (let i = 0; i < tr; i++)
     for (let j = 0; j < tc; j++) body.push(`    acc${i}_${j} = fma(gv${i}, xv${j}, acc${i}_${j});`);
   const writes: string[] = [];
@@ -266,10 +278,10 @@ export function convBackwardWeightShader(t: ConvTile, kh: number, kw: number): s
       writes.push(
         `  if (o${i} < u.O && k${j} < CKK) { part[(wid.z * u.O + o${i}) * CKK + k${j}] = acc${i}_${j}; }`,
       );
-  return `
+  return `${SG ? 'enable subgroups;' : ''}
 ${declareBindings(buffers, uniformDecls)}
 @compute @workgroup_size(${wx}, ${wy}, 1)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>${SG ? ', @builtin(subgroup_invocation_id) sl: u32' : ''}) {
   let P = u.OH * u.OW;
   let HW = u.H * u.W;
   let CKK = u.C * ${KK}u;
