@@ -82,6 +82,9 @@ function pickTile(rows: number): ConvTile {
 function pickWeightTile(rows: number, cols: number): ConvTile {
   // Lanes along (c, kh, kw), rows (output channels) shared by the workgroup; 16x8 blocks measured best on
   // conv2/conv3 (9.2 GFLOP/s against 5.5 for 8x4 rows over lid.y); tiny reductions keep small blocks.
+  // With dy rows shared through subgroups, 32x8 blocks: conv2/conv3 10.1/12.0 -> 16.6/16.1 GFLOP/s (16x16
+  // 8.8/10.4, 64x4 11.6/16.1, 64x8 16.1/11.5).
+  if (rows >= 32 && cols >= 64) return { tr: 32, tc: 8, wx: 16, wy: 1 };
   if (rows >= 16 && cols >= 64) return { tr: 16, tc: 8, wx: 16, wy: 1 };
   return rows <= 4 ? { tr: 4, tc: 4, wx: 16, wy: 1 } : { tr: 8, tc: 4, wx: 8, wy: 4 };
 }
