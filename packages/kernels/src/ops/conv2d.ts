@@ -303,8 +303,9 @@ export function conv2dBackwardWeight(
   const dw = o.out ?? gpu.empty(wShape);
   // Few input channels (conv1, C = 1): the tiled kernel's columns (C*KH*KW = 9) leave most lanes idle; the
   // row kernel runs lanes along output channels (conv1 1.2 -> 4-5 GFLOP/s). With many channels its
-  // input loads cost more than they save (conv2/conv3 3-4.6 against 7.8-8.7), so they keep the tiled one.
-  if (g.stride === 1 && !o.tile && (o.rowTile || g.C <= 4)) {
+  // input loads cost more than they save (conv2/conv3 3-4.6 against 7.8-8.7; VGG conv1, C = 3: 3.3-3.6
+  // against 3.9), so they keep the tiled one.
+  if (g.stride === 1 && !o.tile && (o.rowTile || g.C <= 2)) {
     const t = o.rowTile ?? pickWeightRowTile(g);
     const cfg: ConvWeightRowConfig = { ...t, kh: g.KH, kw: g.KW };
     const wgX = Math.ceil(g.O / (t.to * t.wx));
