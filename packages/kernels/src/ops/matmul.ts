@@ -180,77 +180,130 @@ export function matmul(
   const tile = { ...defaultTile(M, N), ...o.tile };
   const wgX = Math.ceil(N / (tile.tn * tile.wx));
   const wgY = Math.ceil(M / (tile.tm * tile.wy));
-  let splits = o.splitK ?? 1;
-  if (o.splitK === undefined) {
-    // Few output tiles and a long reduction (weight gradients): split K so both cores get work.
-    const tiles = wgX * wgY * batch;
-    if (tiles < 32 && K >= 512) splits = Math.min(Math.ceil(K / 256), Math.ceil(64 / tiles));
-  }
-  if (!Number.isInteger(splits) || splits < 1)
-    throw argError(op, `splitK must be an integer >= 1, found ${splits}`);
-  const kChunk = Math.ceil(K / splits);
-  splits = Math.ceil(K / kChunk);
-  if (batch * splits > 65535 || wgX > 65535 || wgY > 65535) {
-    throw argError(
-      op,
-      `the product [${batch}] ${M}x${N}x${K} needs too many workgroups; split it into batches`,
-    );
-  }
-  const partial = splits > 1;
-  const config: GemmConfig = {
-    transA,
-    transB,
+  // Few output tiles and a long reduction (weight gradients): split K so both cores get work.
+  const tiles = wgX * wgY * batch;
+  const auto = tiles < 32 && K >= 512 ? Math.min(Math.ceil(K / 256), Math.ceil(64 / tiles)) : 1;
+  const e: Epilogue = {
     bias: biasAxis,
     relu: o.relu ?? false,
     accumulate: o.accumulate ?? false,
-    partial,
-    ...tile,
+    alpha: o.alpha ?? 1,
   };
-  const alpha = { f32: o.alpha ?? 1 };
-  const part = partial ? gpu.empty([splits, batch, M, N]) : c;
-  const buffers = [a, b, part];
-  if (!partial && o.bias) buffers.push(o.bias);
-  gpu.run({
-    op,
-    key: gemmKey(config),
-    code: () => gemmShader(config),
-    buffers,
-    uniforms: [
-      M,
-      N,
-      K,
-      lda,
-      ldb,
-      ldc,
-      aOff,
-      bOff,
-      cOff,
-      strideA,
-      strideB,
-      strideC,
-      splits,
-      kChunk,
-      batch,
-      alpha,
-    ],
-    workgroups: [wgX, wgY, batch * splits],
+  const g = { M, N, K, lda, ldb, ldc, aOff, bOff, cOff, strideA, strideB, strideC, batch };
+  runProduct(gpu, a, b, c, o.bias ?? null, g, e, splitK(o.splitK, auto, K), [wgX, wgY], (partial) => {
+    const config: GemmConfig = { transA, transB, ...e, partial, ...tile };
+    return { key: gemmKey(config), code: () => gemmShader(config) };
   });
-  if (partial) {
-    const rc = { bias: config.bias, relu: config.relu, accumulate: config.accumulate };
-    const rbuf = [part, c];
-    if (o.bias) rbuf.push(o.bias);
-    gpu.run({
-      op: 'matmulReduce',
-      key: `${rc.bias}:${rc.relu}:${rc.accumulate}`,
-      code: () => gemmReduceShader(rc),
-      buffers: rbuf,
-      uniforms: [M, N, ldc, cOff, strideC, splits, batch, alpha],
-      workgroups: grid(Math.ceil((M * N * batch) / 256)),
-    });
-    part.release();
-  }
   return c;
 }
+
+interface Epilogue {
+  bias: 'none' | 'col' | 'row';
+  relu: boolean;
+  accumulate: boolean;
+  alpha: number;
+}
+
+interface ProductGeometry {
+  M: number;
+  N: number;
+  K: number;
+  lda: number;
+  ldb: number;
+  ldc: number;
+  aOff: number;
+  bOff: number;
+  cOff: number;
+  strideA: number;
+  strideB: number;
+  strideC: number;
+  batch: number;
+}
+
+/** The split of a reduction of `length` steps: `requested` or else `auto` partial sums, and the chunk. */
+function splitK(
+  requested: number | undefined,
+  auto: number,
+  length: number,
+): { splits: number; chunk: number } {
+  const want = requested ?? auto;
+  if (!Number.isInteger(want) || want < 1)
+    throw argError('matmul', `splitK must be an integer >= 1, found ${want}`);
+  const chunk = Math.ceil(length / want);
+  return { splits: Math.ceil(length / chunk), chunk };
+}
+
+/**
+ * Runs one product kernel over [wgX, wgY, batch * splits] workgroups with the shared GEMM uniforms. With
+ * more than one split, the kernel (built with `partial`) writes raw partial sums to a [splits, batch, M, N]
+ * buffer and a second pass sums them in a fixed order and applies the epilogue: deterministic, no atomics.
+ */
+function runProduct(
+  gpu: Gpu,
+  a: Tensor,
+  b: Tensor,
+  c: Tensor,
+  bias: Tensor | null,
+  g: ProductGeometry,
+  e: Epilogue,
+  split: { splits: number; chunk: number },
+  [wgX, wgY]: [number, number],
+  kernel: (partial: boolean) => { key: string; code: () => string },
+): void {
+  const { splits, chunk } = split;
+  if (g.batch * splits > 65535 || wgX > 65535 || wgY > 65535) {
+    throw argError(
+      'matmul',
+      `the product [${g.batch}] ${g.M}x${g.N}x${g.K} needs too many workgroups; split it into batches`,
+    );
+  }
+  const partial = splits > 1;
+  const { key, code } = kernel(partial);
+  const alpha = { f32: e.alpha };
+  const part = partial ? gpu.empty([splits, g.batch, g.M, g.N]) : c;
+  const buffers = [a, b, part];
+  if (!partial && bias) buffers.push(bias);
+  gpu.run({
+    op: 'matmul',
+    key,
+    code,
+    buffers,
+    uniforms: [
+      g.M,
+      g.N,
+      g.K,
+      g.lda,
+      g.ldb,
+      g.ldc,
+      g.aOff,
+      g.bOff,
+      g.cOff,
+      g.strideA,
+      g.strideB,
+      g.strideC,
+      splits,
+      chunk,
+      g.batch,
+      alpha,
+    ],
+    workgroups: [wgX, wgY, g.batch * splits],
+  });
+  if (!partial) return;
+  const rc = { bias: e.bias, relu: e.relu, accumulate: e.accumulate };
+  const rbuf = [part, c];
+  if (bias) rbuf.push(bias);
+  gpu.run({
+    op: 'matmulReduce',
+    key: `${rc.bias}:${rc.relu}:${rc.accumulate}`,
+    code: () => gemmReduceShader(rc),
+    buffers: rbuf,
+    uniforms: [g.M, g.N, g.ldc, g.cOff, g.strideC, splits, g.batch, alpha],
+    workgroups: grid(Math.ceil((g.M * g.N * g.batch) / 256)),
+  });
+  part.release();
+}
+
+type Dense = Omit<ProductGeometry, 'strideA' | 'strideB' | 'strideC' | 'batch'>;
 
 /** Product with B stored [N, K] (linear layers, LSTM projections), read as vec4: see `gemvTShader`. */
 function gemvT(
@@ -259,61 +312,20 @@ function gemvT(
   b: Tensor,
   c: Tensor,
   bias: Tensor | null,
-  s: {
-    M: number;
-    N: number;
-    K: number;
-    lda: number;
-    ldb: number;
-    ldc: number;
-    aOff: number;
-    bOff: number;
-    cOff: number;
-  },
-  e: { bias: GemvTConfig['bias']; relu: boolean; accumulate: boolean; alpha: number; splitK?: number },
+  s: Dense,
+  e: Epilogue & { splitK?: number },
 ): void {
   const tile = { tm: Math.min(s.M, 8), tn: 4, wx: 16 };
   const wgX = Math.ceil(s.N / (tile.tn * tile.wx));
   const wgY = Math.ceil(s.M / tile.tm);
   const K4 = s.K / 4;
-  let splits = e.splitK ?? 1;
-  // Few workgroups and a long reduction: split K so both cores get work.
-  if (e.splitK === undefined && wgX < 32 && K4 >= 256)
-    splits = Math.min(Math.ceil(K4 / 128), Math.ceil(64 / wgX));
-  if (!Number.isInteger(splits) || splits < 1)
-    throw argError('matmul', `splitK must be an integer >= 1, found ${splits}`);
-  const kChunk = Math.ceil(K4 / splits);
-  splits = Math.ceil(K4 / kChunk);
-  if (wgX > 65535 || wgY > 65535 || splits > 65535)
-    throw argError('matmul', `the product ${s.M}x${s.N}x${s.K} needs too many workgroups`);
-  const partial = splits > 1;
-  const cfg: GemvTConfig = { ...tile, bias: e.bias, relu: e.relu, accumulate: e.accumulate, partial };
-  const alpha = { f32: e.alpha };
-  const part = partial ? gpu.empty([splits, s.M, s.N]) : c;
-  const buffers = [a, b, part];
-  if (!partial && bias) buffers.push(bias);
-  gpu.run({
-    op: 'matmul',
-    key: gemvTKey(cfg),
-    code: () => gemvTShader(cfg),
-    buffers,
-    uniforms: [s.M, s.N, s.K, s.lda, s.ldb, s.ldc, s.aOff, s.bOff, s.cOff, 0, 0, 0, splits, kChunk, 1, alpha],
-    workgroups: [wgX, wgY, splits],
+  // Few workgroups and a long reduction: split K (counted in vec4 steps) so both cores get work.
+  const auto = wgX < 32 && K4 >= 256 ? Math.min(Math.ceil(K4 / 128), Math.ceil(64 / wgX)) : 1;
+  const g = { ...s, strideA: 0, strideB: 0, strideC: 0, batch: 1 };
+  runProduct(gpu, a, b, c, bias, g, e, splitK(e.splitK, auto, K4), [wgX, wgY], (partial) => {
+    const cfg: GemvTConfig = { ...tile, bias: e.bias, relu: e.relu, accumulate: e.accumulate, partial };
+    return { key: gemvTKey(cfg), code: () => gemvTShader(cfg) };
   });
-  if (partial) {
-    const rc = { bias: e.bias, relu: e.relu, accumulate: e.accumulate };
-    const rbuf = [part, c];
-    if (bias) rbuf.push(bias);
-    gpu.run({
-      op: 'matmulReduce',
-      key: `${rc.bias}:${rc.relu}:${rc.accumulate}`,
-      code: () => gemmReduceShader(rc),
-      buffers: rbuf,
-      uniforms: [s.M, s.N, s.ldc, s.cOff, 0, splits, 1, alpha],
-      workgroups: grid(Math.ceil((s.M * s.N) / 256)),
-    });
-    part.release();
-  }
 }
 
 /** Product with B stored [K, N], C written as vec4 along N, rows from wid.y: see `gemmN4Shader`. */
@@ -323,26 +335,8 @@ function gemmN4(
   b: Tensor,
   c: Tensor,
   bias: Tensor | null,
-  s: {
-    M: number;
-    N: number;
-    K: number;
-    lda: number;
-    ldb: number;
-    ldc: number;
-    aOff: number;
-    bOff: number;
-    cOff: number;
-  },
-  e: {
-    transA: boolean;
-    bias: GemmN4Config['bias'];
-    relu: boolean;
-    accumulate: boolean;
-    alpha: number;
-    splitK?: number;
-    tile?: Pick<GemmN4Config, 'tm' | 'tn' | 'wx'>;
-  },
+  s: Dense,
+  e: Epilogue & { transA: boolean; splitK?: number; tile?: Pick<GemmN4Config, 'tm' | 'tn' | 'wx'> },
 ): void {
   // Small K (weight gradients, K = batch rows): output-bound, wider workgroups (fewer of them) measured
   // best (fc6/fc7 dW 5.1/4.7 GFLOP/s against 4.6/4.4 for 16 lanes x 2 vec4); small M: 2 vec4 columns.
@@ -350,49 +344,19 @@ function gemmN4(
     e.tile ?? (s.K <= 8 && s.M > 8 ? { tm: 8, tn: 1, wx: 64 } : { tm: Math.min(s.M, 8), tn: 2, wx: 16 });
   const wgX = Math.ceil(s.N / 4 / (tile.tn * tile.wx));
   const wgY = Math.ceil(s.M / tile.tm);
-  let splits = e.splitK ?? 1;
   // Few workgroups and a long reduction: split K so both cores get work.
-  if (e.splitK === undefined && wgX * wgY < 32 && s.K >= 256)
-    splits = Math.min(Math.ceil(s.K / 128), Math.ceil(64 / (wgX * wgY)));
-  if (!Number.isInteger(splits) || splits < 1)
-    throw argError('matmul', `splitK must be an integer >= 1, found ${splits}`);
-  const kChunk = Math.ceil(s.K / splits);
-  splits = Math.ceil(s.K / kChunk);
-  if (wgX > 65535 || wgY > 65535 || splits > 65535)
-    throw argError('matmul', `the product ${s.M}x${s.N}x${s.K} needs too many workgroups`);
-  const partial = splits > 1;
-  const cfg: GemmN4Config = {
-    ...tile,
-    transA: e.transA,
-    bias: e.bias,
-    relu: e.relu,
-    accumulate: e.accumulate,
-    partial,
-  };
-  const alpha = { f32: e.alpha };
-  const part = partial ? gpu.empty([splits, s.M, s.N]) : c;
-  const buffers = [a, b, part];
-  if (!partial && bias) buffers.push(bias);
-  gpu.run({
-    op: 'matmul',
-    key: gemmN4Key(cfg),
-    code: () => gemmN4Shader(cfg),
-    buffers,
-    uniforms: [s.M, s.N, s.K, s.lda, s.ldb, s.ldc, s.aOff, s.bOff, s.cOff, 0, 0, 0, splits, kChunk, 1, alpha],
-    workgroups: [wgX, wgY, splits],
+  const tiles = wgX * wgY;
+  const auto = tiles < 32 && s.K >= 256 ? Math.min(Math.ceil(s.K / 128), Math.ceil(64 / tiles)) : 1;
+  const g = { ...s, strideA: 0, strideB: 0, strideC: 0, batch: 1 };
+  runProduct(gpu, a, b, c, bias, g, e, splitK(e.splitK, auto, s.K), [wgX, wgY], (partial) => {
+    const cfg: GemmN4Config = {
+      ...tile,
+      transA: e.transA,
+      bias: e.bias,
+      relu: e.relu,
+      accumulate: e.accumulate,
+      partial,
+    };
+    return { key: gemmN4Key(cfg), code: () => gemmN4Shader(cfg) };
   });
-  if (partial) {
-    const rc = { bias: e.bias, relu: e.relu, accumulate: e.accumulate };
-    const rbuf = [part, c];
-    if (bias) rbuf.push(bias);
-    gpu.run({
-      op: 'matmulReduce',
-      key: `${rc.bias}:${rc.relu}:${rc.accumulate}`,
-      code: () => gemmReduceShader(rc),
-      buffers: rbuf,
-      uniforms: [s.M, s.N, s.ldc, s.cOff, 0, splits, 1, alpha],
-      workgroups: grid(Math.ceil((s.M * s.N) / 256)),
-    });
-    part.release();
-  }
 }
