@@ -10,6 +10,7 @@ import {
   NO_ADAPTER_REMEDY,
   platformBackends,
 } from './webgpu.js';
+import { declareBindings, GRID_BUILTINS, LINEAR_WORKGROUP } from './wgsl.js';
 
 export interface GpuOptions {
   /** Dawn backend (Node only); default: the platform's preferred one. */
@@ -60,6 +61,22 @@ const STORAGE_USAGE = 0x80 | 0x04 | 0x08; // STORAGE | COPY_SRC | COPY_DST
 const UNIFORM_USAGE = 0x40 | 0x08; // UNIFORM | COPY_DST
 const MAP_READ_USAGE = 0x01 | 0x08; // MAP_READ | COPY_DST
 const QUERY_CAPACITY = 4096;
+
+/** Fills a buffer with one 32-bit pattern (NaN for f32 tensors): see `GpuOptions.poison`. */
+const POISON_SHADER = `
+${declareBindings(
+  [{ name: 'out_', access: 'read_write', type: 'u32' }],
+  [
+    { name: 'n', type: 'u32' },
+    { name: 'pattern', type: 'u32' },
+  ],
+)}
+@compute @workgroup_size(256)
+fn main(${GRID_BUILTINS}) {
+  ${LINEAR_WORKGROUP}
+  let i = wg_linear * 256u + lid;
+  if (i < u.n) { out_[i] = u.pattern; }
+}`;
 
 /**
  * A WebGPU device with a buffer pool, a pipeline cache and batched submission. Dispatches are encoded into
@@ -147,9 +164,15 @@ export class Gpu {
     }
     const t = new Tensor(this, this.pool.acquire(Math.max(4, size * 4)), shape, dtype);
     if (this.options.poison && size > 0) {
-      const fill =
-        dtype === 'f32' ? new Float32Array(size).fill(Number.NaN) : new Uint32Array(size).fill(0xdeadbeef);
-      this.write(t, fill);
+      // Encoded like any kernel (no upload, so no flush): poisoning does not split the caller's submit.
+      this.run({
+        op: 'poison',
+        key: '',
+        code: () => POISON_SHADER,
+        buffers: [t],
+        uniforms: [size, dtype === 'f32' ? 0x7fc00000 /* NaN */ : 0xdeadbeef],
+        workgroups: grid(Math.ceil(size / 256)),
+      });
     }
     return t;
   }
