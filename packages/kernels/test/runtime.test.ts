@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { KernelError } from '../src/errors.js';
-import { createGpu, grid } from '../src/gpu/context.js';
+import { bindGroupLayoutEntries, createGpu, grid } from '../src/gpu/context.js';
 import { relu, reluBackward } from '../src/ops/relu.js';
 import { useGpu } from './helpers.js';
 
@@ -103,5 +103,22 @@ describe('GPU runtime', () => {
     expect(err.code).toBe('NO_ADAPTER');
     expect(err.message).toMatch(/Adapters seen: /);
     expect(err.message).toMatch(/mesa-vulkan-drivers/);
+  });
+
+  it('binds buffers a kernel declares but does not read (explicit layouts, not auto)', async () => {
+    const g = gpu();
+    const unused = g.tensor([2], [5, 6]);
+    const out = g.zeros([2]);
+    const code = `
+@group(0) @binding(0) var<storage, read> unused_: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out_: array<f32>;
+@compute @workgroup_size(2)
+fn main(@builtin(local_invocation_index) i: u32) { out_[i] = 7.0; }`;
+    expect(bindGroupLayoutEntries(code)?.map((e) => e.buffer?.type)).toEqual([
+      'read-only-storage',
+      'storage',
+    ]);
+    g.run({ op: 'unusedBinding', key: 'x', code: () => code, buffers: [unused, out], workgroups: [1] });
+    expect(Array.from(await g.readF32(out))).toEqual([7, 7]);
   });
 });

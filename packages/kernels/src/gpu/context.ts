@@ -286,8 +286,15 @@ export class Gpu {
     const code = d.code();
     this.device.pushErrorScope('validation');
     const module = this.device.createShaderModule({ code, label: d.op });
+    // An explicit layout from the declarations: 'auto' would drop any binding the shader never reads, and
+    // the bind group (built from the dispatch's buffers) would then fail to match it.
+    const layout = bindGroupLayoutEntries(code);
     const pipeline = this.device.createComputePipeline({
-      layout: 'auto',
+      layout: layout
+        ? this.device.createPipelineLayout({
+            bindGroupLayouts: [this.device.createBindGroupLayout({ entries: layout, label: d.op })],
+          })
+        : 'auto',
       compute: { module, entryPoint: 'main' },
       label: d.op,
     });
@@ -543,6 +550,24 @@ export class Gpu {
   get gpuEntry(): GPU | null {
     return this.entry;
   }
+}
+
+/**
+ * The group-0 layout a shader declares (`@group(0) @binding(i) var<storage, read|read_write>` or
+ * `var<uniform>`), or null when the declarations do not form bindings 0..n-1.
+ */
+export function bindGroupLayoutEntries(code: string): GPUBindGroupLayoutEntry[] | null {
+  const entries: GPUBindGroupLayoutEntry[] = [];
+  const re = /@group\(0\)\s*@binding\((\d+)\)\s*var<\s*(storage\s*,\s*(read_write|read)|uniform)\s*>/g;
+  for (const m of code.matchAll(re)) {
+    const binding = Number(m[1]);
+    const type: GPUBufferBindingType =
+      m[2] === 'uniform' ? 'uniform' : m[3] === 'read' ? 'read-only-storage' : 'storage';
+    entries.push({ binding, visibility: 0x4 /* GPUShaderStage.COMPUTE */, buffer: { type } });
+  }
+  entries.sort((a, b) => a.binding - b.binding);
+  const dense = entries.length > 0 && entries.every((e, i) => e.binding === i);
+  return dense ? entries : null;
 }
 
 /** Splits a 1-D workgroup count over x and y when it exceeds the per-dimension limit. */
