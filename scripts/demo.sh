@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-if node apps/cli/run.mjs demo --help >/dev/null 2>&1; then
+if node apps/cli/run.mjs --help 2>/dev/null | grep -qE "^  demo( |$)"; then
   exec node apps/cli/run.mjs demo "$@"
 fi
 node apps/cli/run.mjs doctor
