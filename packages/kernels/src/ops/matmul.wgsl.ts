@@ -36,19 +36,27 @@ export const GEMM_UNIFORMS = [
   'batch',
 ] as const;
 
+type EpilogueFlags = Pick<GemmConfig, 'bias' | 'relu' | 'accumulate'>;
+
+/**
+ * The epilogue every product kernel and the split-K reduce apply: alpha * acc, + bias[n] or bias[m], + C,
+ * then ReLU, as one WGSL expression (`zero` is the ReLU floor's type: '0.0' or 'vec4<f32>(0.0)').
+ */
+function epilogue(c: EpilogueFlags, acc: string, m: string, n: string, idx: string, zero = '0.0'): string {
+  let v = `u.alpha * ${acc}`;
+  if (c.bias === 'col') v = `${v} + bias[${n}]`;
+  if (c.bias === 'row') v = `${v} + bias[${m}]`;
+  if (c.accumulate) v = `${v} + cmat[${idx}]`;
+  return c.relu ? `max(${v}, ${zero})` : v;
+}
+
+/** The cache-key part of the epilogue flags (and whether the kernel writes split-K partials). */
+function epilogueKey(c: EpilogueFlags & { partial?: boolean }): string[] {
+  return [c.bias, c.relu ? 'r' : '', c.accumulate ? 'acc' : '', c.partial ? 'p' : ''];
+}
+
 export function gemmKey(c: GemmConfig): string {
-  return [
-    c.transA ? 'T' : 'N',
-    c.transB ? 'T' : 'N',
-    c.bias,
-    c.relu ? 'r' : '',
-    c.accumulate ? 'acc' : '',
-    c.partial ? 'p' : '',
-    c.tm,
-    c.tn,
-    c.wx,
-    c.wy,
-  ].join(':');
+  return [c.transA ? 'T' : 'N', c.transB ? 'T' : 'N', ...epilogueKey(c), c.tm, c.tn, c.wx, c.wy].join(':');
 }
 
 /**
@@ -96,20 +104,11 @@ export function gemmShader(c: GemmConfig): string {
   const writes: string[] = [];
   for (let i = 0; i < tm; i++) {
     for (let j = 0; j < tn; j++) {
-      let v = `c${i}_${j}`;
       const idx = c.partial
         ? `((split * u.batch + bz) * u.M + m${i}) * u.N + n${j}`
         : `cBatch + m${i} * u.ldc + n${j}`;
-      const stmts: string[] = [];
-      if (!c.partial) {
-        v = `u.alpha * ${v}`;
-        if (c.bias === 'col') v = `${v} + bias[n${j}]`;
-        if (c.bias === 'row') v = `${v} + bias[m${i}]`;
-        if (c.accumulate) v = `${v} + cmat[${idx}]`;
-        if (c.relu) v = `max(${v}, 0.0)`;
-      }
-      stmts.push(`cmat[${idx}] = ${v};`);
-      writes.push(`  if (m${i} < u.M && n${j} < u.N) { ${stmts.join(' ')} }`);
+      const v = c.partial ? `c${i}_${j}` : epilogue(c, `c${i}_${j}`, `m${i}`, `n${j}`, idx);
+      writes.push(`  if (m${i} < u.M && n${j} < u.N) { cmat[${idx}] = ${v}; }`);
     }
   }
 
@@ -145,11 +144,7 @@ export function gemmReduceShader(c: Pick<GemmConfig, 'bias' | 'relu' | 'accumula
     name,
     type: 'u32' as const,
   }));
-  let v = 'u.alpha * s';
-  if (c.bias === 'col') v = `${v} + bias[n]`;
-  if (c.bias === 'row') v = `${v} + bias[m]`;
-  if (c.accumulate) v = `${v} + cmat[idx]`;
-  if (c.relu) v = `max(${v}, 0.0)`;
+  const v = epilogue(c, 's', 'm', 'n', 'idx');
   return `
 ${declareBindings(buffers, [...uniforms, { name: 'alpha', type: 'f32' }])}
 @compute @workgroup_size(256)
@@ -178,16 +173,7 @@ export interface GemvTConfig extends Pick<GemmConfig, 'bias' | 'relu' | 'accumul
 }
 
 export function gemvTKey(c: GemvTConfig): string {
-  return [
-    'gemvT',
-    c.bias,
-    c.relu ? 'r' : '',
-    c.accumulate ? 'acc' : '',
-    c.partial ? 'p' : '',
-    c.tm,
-    c.tn,
-    c.wx,
-  ].join(':');
+  return ['gemvT', ...epilogueKey(c), c.tm, c.tn, c.wx].join(':');
 }
 
 /**
@@ -228,15 +214,8 @@ export function gemvTShader(c: GemvTConfig): string {
   const writes: string[] = [];
   for (let i = 0; i < tm; i++) {
     for (let j = 0; j < tn; j++) {
-      let v = `c${i}_${j}`;
       const idx = c.partial ? `(split * u.M + m${i}) * u.N + n${j}` : `u.cOff + m${i} * u.ldc + n${j}`;
-      if (!c.partial) {
-        v = `u.alpha * ${v}`;
-        if (c.bias === 'col') v = `${v} + bias[n${j}]`;
-        if (c.bias === 'row') v = `${v} + bias[m${i}]`;
-        if (c.accumulate) v = `${v} + cmat[${idx}]`;
-        if (c.relu) v = `max(${v}, 0.0)`;
-      }
+      const v = c.partial ? `c${i}_${j}` : epilogue(c, `c${i}_${j}`, `m${i}`, `n${j}`, idx);
       writes.push(`  if (m${i} < u.M && n${j} < u.N) { cmat[${idx}] = ${v}; }`);
     }
   }
@@ -268,17 +247,7 @@ export interface GemmN4Config
 }
 
 export function gemmN4Key(c: GemmN4Config): string {
-  return [
-    'n4',
-    c.transA ? 'T' : 'N',
-    c.bias,
-    c.relu ? 'r' : '',
-    c.accumulate ? 'acc' : '',
-    c.partial ? 'p' : '',
-    c.tm,
-    c.tn,
-    c.wx,
-  ].join(':');
+  return ['n4', c.transA ? 'T' : 'N', ...epilogueKey(c), c.tm, c.tn, c.wx].join(':');
 }
 
 /**
@@ -323,17 +292,10 @@ export function gemmN4Shader(c: GemmN4Config): string {
   const writes: string[] = [];
   for (let i = 0; i < tm; i++) {
     for (let j = 0; j < tn; j++) {
-      let v = `c${i}_${j}`;
       const idx = c.partial
         ? `((split * u.M + m${i}) * u.N) / 4u + n${j}`
         : `(u.cOff + m${i} * u.ldc) / 4u + n${j}`;
-      if (!c.partial) {
-        v = `u.alpha * ${v}`;
-        if (c.bias === 'col') v = `${v} + bias[n${j}]`;
-        if (c.bias === 'row') v = `${v} + bias[m${i}]`;
-        if (c.accumulate) v = `${v} + cmat[${idx}]`;
-        if (c.relu) v = `max(${v}, vec4<f32>(0.0))`;
-      }
+      const v = c.partial ? `c${i}_${j}` : epilogue(c, `c${i}_${j}`, `m${i}`, `n${j}`, idx, 'vec4<f32>(0.0)');
       writes.push(`  if (m${i} < u.M && n${j} < N4) { cmat[${idx}] = ${v}; }`);
     }
   }
