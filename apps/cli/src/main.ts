@@ -28,5 +28,3 @@ try {
     process.exitCode = reportError(err);
   }
 }
-// dawn.node can crash while tearing down at natural exit; leave explicitly once all output is flushed.
-process.stdout.write('', () => process.exit(process.exitCode ?? 0));

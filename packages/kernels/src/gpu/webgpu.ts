@@ -15,6 +15,11 @@ interface DawnModule {
 }
 
 let dawn: DawnModule | null | undefined;
+/**
+ * One dawn instance per set of flags, kept for the life of the process: creating (and later collecting)
+ * an instance for every context or adapter listing made dawn.node crash or hang at process exit.
+ */
+const instances = new Map<string, GPU>();
 
 async function loadDawn(): Promise<DawnModule | null> {
   if (dawn !== undefined) return dawn;
@@ -56,7 +61,13 @@ export async function gpuEntry(backend?: GpuBackend, adapterName?: string): Prom
   const flags: string[] = [];
   if (backend) flags.push(`backend=${backend}`);
   if (adapterName) flags.push(`adapter=${adapterName}`);
-  return { gpu: mod.create(flags), runtime: 'node' };
+  const key = flags.join('|');
+  let gpu = instances.get(key);
+  if (!gpu) {
+    gpu = mod.create(flags);
+    instances.set(key, gpu);
+  }
+  return { gpu, runtime: 'node' };
 }
 
 export interface SeenAdapter {
