@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 echo "== typecheck" >&2
-pnpm exec tsc -p packages/kernels/tsconfig.json
-pnpm exec tsc -p apps/cli/tsconfig.json
+for pkg in packages/kernels packages/data packages/models packages/attack packages/eval apps/cli; do
+  pnpm exec tsc -p "$pkg/tsconfig.json"
+done
 echo "== lint" >&2
 pnpm exec biome check .
 echo "== tests" >&2

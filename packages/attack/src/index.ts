@@ -1,0 +1,2 @@
+// @dhta/attack: public API (see README.md).
+export {};

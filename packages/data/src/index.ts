@@ -1,0 +1,2 @@
+// @dhta/data: public API (see README.md).
+export {};

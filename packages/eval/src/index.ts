@@ -1,0 +1,2 @@
+// @dhta/eval: public API (see README.md).
+export {};

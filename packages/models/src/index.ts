@@ -1,0 +1,2 @@
+// @dhta/models: public API (see README.md).
+export {};
