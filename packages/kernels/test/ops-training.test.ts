@@ -244,6 +244,22 @@ describe('optimiser and attack updates', () => {
       });
       const ref = refAttackProject(delta, xnF, rows, channels, plane, loC, hiC, eps);
       expectClose(await g.readF32(td), ref, 1e-5);
+      // Per-channel eps (a pixel-space eps mapped through each channel's std).
+      const epsC = std.slice(0, channels).map((s) => Math.fround(0.01 / s));
+      const td2 = g.tensor([rows, channels, plane], delta);
+      attackProject(g, td2, g.tensor([rows, channels, plane], xnF), {
+        channels,
+        planeSize: plane,
+        lo: Array.from(loC),
+        hi: Array.from(hiC),
+        eps: epsC,
+      });
+      const ref2 = refAttackProject(delta, xnF, rows, channels, plane, loC, hiC, epsC);
+      expectClose(await g.readF32(td2), ref2, 1e-5);
+      if (channels > 1) {
+        const bound = Math.max(...ref2.map(Math.abs).slice(0, plane));
+        expect(bound).toBeCloseTo(epsC[0], 5);
+      }
     }
     const d = g.zeros([2, 3, 4]);
     const base = { channels: 3, planeSize: 4, lo: [0, 0, 0], hi: [1, 1, 1], eps: 0.1 };
@@ -254,6 +270,9 @@ describe('optimiser and attack updates', () => {
       /one value per channel/,
     );
     expect(() => attackProject(g, d, g.zeros([2, 3, 4]), { ...base, eps: -1 })).toThrow(/eps/);
+    expect(() => attackProject(g, d, g.zeros([2, 3, 4]), { ...base, eps: [0.1, 0.1] })).toThrow(
+      /one value per channel/,
+    );
   });
 
   it('uniformNoise equals the CPU counter RNG, with offsets and over 65535 workgroups', async () => {

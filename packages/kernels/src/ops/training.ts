@@ -171,7 +171,8 @@ export interface AttackProjectOptions {
   /** Per-channel box of the normalised image (the pixel box [0, 1] through the normalisation). */
   lo: readonly number[];
   hi: readonly number[];
-  eps: number;
+  /** The L-infinity radius: one for every channel, or one per channel (eps given in pixel space becomes eps / std[c]). */
+  eps: number | readonly number[];
 }
 
 /**
@@ -207,10 +208,20 @@ export function attackProject(gpu: Gpu, delta: Tensor, xn: Tensor, options: Atta
   for (let c = 0; c < channels; c++) {
     if (!(lo[c] <= hi[c])) throw argError(op, `lo[${c}] (${lo[c]}) must not exceed hi[${c}] (${hi[c]})`);
   }
-  if (!(eps >= 0) || !Number.isFinite(eps))
-    throw argError(op, `eps must be a finite number >= 0, found ${eps}`);
-  const uniforms: UniformValue[] = [delta.size, channels, planeSize, { f32: eps }];
-  for (let c = 0; c < channels; c++) uniforms.push({ f32: lo[c] }, { f32: hi[c] }, { f32: 0 }, { f32: 0 });
+  const epsOf = (c: number): number => (typeof eps === 'number' ? eps : eps[c]);
+  if (typeof eps !== 'number' && eps.length !== channels) {
+    throw argError(
+      op,
+      `eps needs one value per channel (${channels}) or one number, found ${eps.length} values`,
+    );
+  }
+  for (let c = 0; c < channels; c++) {
+    const e = epsOf(c);
+    if (!(e >= 0) || !Number.isFinite(e)) throw argError(op, `eps must be a finite number >= 0, found ${e}`);
+  }
+  const uniforms: UniformValue[] = [delta.size, channels, planeSize, 0];
+  for (let c = 0; c < channels; c++)
+    uniforms.push({ f32: lo[c] }, { f32: hi[c] }, { f32: epsOf(c) }, { f32: 0 });
   gpu.run({
     op,
     key: `c${channels}`,

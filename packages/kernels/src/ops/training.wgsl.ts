@@ -175,7 +175,7 @@ export function attackProjectShader(channels: number): string {
   return `
 @group(0) @binding(0) var<storage, read_write> delta: array<f32>;
 @group(0) @binding(1) var<storage, read> xn: array<f32>;
-struct U { n: u32, channels: u32, plane: u32, eps: f32, bounds: array<vec4<f32>, ${channels}> }
+struct U { n: u32, channels: u32, plane: u32, pad: u32, bounds: array<vec4<f32>, ${channels}> }
 @group(0) @binding(2) var<uniform> u: U;
 @compute @workgroup_size(${TRAINING_WORKGROUP})
 fn main(${GRID_BUILTINS}) {
@@ -186,7 +186,7 @@ fn main(${GRID_BUILTINS}) {
   let box_ = u.bounds[c];
   let x = xn[i];
   let image = min(max(x + delta[i], box_.x), box_.y);
-  delta[i] = min(max(image - x, -u.eps), u.eps);
+  delta[i] = min(max(image - x, -box_.z), box_.z);
 }`;
 }
 

@@ -149,9 +149,10 @@ export function attackProject(
   planeSize: number,
   lo: Float64Array,
   hi: Float64Array,
-  eps: number,
+  eps: number | ArrayLike<number>,
 ): Float64Array {
   const op = 'attackProject';
+  const epsOf = (c: number): number => (typeof eps === 'number' ? eps : eps[c]);
   checkNonNegativeInt(op, 'rows', rows);
   checkNonNegativeInt(op, 'channels', channels);
   checkNonNegativeInt(op, 'planeSize', planeSize);
@@ -160,8 +161,9 @@ export function attackProject(
   checkLength(op, 'xn', xn, n);
   checkLength(op, 'lo', lo, channels);
   checkLength(op, 'hi', hi, channels);
-  if (!(eps >= 0)) throw argError(op, `eps must be >= 0, found ${eps}`);
+  if (typeof eps !== 'number') checkLength(op, 'eps', eps, channels);
   for (let c = 0; c < channels; c++) {
+    if (!(epsOf(c) >= 0)) throw argError(op, `eps must be >= 0, found ${epsOf(c)}`);
     if (!(lo[c] <= hi[c])) throw argError(op, `lo[${c}] (${lo[c]}) must not exceed hi[${c}] (${hi[c]})`);
   }
   const out = new Float64Array(n);
@@ -170,7 +172,7 @@ export function attackProject(
       for (let p = 0; p < planeSize; p++) {
         const i = (r * channels + c) * planeSize + p;
         const image = clamp(xn[i] + delta[i], lo[c], hi[c]);
-        out[i] = clamp(image - xn[i], -eps, eps);
+        out[i] = clamp(image - xn[i], -epsOf(c), epsOf(c));
       }
     }
   }
