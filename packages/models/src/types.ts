@@ -90,7 +90,10 @@ export interface HashingNetwork {
   readonly bits: number;
   /** Floats per object: C*H*W, or T*C*H*W for video. */
   readonly inputSize: number;
-  /** Channels and elements per channel plane of one object, for per-channel ops (T*H*W for video). */
+  /**
+   * Channels, and elements per channel plane (H*W) of one object, for per-channel ops: element j of an object
+   * belongs to channel floor(j / planeSize) % channels, for images [C, H, W] and videos [T, C, H, W] alike.
+   */
   readonly channels: number;
   readonly planeSize: number;
 
