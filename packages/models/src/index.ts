@@ -1,2 +1,2 @@
 // @dhta/models: public API (see README.md).
-export {};
+export type * from './types.js';
