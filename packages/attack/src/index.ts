@@ -1,2 +1,5 @@
-// @dhta/attack: public API (see README.md).
-export {};
+// @dhta/attack: anchor codes, DHTA / P2P / HAG / Noise, schedules, constraints (see README.md).
+export * from './attack.js';
+export * from './errors.js';
+export { type ReferenceAttackResult, type ReferenceModel, referenceAttack } from './reference.js';
+export * from './schedule.js';
