@@ -1,0 +1,91 @@
+// The training losses, on the CPU in float64: a batch's outputs are a few dozen rows of K values, so the
+// loss against the memory bank (the whole training set's latest outputs) is cheap next to the network.
+
+/** log(1 + exp(x)) without overflow: max(x, 0) + log(1 + exp(-|x|)). */
+export function softplus(x: number): number {
+  return Math.max(x, 0) + Math.log1p(Math.exp(-Math.abs(x)));
+}
+
+function sigmoid(x: number): number {
+  if (x >= 0) return 1 / (1 + Math.exp(-x));
+  const e = Math.exp(x);
+  return e / (1 + e);
+}
+
+/** 1 when two multi-hot label rows share a positive label. */
+export function similar(a: Uint8Array, ai: number, b: Uint8Array, bi: number, classes: number): number {
+  for (let c = 0; c < classes; c++) if (a[ai * classes + c] && b[bi * classes + c]) return 1;
+  return 0;
+}
+
+export interface PairwiseLossInput {
+  /** The batch's relaxed codes u (B x K), e.g. tanh(f(x)). */
+  u: ArrayLike<number>;
+  /** The batch's multi-hot labels (B x C). */
+  labels: Uint8Array;
+  /** The memory bank (N x K): every training object's latest u, this batch's rows already updated. */
+  bank: ArrayLike<number>;
+  bankLabels: Uint8Array;
+  bits: number;
+  classes: number;
+  /** Weight of the quantisation term. */
+  eta: number;
+}
+
+/**
+ * The pairwise (DPSH-style) loss of PROTOCOL.md for a batch U against the memory bank, and dL/du:
+ *   theta_ij = u_i . bank_j / 2,  s_ij = 1 when i and j share a label
+ *   L = -sum_ij (s_ij theta_ij - log(1 + exp(theta_ij))) / (B N) + eta * sum_i ||sign(u_i) - u_i||^2 / (B N)
+ *   dL/du_i = -sum_j (s_ij - sigmoid(theta_ij)) bank_j / (2 B N) + 2 eta (u_i - sign(u_i)) / (B N)
+ * The bank is a constant (as in DPSH: gradients flow through the batch's own outputs only); sign(0) = +1.
+ */
+export function pairwiseLoss(input: PairwiseLossInput): {
+  loss: number;
+  likelihood: number;
+  quantization: number;
+  grad: Float64Array;
+} {
+  const { u, labels, bank, bankLabels, bits: K, classes: C, eta } = input;
+  const B = u.length / K;
+  const N = bank.length / K;
+  if (
+    !Number.isInteger(B) ||
+    !Number.isInteger(N) ||
+    labels.length !== B * C ||
+    bankLabels.length !== N * C
+  ) {
+    throw new Error(
+      `pairwiseLoss: shapes disagree (u ${u.length}, bank ${bank.length}, labels ${labels.length}, ` +
+        `bank labels ${bankLabels.length}, K ${K}, C ${C})`,
+    );
+  }
+  const norm = B * N;
+  const grad = new Float64Array(B * K);
+  let likelihood = 0;
+  let quantization = 0;
+  for (let i = 0; i < B; i++) {
+    for (let j = 0; j < N; j++) {
+      let dot = 0;
+      for (let k = 0; k < K; k++) dot += u[i * K + k] * bank[j * K + k];
+      const theta = dot / 2;
+      const s = similar(labels, i, bankLabels, j, C);
+      likelihood += s * theta - softplus(theta);
+      const coef = -(s - sigmoid(theta)) / (2 * norm);
+      for (let k = 0; k < K; k++) grad[i * K + k] += coef * bank[j * K + k];
+    }
+    for (let k = 0; k < K; k++) {
+      const v = u[i * K + k];
+      const b = v >= 0 ? 1 : -1;
+      quantization += (b - v) * (b - v);
+      grad[i * K + k] += (2 * eta * (v - b)) / norm;
+    }
+  }
+  const likelihoodTerm = -likelihood / norm;
+  const quantizationTerm = (eta * quantization) / norm;
+  return {
+    loss: likelihoodTerm + quantizationTerm,
+    likelihood: likelihoodTerm,
+    quantization: quantizationTerm,
+    grad,
+  };
+}
