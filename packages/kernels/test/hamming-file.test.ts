@@ -108,6 +108,7 @@ describe('npy', () => {
     const arrays = [
       { data: Uint8Array.of(1, 2, 3, 4, 5, 6), shape: [2, 3] },
       { data: Int32Array.of(-1, 2, 3), shape: [3] },
+      { data: Int8Array.of(-1, 1, 1, -1), shape: [2, 2] },
       { data: Uint32Array.of(0xffffffff), shape: [1, 1] },
       { data: BigInt64Array.of(-5n, 2n ** 40n), shape: [2] },
       { data: Float32Array.of(0.5, -1), shape: [1, 2] },

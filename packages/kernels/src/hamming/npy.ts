@@ -1,13 +1,20 @@
 /**
  * A minimal, strict reader and writer of NumPy's .npy format (versions 1, 2 and 3; little-endian,
- * C order) for the dtypes the tool exchanges: uint8, int32, uint32, int64, float32, float64.
+ * C order) for the dtypes the tool exchanges: uint8, int8, int32, uint32, int64, float32, float64.
  */
 import { readFile } from 'node:fs/promises';
 import { HammingError } from './errors.ts';
 import { writeFileAtomic } from './file.ts';
 
-export type NpyDtype = 'uint8' | 'int32' | 'uint32' | 'int64' | 'float32' | 'float64';
-export type NpyData = Uint8Array | Int32Array | Uint32Array | BigInt64Array | Float32Array | Float64Array;
+export type NpyDtype = 'uint8' | 'int8' | 'int32' | 'uint32' | 'int64' | 'float32' | 'float64';
+export type NpyData =
+  | Uint8Array
+  | Int8Array
+  | Int32Array
+  | Uint32Array
+  | BigInt64Array
+  | Float32Array
+  | Float64Array;
 
 export interface NpyArray {
   dtype: NpyDtype;
@@ -17,13 +24,22 @@ export interface NpyArray {
 
 const DESCR: Record<NpyDtype, string> = {
   uint8: '|u1',
+  int8: '|i1',
   int32: '<i4',
   uint32: '<u4',
   int64: '<i8',
   float32: '<f4',
   float64: '<f8',
 };
-const ITEM: Record<NpyDtype, number> = { uint8: 1, int32: 4, uint32: 4, int64: 8, float32: 4, float64: 8 };
+const ITEM: Record<NpyDtype, number> = {
+  uint8: 1,
+  int8: 1,
+  int32: 4,
+  uint32: 4,
+  int64: 8,
+  float32: 4,
+  float64: 8,
+};
 const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // \x93NUMPY
 
 function bad(what: string, found: string, name: string): HammingError {
@@ -35,7 +51,7 @@ function bad(what: string, found: string, name: string): HammingError {
 
 function dtypeOf(descr: string): NpyDtype | null {
   for (const [k, v] of Object.entries(DESCR) as [NpyDtype, string][]) {
-    if (v === descr || (k === 'uint8' && descr === '<u1')) return k;
+    if (v === descr || (k === 'uint8' && descr === '<u1') || (k === 'int8' && descr === '<i1')) return k;
   }
   return null;
 }
@@ -104,15 +120,17 @@ export function readNpy(bytes: Uint8Array, name = '.npy data'): NpyArray {
   const data: NpyData =
     dtype === 'uint8'
       ? new Uint8Array(buf)
-      : dtype === 'int32'
-        ? new Int32Array(buf)
-        : dtype === 'uint32'
-          ? new Uint32Array(buf)
-          : dtype === 'int64'
-            ? new BigInt64Array(buf)
-            : dtype === 'float32'
-              ? new Float32Array(buf)
-              : new Float64Array(buf);
+      : dtype === 'int8'
+        ? new Int8Array(buf)
+        : dtype === 'int32'
+          ? new Int32Array(buf)
+          : dtype === 'uint32'
+            ? new Uint32Array(buf)
+            : dtype === 'int64'
+              ? new BigInt64Array(buf)
+              : dtype === 'float32'
+                ? new Float32Array(buf)
+                : new Float64Array(buf);
   return { dtype, shape, data };
 }
 
@@ -125,6 +143,7 @@ function truncated(name: string, what: string): HammingError {
 
 function dtypeOfData(data: NpyData): NpyDtype {
   if (data instanceof Uint8Array) return 'uint8';
+  if (data instanceof Int8Array) return 'int8';
   if (data instanceof Int32Array) return 'int32';
   if (data instanceof Uint32Array) return 'uint32';
   if (data instanceof BigInt64Array) return 'int64';
