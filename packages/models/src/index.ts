@@ -10,6 +10,7 @@ export {
 } from './bundle.js';
 export { ModelError, type ModelErrorCode } from './errors.js';
 export { initWeights } from './init.js';
+export { createNetwork, loadNetwork, Network, type NetworkOptions } from './network.js';
 export {
   IMAGENET_MEAN,
   IMAGENET_STD,
