@@ -10,6 +10,7 @@ export {
 } from './bundle.js';
 export { ModelError, type ModelErrorCode } from './errors.js';
 export { initWeights } from './init.js';
+export { type PairwiseLossInput, pairwiseLoss, similar, softplus } from './loss.js';
 export { createNetwork, loadNetwork, Network, type NetworkOptions } from './network.js';
 export {
   IMAGENET_MEAN,
@@ -44,4 +45,14 @@ export {
   validateSpec,
   validateWeights,
 } from './spec.js';
+export {
+  learningRateAt,
+  loadCheckpoint,
+  resolveTrainOptions,
+  type TrainingData,
+  type TrainOptions,
+  type TrainProgress,
+  type TrainResult,
+  trainHashingNetwork,
+} from './train.js';
 export type * from './types.js';

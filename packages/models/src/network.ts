@@ -108,8 +108,6 @@ class NetworkTape implements Tape {
   }
 }
 
-const size = (s: number[]) => s.reduce((a, b) => a * b, 1);
-
 /** The seed of one dropout layer's mask in a pass: mixes the pass seed, the section and the layer index. */
 function layerSeed(seed: number, section: number, index: number): number {
   return pcgHash((pcgHash(seed >>> 0) ^ pcgHash(section * 65536 + index + 1)) >>> 0);

@@ -200,11 +200,11 @@ function tanh(x: number): number {
 }
 
 /**
- * Trains `net` in place on `data`. The network's weights must already be initialised (or loaded: a resumed
- * run loads the checkpoint's weights into it with `loadWeights`).
+ * Trains `net` in place on `data`, from its current weights, or, with `resume` and a checkpoint in
+ * `checkpointDir`, from the checkpoint's weights, momentum, memory bank and epoch.
  */
 export async function trainHashingNetwork(
-  net: HashingNetwork & { loadWeights?(weights: Weights): void },
+  net: HashingNetwork,
   data: TrainingData,
   options: TrainOptions,
 ): Promise<TrainResult> {
@@ -226,8 +226,16 @@ export async function trainHashingNetwork(
   if (options.resume && options.checkpointDir) {
     const ckpt = await loadCheckpoint(options.checkpointDir);
     if (ckpt) {
-      if (!net.loadWeights) throw new ModelError('BAD_INPUT', 'this network cannot load weights to resume');
-      net.loadWeights(ckpt.weights);
+      for (const [name, p] of params) {
+        const w = ckpt.weights.get(name);
+        if (!w || w.data.length !== p.size) {
+          throw new ModelError(
+            'BAD_FILE',
+            `${options.checkpointDir}: the checkpoint's ${name} is missing or has the wrong size for this model`,
+          );
+        }
+        gpu.write(p, w.data);
+      }
       for (const [name, v] of momentum) {
         const saved = ckpt.tensors.get(`momentum.${name}`);
         if (!saved || saved.data.length !== v.size) {
