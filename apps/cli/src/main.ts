@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { registerBench } from './bench.js';
 import { registerDoctor } from './doctor.js';
+import { registerEncode } from './encode.js';
 import { reportError } from './errors.js';
 import { registerHamming } from './hamming.js';
 
@@ -17,6 +18,7 @@ program
 
 registerDoctor(program);
 registerHamming(program, registerBench(program));
+registerEncode(program);
 
 try {
   await program.parseAsync(process.argv);

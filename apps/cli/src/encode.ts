@@ -1,0 +1,160 @@
+// dhta encode: f(x) and codes sign(f(x)) of a .npy batch of images (NCHW) or videos (NTCHW) in [0, 1].
+import { mkdirSync, renameSync, rmSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { readNpyFile, writeNpyFile } from '@dhta/kernels/hamming';
+import { loadNetwork, type ModelSpec } from '@dhta/models';
+import type { Command } from 'commander';
+import { CliError } from './errors.js';
+import { backendOption, type GpuFlags, withGpu } from './gpu.js';
+import { printJson } from './output.js';
+
+export interface EncodeOptions extends GpuFlags {
+  model: string;
+  input: string;
+  out: string;
+  features?: string;
+  batch?: number;
+  json?: boolean;
+  quiet?: boolean;
+}
+
+export interface EncodeSummary {
+  n: number;
+  bits: number;
+  task: string;
+  seconds: number;
+  device: string;
+  out: string;
+  features?: string;
+}
+
+/** The per-object shape the model takes, as a .npy shape after n. */
+function objectShape(spec: ModelSpec): number[] {
+  const { channels, height, width } = spec.input;
+  return spec.task === 'video' ? [spec.frames, channels, height, width] : [channels, height, width];
+}
+
+/** Reads X.npy and checks dtype, shape and range against the model, or says exactly what is wrong. */
+async function readInput(path: string, spec: ModelSpec): Promise<{ data: Float32Array; n: number }> {
+  const arr = await readNpyFile(path);
+  const per = objectShape(spec);
+  const layout = spec.task === 'video' ? 'NTCHW' : 'NCHW';
+  const want = `(n, ${per.join(', ')})`;
+  if (arr.dtype !== 'float32') {
+    throw new CliError(
+      `--input ${path}: expected float32 pixels ${want} (${layout}), found ${arr.dtype}`,
+      'convert with x.astype(numpy.float32); pixels are in [0, 1], the model normalises them itself',
+    );
+  }
+  if (arr.shape.length !== per.length + 1 || per.some((d, i) => arr.shape[i + 1] !== d)) {
+    throw new CliError(
+      `--input ${path}: the model takes ${layout} arrays of shape ${want}, found (${arr.shape.join(', ')})`,
+      spec.task === 'video'
+        ? `each object is ${spec.frames} frames of ${per.slice(1).join('x')} (C x H x W)`
+        : 'resize the images to the model input and put channels first',
+    );
+  }
+  const data = arr.data as Float32Array;
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i];
+    if (!(v >= 0 && v <= 1)) {
+      const obj = Math.floor(i / (data.length / arr.shape[0]));
+      throw new CliError(
+        `--input ${path}: pixel values must lie in [0, 1], found ${v} at flat index ${i} (object ${obj})`,
+        'scale 8-bit images by 1/255; do not normalise by mean/std (the model does)',
+      );
+    }
+  }
+  return { data, n: arr.shape[0] };
+}
+
+/** Runs the command; returns the summary it prints. */
+export async function runEncode(o: EncodeOptions): Promise<EncodeSummary> {
+  if (o.features && resolve(o.features) === resolve(o.out)) {
+    throw new CliError('--out and --features must be different files');
+  }
+  return withGpu(o, async (gpu) => {
+    const net = await loadNetwork(gpu, o.model);
+    try {
+      const { data, n } = await readInput(o.input, net.spec);
+      const t0 = performance.now();
+      let last = 0;
+      const { features, codes } = await net.encode(data, n, {
+        batch: o.batch,
+        onProgress: (done, total) => {
+          const now = performance.now();
+          if (!o.quiet && !o.json && (now - last > 2000 || done === total)) {
+            last = now;
+            process.stderr.write(`encode: ${done}/${total} objects (${((now - t0) / 1000).toFixed(1)} s)\n`);
+          }
+        },
+      });
+      const seconds = (performance.now() - t0) / 1000;
+      // Both files appear together or not at all: written under temporary names in a fresh folder beside
+      // --out, then renamed into place.
+      const outs: [string, Int8Array | Float32Array][] = [[o.out, codes]];
+      if (o.features) outs.push([o.features, features]);
+      const tmp = join(dirname(resolve(o.out)), `.dhta-encode-${process.pid}-${basename(o.out)}`);
+      mkdirSync(tmp, { recursive: true });
+      try {
+        for (const [i, [, arr]] of outs.entries())
+          await writeNpyFile(join(tmp, `${i}.npy`), arr, [n, net.bits]);
+        for (const [i, [path]] of outs.entries()) {
+          mkdirSync(dirname(resolve(path)), { recursive: true });
+          renameSync(join(tmp, `${i}.npy`), path);
+        }
+      } finally {
+        rmSync(tmp, { recursive: true, force: true });
+      }
+      return {
+        n,
+        bits: net.bits,
+        task: net.spec.task,
+        seconds,
+        device: gpu.adapter.description,
+        out: o.out,
+        ...(o.features ? { features: o.features } : {}),
+      };
+    } finally {
+      net.destroy();
+    }
+  });
+}
+
+function positiveInt(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new CliError(`${name} must be an integer >= 1, found "${v}"`);
+    return n;
+  };
+}
+
+export function registerEncode(program: Command): void {
+  program
+    .command('encode')
+    .description(
+      'Encode images (float32 NCHW) or videos (float32 NTCHW) with pixels in [0, 1] through a model bundle: ' +
+        'codes sign(f(x)) as int8 +-1 (n x bits), and optionally f(x) as float32.',
+    )
+    .requiredOption('--model <DIR>', 'model bundle folder (model.json + weights.safetensors)')
+    .requiredOption('--input <X.npy>', 'float32 pixels in [0, 1]: (n, C, H, W), or (n, T, C, H, W) for video')
+    .requiredOption('--out <codes.npy>', 'where the int8 +-1 codes (n, bits) are written')
+    .option('--features <F.npy>', 'also write f(x), float32 (n, bits)')
+    .option(
+      '--batch <N>',
+      'objects per GPU chunk (default: as many as fit the device)',
+      positiveInt('--batch'),
+    )
+    .option('--backend <B>', 'WebGPU backend (vulkan, metal, d3d12, ...)', backendOption)
+    .option('--adapter <name>', 'adapter name as Dawn reports it')
+    .option('--json', 'print one JSON line: {n, bits, task, seconds, device, out, features}')
+    .option('--quiet', 'no progress lines')
+    .action(async (o: EncodeOptions) => {
+      const s = await runEncode(o);
+      if (o.json) return printJson(s);
+      console.log(
+        `encoded ${s.n} ${s.task === 'video' ? 'videos' : 'images'} to ${s.bits}-bit codes in ${s.seconds.toFixed(2)} s on ${s.device}`,
+      );
+      console.log(`wrote ${s.out}${s.features ? ` and ${s.features}` : ''}`);
+    });
+}

@@ -1,0 +1,97 @@
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { readNpyFile, writeNpyFile } from '@dhta/kernels/hamming';
+import { readSafetensors } from '@dhta/models';
+import { Command } from 'commander';
+import { describe, expect, it } from 'vitest';
+import { registerEncode, runEncode } from '../src/encode.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const fixtures = join(here, '../../../packages/models/test/fixtures/parity');
+
+function caseData(name: string) {
+  return readSafetensors(readFileSync(join(fixtures, name, 'data.safetensors'))).weights;
+}
+
+function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let d = 0;
+  let m = 0;
+  for (let i = 0; i < b.length; i++) {
+    d = Math.max(d, Math.abs(a[i] - b[i]));
+    m = Math.max(m, Math.abs(b[i]));
+  }
+  return d / m;
+}
+
+describe('dhta encode', () => {
+  it('writes int8 +-1 codes and float32 features matching PyTorch, for images and videos', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dhta-encode-'));
+    for (const name of ['layers', 'video-mean']) {
+      const d = caseData(name);
+      const x = d.get('x')!;
+      const input = join(dir, `${name}-x.npy`);
+      await writeNpyFile(input, x.data, x.shape);
+      const out = join(dir, name, 'codes.npy');
+      const features = join(dir, name, 'f.npy');
+      const s = await runEncode({ model: join(fixtures, name), input, out, features, batch: 2, quiet: true });
+      expect(s.n).toBe(x.shape[0]);
+      const codes = await readNpyFile(out);
+      const f = await readNpyFile(features);
+      const want = d.get('f')!;
+      expect(codes.dtype).toBe('int8');
+      expect(codes.shape).toEqual(want.shape);
+      expect(f.dtype).toBe('float32');
+      expect(relErr(f.data as Float32Array, want.data)).toBeLessThan(1e-4);
+      (codes.data as Int8Array).forEach((c, i) => {
+        expect(c).toBe((f.data as Float32Array)[i] < 0 ? -1 : 1);
+      });
+      expect(readdirSync(join(dir, name)).sort()).toEqual(['codes.npy', 'f.npy']);
+    }
+  });
+
+  it('refuses a wrong dtype, shape or range with one clear message and writes nothing', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dhta-encode-'));
+    const model = join(fixtures, 'layers');
+    const out = join(dir, 'codes.npy');
+    const cases: [string, Float32Array | Float64Array, number[], RegExp][] = [
+      [
+        'f64',
+        new Float64Array(3 * 11 * 13),
+        [1, 3, 11, 13],
+        /expected float32 pixels \(n, 3, 11, 13\) \(NCHW\), found float64/,
+      ],
+      [
+        'shape',
+        new Float32Array(3 * 13 * 11),
+        [1, 3, 13, 11],
+        /shape \(n, 3, 11, 13\), found \(1, 3, 13, 11\)/,
+      ],
+      [
+        'range',
+        new Float32Array(2 * 3 * 11 * 13).fill(0.5).fill(255, 500, 501),
+        [2, 3, 11, 13],
+        /\[0, 1\], found 255 at flat index 500 \(object 1\)/,
+      ],
+    ];
+    for (const [name, data, shape, message] of cases) {
+      const input = join(dir, `${name}.npy`);
+      await writeNpyFile(input, data, shape);
+      await expect(runEncode({ model, input, out, quiet: true })).rejects.toThrow(message);
+      expect(existsSync(out)).toBe(false);
+    }
+    await expect(
+      runEncode({ model: join(dir, 'nope'), input: join(dir, 'f64.npy'), out, quiet: true }),
+    ).rejects.toThrow(/model.json: expected a model.json/);
+  });
+
+  it('is registered as a command with its options', async () => {
+    const program = new Command().exitOverride();
+    registerEncode(program);
+    const cmd = program.commands.find((c) => c.name() === 'encode');
+    expect(cmd).toBeDefined();
+    const help = cmd!.helpInformation();
+    for (const flag of ['--model', '--input', '--out', '--features', '--batch']) expect(help).toContain(flag);
+  });
+});
