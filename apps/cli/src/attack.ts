@@ -1,0 +1,324 @@
+// `dhta attack`: from files (queries and target codes as .npy) or the whole protocol on a data set.
+
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { type AttackMethod, type AttackOptions, runAttack, voteAnchors } from '@dhta/attack';
+import { readNpyFile, writeNpyFile } from '@dhta/kernels/hamming';
+import { loadNetwork } from '@dhta/models';
+import type { Command } from 'commander';
+import { CliError } from './errors.js';
+import { fmt, METHODS, type Method, type ProtocolResult, runProtocol } from './experiment.js';
+import { backendOption, withGpu } from './gpu.js';
+import { formatTable, printJson } from './output.js';
+import { createProgress } from './progress.js';
+
+export function positiveInt(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new CliError(`${name} must be an integer >= 1, found "${v}"`);
+    return n;
+  };
+}
+
+export function nonNegativeInt(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0) throw new CliError(`${name} must be an integer >= 0, found "${v}"`);
+    return n;
+  };
+}
+
+export function positiveNumber(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!(n > 0) || !Number.isFinite(n)) throw new CliError(`${name} must be a number > 0, found "${v}"`);
+    return n;
+  };
+}
+
+function oneOf<T extends string>(name: string, values: readonly T[]) {
+  return (v: string): T => {
+    if (!values.includes(v as T))
+      throw new CliError(`${name} must be one of ${values.join(', ')}, found "${v}"`);
+    return v as T;
+  };
+}
+
+function alphaOption(v: string): 'paper' | number {
+  if (v === 'paper') return 'paper';
+  const n = Number(v);
+  if (!(n > 0) || !Number.isFinite(n))
+    throw new CliError(`--alpha must be "paper" or a number > 0, found "${v}"`);
+  return n;
+}
+
+function methodsOption(v: string): Method[] {
+  const list = v.split(',').map((s) => s.trim());
+  for (const m of list) {
+    if (!METHODS.includes(m as Method))
+      throw new CliError(`--methods: unknown method "${m}"; expected some of ${METHODS.join(', ')}`);
+  }
+  return list as Method[];
+}
+
+interface AttackFlags {
+  model: string;
+  input?: string;
+  targets?: string;
+  method: AttackMethod;
+  data?: string;
+  queries: number;
+  nT: number;
+  methods: Method[];
+  outDir: string;
+  iters?: number;
+  eps?: number;
+  epsSpace?: 'normalized' | 'pixel';
+  step?: 'l2' | 'sign' | 'raw';
+  lr?: number;
+  alpha?: 'paper' | number;
+  randomStart?: boolean;
+  seed: number;
+  batch?: number;
+  r?: number;
+  zeroHits: 'skip' | 'count';
+  json?: boolean;
+  backend?: string;
+  adapter?: string;
+}
+
+/** Attack settings shared by the CLI's attack, demo and reproduce commands. */
+export function addAttackSettings(cmd: Command): Command {
+  return cmd
+    .option(
+      '--iters <N>',
+      'iterations (default: 2000 for image models, 500 for video)',
+      positiveInt('--iters'),
+    )
+    .option('--eps <E>', 'L-infinity bound on the perturbation (default 0.032)', positiveNumber('--eps'))
+    .option(
+      '--eps-space <S>',
+      "'normalized': eps in the model's (x - mean) / std units, the authors' code (default); 'pixel': in [0, 1] pixels",
+      oneOf('--eps-space', ['normalized', 'pixel'] as const),
+    )
+    .option(
+      '--step <S>',
+      "'l2' (per-query L2-normalised gradient, default), 'sign' or 'raw'",
+      oneOf('--step', ['l2', 'sign', 'raw'] as const),
+    )
+    .option('--lr <L>', 'step size (default 1)', positiveNumber('--lr'))
+    .option(
+      '--alpha <A>',
+      "tanh scale: 'paper' (0.1, then 0.2 ... 1.0 over the last half; default for images) or a constant (video default 0.1)",
+      alphaOption,
+    )
+    .option('--random-start', 'start delta uniformly in the eps ball instead of at 0')
+    .option('--batch <B>', 'queries attacked per GPU pass (default 100)', positiveInt('--batch'))
+    .option('--seed <S>', 'seed of every random choice', nonNegativeInt('--seed'), 0);
+}
+
+export function attackSettingsOf(f: {
+  iters?: number;
+  eps?: number;
+  epsSpace?: 'normalized' | 'pixel';
+  step?: 'l2' | 'sign' | 'raw';
+  lr?: number;
+  alpha?: 'paper' | number;
+  randomStart?: boolean;
+  seed: number;
+  batch?: number;
+}): Omit<AttackOptions, 'method'> {
+  return {
+    iterations: f.iters,
+    eps: f.eps,
+    epsSpace: f.epsSpace,
+    step: f.step,
+    lr: f.lr,
+    alpha: f.alpha,
+    randomStart: f.randomStart,
+    seed: f.seed,
+    batch: f.batch,
+  };
+}
+
+export function printProtocolTable(result: ProtocolResult): void {
+  const rows = result.metrics.map((m) => [
+    m.method,
+    fmt(m.tMap),
+    fmt(m.map),
+    m.perceptibility === null ? '-' : m.perceptibility.toExponential(2),
+    m.anchorDistance.toFixed(2),
+    m.seconds.toFixed(1),
+  ]);
+  process.stdout.write(
+    `${formatTable(['method', 't-MAP %', 'MAP %', 'perceptibility', 'd(anchor)', 'seconds'], rows)}\n` +
+      `(${result.data}, ${result.bits} bits, ${result.queries} queries, n_t ${result.nT}, ${result.iterations} iterations, ` +
+      `R ${result.R}, zero-hit queries: ${result.zeroHits === 'skip' ? 'left out' : 'counted as 0'})\n`,
+  );
+}
+
+async function attackFiles(f: AttackFlags): Promise<void> {
+  if (!f.input || (!f.targets && (f.method === 'dhta' || f.method === 'p2p'))) {
+    throw new CliError(
+      `--input is required (and --targets for ${f.method})`,
+      'give --input X.npy [--targets T.npy] for queries from files, or --data NAME for the whole protocol',
+    );
+  }
+  const x = await readNpyFile(f.input);
+  if (x.dtype !== 'float32')
+    throw new CliError(`--input ${f.input}: expected float32 pixels in [0, 1], found ${x.dtype}`);
+  await withGpu(f, async (gpu) => {
+    const net = await loadNetwork(gpu, f.model);
+    try {
+      const itemShape =
+        net.spec.task === 'video'
+          ? [net.spec.frames, net.spec.input.channels, net.spec.input.height, net.spec.input.width]
+          : [net.spec.input.channels, net.spec.input.height, net.spec.input.width];
+      if (x.shape.length !== itemShape.length + 1 || itemShape.some((d, i) => x.shape[i + 1] !== d)) {
+        throw new CliError(
+          `--input ${f.input}: expected shape (n, ${itemShape.join(', ')}) for this model, found (${x.shape.join(', ')})`,
+        );
+      }
+      const n = x.shape[0];
+      let anchors: Int8Array | undefined;
+      if (f.targets && (f.method === 'dhta' || f.method === 'p2p')) {
+        const t = await readNpyFile(f.targets);
+        if (t.dtype !== 'int8')
+          throw new CliError(`--targets ${f.targets}: expected int8 ±1 codes, found ${t.dtype}`);
+        const bits = t.shape[t.shape.length - 1];
+        if (bits !== net.bits) {
+          throw new CliError(
+            `--targets ${f.targets}: codes of ${bits} bits, but the model's codes have ${net.bits}`,
+          );
+        }
+        if (t.shape[0] !== n || (t.shape.length !== 2 && t.shape.length !== 3)) {
+          throw new CliError(
+            `--targets ${f.targets}: expected shape (${n}, n_t, ${net.bits}) or (${n}, ${net.bits}), found (${t.shape.join(', ')})`,
+          );
+        }
+        const codes = t.data as Int8Array;
+        for (let i = 0; i < codes.length; i++) {
+          if (codes[i] !== 1 && codes[i] !== -1)
+            throw new CliError(`--targets ${f.targets}: codes must be ±1, found ${codes[i]} at ${i}`);
+        }
+        anchors = t.shape.length === 3 ? voteAnchors(codes, t.shape[1], net.bits) : codes;
+      }
+      const progress = createProgress({ quiet: f.json });
+      const out = await runAttack(net, x.data as Float32Array, n, anchors, {
+        ...attackSettingsOf(f),
+        method: f.method,
+        onProgress: (p) =>
+          progress.update(
+            f.method,
+            p.queriesDone * p.iterations + p.batch * p.iteration,
+            p.queries * p.iterations,
+            `d(anchor) ${p.meanDistance.toFixed(2)}  ${p.queryIterationsPerSecond.toFixed(0)} q-it/s`,
+          ),
+      });
+      progress.stop();
+      mkdirSync(f.outDir, { recursive: true });
+      await writeNpyFile(join(f.outDir, 'adversarial.npy'), out.adversarial, x.shape);
+      await writeNpyFile(join(f.outDir, 'codes.npy'), out.codes, [n, net.bits]);
+      if (out.anchors.length) await writeNpyFile(join(f.outDir, 'anchors.npy'), out.anchors, [n, net.bits]);
+      const summary = {
+        method: f.method,
+        queries: n,
+        bits: net.bits,
+        iterations: out.iterations,
+        seconds: out.seconds,
+        queryIterationsPerSecond: out.iterations ? (n * out.iterations) / out.seconds : null,
+        outDir: f.outDir,
+      };
+      if (f.json) printJson(summary);
+      else
+        process.stdout.write(
+          `${f.method}: ${n} queries, ${out.iterations} iterations in ${out.seconds.toFixed(1)} s; wrote ${f.outDir}/adversarial.npy, codes.npy` +
+            `${out.anchors.length ? ', anchors.npy' : ''}\n`,
+        );
+    } finally {
+      net.destroy();
+    }
+  });
+}
+
+async function attackData(f: AttackFlags): Promise<void> {
+  const progress = createProgress({ quiet: f.json });
+  const result = await withGpu(f, (gpu) =>
+    runProtocol(gpu, {
+      modelDir: f.model,
+      data: f.data!,
+      seed: f.seed,
+      queries: f.queries,
+      nT: f.nT,
+      methods: f.methods,
+      attack: attackSettingsOf(f),
+      R: f.r,
+      zeroHits: f.zeroHits,
+      outDir: f.outDir,
+      log: (l) => progress.log(l),
+      progress: (phase, done, total, extra) => progress.update(phase, done, total, extra),
+    }),
+  );
+  progress.stop();
+  if (f.json) printJson(result);
+  else printProtocolTable(result);
+}
+
+export function registerAttack(program: Command): void {
+  const cmd = program
+    .command('attack')
+    .description(
+      'Targeted attack (DHTA, P2P) or baseline (Noise, HAG) on a hashing model.\n' +
+        'From files: --input X.npy (float32 pixels in [0, 1], NCHW or NTCHW) and --targets T.npy (int8 ±1 codes, ' +
+        '(n, n_t, bits): each anchor voted from n_t codes, or (n, bits): the anchors) -> OUT/adversarial.npy, codes.npy, anchors.npy.\n' +
+        'On a data set: --data NAME runs the whole protocol (database encoded and cached, queries and targets ' +
+        'sampled, every method attacked and evaluated) -> OUT/results.jsonl, OUT/metrics.json and a table.',
+    )
+    .requiredOption('--model <DIR>', 'model bundle folder (model.json + weights.safetensors)')
+    .option('--input <X.npy>', 'queries from a file (float32, pixels in [0, 1])')
+    .option('--targets <T.npy>', 'target codes (int8 ±1): (n, n_t, bits) or (n, bits)')
+    .option(
+      '--method <M>',
+      'dhta, p2p, noise or hag (file mode)',
+      oneOf('--method', ['dhta', 'p2p', 'noise', 'hag'] as const),
+      'dhta',
+    )
+    .option('--data <NAME>', 'run the protocol on a data set (see dhta data list)')
+    .option(
+      '--queries <N>',
+      'queries drawn from the query set (protocol mode)',
+      positiveInt('--queries'),
+      100,
+    )
+    .option('--n-t <N>', 'objects voted into each anchor (protocol mode)', positiveInt('--n-t'), 9)
+    .option(
+      '--methods <LIST>',
+      `comma-separated, from ${METHODS.join(', ')} (protocol mode)`,
+      methodsOption,
+      ['original', 'noise', 'p2p', 'dhta'] as Method[],
+    )
+    .option(
+      '--r <R>',
+      'R of MAP@R (default: 1000 ImageNet-like, 5000 NUS-WIDE-like, else the whole database)',
+      positiveInt('--r'),
+    )
+    .option(
+      '--zero-hits <C>',
+      "queries with no relevant object in the top R: 'skip' (left out, the authors' code) or 'count' (as 0)",
+      oneOf('--zero-hits', ['skip', 'count'] as const),
+      'skip',
+    )
+    .requiredOption('--out-dir <DIR>', 'where the outputs go')
+    .option('--json', 'print the result as one JSON line')
+    .option('--backend <B>', 'WebGPU backend (vulkan, metal, d3d12, ...)', backendOption)
+    .option('--adapter <NAME>', 'adapter name substring');
+  addAttackSettings(cmd).action(async (f: AttackFlags) => {
+    if (f.data) {
+      if (f.input || f.targets)
+        throw new CliError('give either --data (protocol) or --input/--targets (files), not both');
+      await attackData(f);
+    } else {
+      await attackFiles(f);
+    }
+  });
+}
