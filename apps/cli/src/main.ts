@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { registerAttack } from './attack.js';
 import { registerBench } from './bench.js';
+import { registerData } from './data.js';
 import { registerDoctor } from './doctor.js';
 import { registerEncode } from './encode.js';
 import { reportError } from './errors.js';
@@ -23,6 +24,7 @@ registerHamming(program, registerBench(program));
 registerEncode(program);
 registerAttack(program);
 registerTrain(program);
+registerData(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -1,5 +1,30 @@
-import sharp from 'sharp';
+import { createRequire } from 'node:module';
+import type SharpModule from 'sharp';
 import { DataError, messageOf } from './errors.js';
+
+let sharpModule: typeof SharpModule | undefined;
+
+/**
+ * sharp (a native addon) is loaded on first use with Node's own require, never through a bundler: from this
+ * file's location, else from wherever @dhta/data resolves (the CLI bundle in apps/cli/dist finds it there).
+ * So data sets that need no image decoding (IDX, CIFAR-10, moving items) work without it.
+ */
+export function loadSharp(): typeof SharpModule {
+  if (sharpModule) return sharpModule;
+  const here = createRequire(import.meta.url);
+  const attempts: string[] = [];
+  for (const from of [() => here, () => createRequire(here.resolve('@dhta/data'))]) {
+    try {
+      sharpModule = from()('sharp') as typeof SharpModule;
+      return sharpModule;
+    } catch (e) {
+      attempts.push(messageOf(e).split('\n')[0]);
+    }
+  }
+  throw new DataError('IO', `cannot load the image decoder sharp (${attempts.join('; ')})`, {
+    hint: 'install the Node packages (bash scripts/setup.sh); sharp 0.35 needs linux-x64, darwin or win32',
+  });
+}
 
 /**
  * How an image file becomes a tensor. Resizing is Pillow's BICUBIC resampling (what PIL's Image.resize does
@@ -39,6 +64,7 @@ export function outputSize(p: Preprocess, decoded?: [number, number]): [number, 
 export async function decodeFile(
   path: string,
 ): Promise<{ data: Uint8Array; width: number; height: number; channels: number }> {
+  const sharp = loadSharp();
   try {
     const { data, info } = await sharp(path, { failOn: 'error' })
       .raw({ depth: 'uchar' })

@@ -28,6 +28,7 @@ export {
   IMAGENET_NORMALISATION,
   IMAGENET_PREPROCESS,
   loadImageInto,
+  loadSharp,
   type Preprocess,
   resizeBicubicPil,
 } from './image.js';

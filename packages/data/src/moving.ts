@@ -89,21 +89,21 @@ export function pose(
       pose.dx = d;
       break;
     case 'left':
-      pose.dx = -d;
+      pose.dx = 0 - d; // 0 - d: no -0 at p = 0
       break;
     case 'down':
       pose.dy = d;
       break;
     case 'up':
-      pose.dy = -d;
+      pose.dy = 0 - d;
       break;
     case 'down-right':
       pose.dx = diag;
       pose.dy = diag;
       break;
     case 'up-left':
-      pose.dx = -diag;
-      pose.dy = -diag;
+      pose.dx = 0 - diag;
+      pose.dy = 0 - diag;
       break;
     case 'grow':
       pose.scale = MOVING.scaleFactor ** p;
