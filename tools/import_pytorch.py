@@ -201,6 +201,9 @@ def write_bundle(out_dir, spec, weights):
     parent = os.path.dirname(out_dir)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix='.' + os.path.basename(out_dir) + '.tmp-', dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; a bundle is an ordinary folder
     try:
         with open(os.path.join(tmp, 'model.json'), 'w') as f:
             json.dump(spec, f, indent=2)
