@@ -123,6 +123,8 @@ export class Network implements HashingNetwork {
   readonly planeSize: number;
   /** Objects per chunk in `encode` when no batch is given (bounded by the largest activation). */
   readonly defaultBatch: number;
+  /** The most objects whose largest activation fits one storage binding (`encode` caps its batch here). */
+  readonly maxBatch: number;
 
   private readonly params = new Map<string, Tensor>();
   private grads: Map<string, Tensor> | null = null;
@@ -160,7 +162,8 @@ export class Network implements HashingNetwork {
         bHh: up('lstm.bias_hh_l0'),
       };
     } else this.lstm = null;
-    this.defaultBatch = Math.max(1, Math.min(256, Math.floor(maxBinding / 4 / shapes.maxActivation)));
+    this.maxBatch = Math.max(1, Math.floor(maxBinding / 4 / shapes.maxActivation));
+    this.defaultBatch = Math.min(256, this.maxBatch);
   }
 
   private compile(infos: LayerInfo[], weights: Weights, maxBlock: number): Step[] {
@@ -649,9 +652,11 @@ export class Network implements HashingNetwork {
         `encode: expected ${n} objects of ${this.inputSize} floats (${n * this.inputSize}), found ${pixels.length}`,
       );
     }
-    const batch = options.batch ?? this.defaultBatch;
-    if (!Number.isInteger(batch) || batch < 1)
-      throw new ModelError('BAD_INPUT', `encode: batch must be an integer >= 1, found ${batch}`);
+    if (options.batch !== undefined && (!Number.isInteger(options.batch) || options.batch < 1)) {
+      throw new ModelError('BAD_INPUT', `encode: batch must be an integer >= 1, found ${options.batch}`);
+    }
+    // A larger batch than fits one storage binding is capped (the results do not depend on the batch).
+    const batch = Math.min(options.batch ?? this.defaultBatch, this.maxBatch);
     const K = this.bits;
     const features = new Float32Array(n * K);
     const codes = new Int8Array(n * K);

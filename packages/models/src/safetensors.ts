@@ -161,6 +161,8 @@ export function parseSafetensors(bytes: Uint8Array, name = 'weights.safetensors'
   return { tensors, metadata };
 }
 
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
 function f16ToF32(h: number): number {
   const sign = h & 0x8000 ? -1 : 1;
   const exp = (h >> 10) & 0x1f;
@@ -180,6 +182,12 @@ export function entryToFloat32(key: string, e: SafetensorsEntry): Float32Array {
   const out = new Float32Array(count);
   switch (e.dtype) {
     case 'F32':
+      if (LITTLE_ENDIAN) {
+        // A copy (not .slice(): on a Node Buffer that is a view), so the floats are aligned and own their memory.
+        const copy = new Uint8Array(e.bytes.byteLength);
+        copy.set(e.bytes);
+        return new Float32Array(copy.buffer);
+      }
       for (let i = 0; i < count; i++) out[i] = view.getFloat32(4 * i, true);
       return out;
     case 'F64':
@@ -248,7 +256,7 @@ export function writeSafetensors(weights: Weights, metadata: Record<string, stri
   for (const key of names) {
     const data = (weights.get(key) as WeightTensor).data;
     // Little-endian hosts (all that run this) can copy the bytes; DataView keeps it portable otherwise.
-    if (new Uint8Array(new Uint16Array([1]).buffer)[0] === 1) {
+    if (LITTLE_ENDIAN) {
       out.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), at);
     } else {
       for (let i = 0; i < data.length; i++) view.setFloat32(at + 4 * i, data[i], true);
