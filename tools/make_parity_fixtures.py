@@ -259,6 +259,15 @@ def main():
         a = ip.load_safetensors(os.path.join(seq_bundle, 'weights.safetensors'))
         b = ip.load_safetensors(os.path.join(out_dir, 'layers', 'weights.safetensors'))
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+        # Unsupported modules and mismatched input sizes are refused with an error and no bundle.
+        bad = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(32, 4))
+        bad_ckpt = os.path.join(tmp, 'bad.pt')
+        torch.save(bad, bad_ckpt)
+        bad_out = os.path.join(tmp, 'bad-bundle')
+        assert ip.main(['sequential', bad_ckpt, bad_out, '--input', '1,6,6', '--mean', '0', '--std', '1']) == 1
+        assert ip.main(['vgg11', ckpt, bad_out, '--input', '3,64,64']) == 1  # fc6 takes 16 inputs, features give 64
+        assert not os.path.exists(bad_out)
     finally:
         shutil.rmtree(tmp)
 
