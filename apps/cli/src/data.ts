@@ -150,8 +150,8 @@ export function registerData(program: Command): void {
         ds.length,
         `(${ds.batchShape(ds.length).join(', ')})`,
         nonzero.length,
-        Math.min(...nonzero),
-        Math.max(...nonzero),
+        nonzero.length ? Math.min(...nonzero) : 0,
+        nonzero.length ? Math.max(...nonzero) : 0,
       ];
     });
     console.log(
