@@ -30,6 +30,11 @@ export interface PairwiseLossInput {
   classes: number;
   /** Weight of the quantisation term. */
   eta: number;
+  /**
+   * Weight each batch row's similar and dissimilar pairs so that both sets count equally (w = N / (2 n_sim)
+   * and N / (2 n_dis)); off (every pair weight 1) is DPSH's loss. See the package README.
+   */
+  balance?: boolean;
 }
 
 /**
@@ -38,6 +43,7 @@ export interface PairwiseLossInput {
  *   L = -sum_ij (s_ij theta_ij - log(1 + exp(theta_ij))) / (B N) + eta * sum_i ||sign(u_i) - u_i||^2 / (B N)
  *   dL/du_i = -sum_j (s_ij - sigmoid(theta_ij)) bank_j / (2 B N) + 2 eta (u_i - sign(u_i)) / (B N)
  * The bank is a constant (as in DPSH: gradients flow through the batch's own outputs only); sign(0) = +1.
+ * With `balance`, each pair term is weighted by w_ij (N / (2 n_sim) or N / (2 n_dis) for row i).
  */
 export function pairwiseLoss(input: PairwiseLossInput): {
   loss: number;
@@ -45,7 +51,7 @@ export function pairwiseLoss(input: PairwiseLossInput): {
   quantization: number;
   grad: Float64Array;
 } {
-  const { u, labels, bank, bankLabels, bits: K, classes: C, eta } = input;
+  const { u, labels, bank, bankLabels, bits: K, classes: C, eta, balance = false } = input;
   const B = u.length / K;
   const N = bank.length / K;
   if (
@@ -64,13 +70,24 @@ export function pairwiseLoss(input: PairwiseLossInput): {
   let likelihood = 0;
   let quantization = 0;
   for (let i = 0; i < B; i++) {
+    let wSim = 1;
+    let wDis = 1;
+    if (balance) {
+      let nSim = 0;
+      for (let j = 0; j < N; j++) nSim += similar(labels, i, bankLabels, j, C);
+      if (nSim > 0 && nSim < N) {
+        wSim = N / (2 * nSim);
+        wDis = N / (2 * (N - nSim));
+      }
+    }
     for (let j = 0; j < N; j++) {
       let dot = 0;
       for (let k = 0; k < K; k++) dot += u[i * K + k] * bank[j * K + k];
       const theta = dot / 2;
       const s = similar(labels, i, bankLabels, j, C);
-      likelihood += s * theta - softplus(theta);
-      const coef = -(s - sigmoid(theta)) / (2 * norm);
+      const w = s ? wSim : wDis;
+      likelihood += w * (s * theta - softplus(theta));
+      const coef = (-w * (s - sigmoid(theta))) / (2 * norm);
       for (let k = 0; k < K; k++) grad[i * K + k] += coef * bank[j * K + k];
     }
     for (let k = 0; k < K; k++) {

@@ -35,6 +35,8 @@ export interface TrainOptions {
   weightDecay?: number;
   /** Weight of the quantisation term. Default: 0.1 (image), 1e-4 (video, the paper's). */
   eta?: number;
+  /** Balance similar and dissimilar pairs in the loss (default true; false = DPSH's loss exactly). */
+  balance?: boolean;
   /** Epoch fractions at which the learning rate is multiplied by `gamma` (default [0.5, 0.75], gamma 0.1). */
   milestones?: number[];
   gamma?: number;
@@ -76,6 +78,7 @@ interface ResolvedTrainOptions {
   milestones: number[];
   gamma: number;
   seed: number;
+  balance: boolean;
 }
 
 export function resolveTrainOptions(task: 'image' | 'video', o: TrainOptions): ResolvedTrainOptions {
@@ -90,6 +93,7 @@ export function resolveTrainOptions(task: 'image' | 'video', o: TrainOptions): R
     milestones: o.milestones ?? [0.5, 0.75],
     gamma: o.gamma ?? 0.1,
     seed: o.seed ?? 0,
+    balance: o.balance ?? true,
   };
   if (!Number.isInteger(r.epochs) || r.epochs < 1)
     throw new ModelError('BAD_INPUT', `epochs must be a positive integer, found ${r.epochs}`);
@@ -300,6 +304,7 @@ export async function trainHashingNetwork(
           bits: K,
           classes: C,
           eta: o.eta,
+          balance: o.balance,
         });
         // Through u = tanh(f): dL/df = dL/du * (1 - u^2).
         const dF = gpu.tensor(
