@@ -10,6 +10,7 @@ import { type AttackMethod, type AttackOptions, runAttack, sampleAttack, voteAnc
 import { type Dataset, type OpenedDataset, openDataset } from '@dhta/data';
 import { perceptibility, RetrievalDatabase } from '@dhta/eval';
 import type { Gpu } from '@dhta/kernels';
+import { writeNpyFile } from '@dhta/kernels/hamming';
 import { type HashingNetwork, loadNetwork } from '@dhta/models';
 import { CliError } from './errors.js';
 
@@ -58,6 +59,8 @@ export interface ProtocolResult {
   model: string;
   iterations: number;
   seconds: { encode: number; total: number };
+  /** Whether the database codes came from the cache. */
+  databaseCached: boolean;
 }
 
 export function cacheDir(): string {
@@ -135,6 +138,19 @@ function hamming(a: Int8Array, b: Int8Array, q: number, bits: number): number {
   return d;
 }
 
+function sharesLabel(a: Uint8Array, i: number, b: Uint8Array, j: number, classes: number): boolean {
+  for (let c = 0; c < classes; c++) if (a[i * classes + c] && b[j * classes + c]) return true;
+  return false;
+}
+
+function nanToNull(v: number): number | null {
+  return Number.isNaN(v) ? null : v;
+}
+
+/** Queries shown in retrieval grids and examples, and results shown per grid row. */
+export const GRID_QUERIES = 8;
+export const GRID_TOP = 10;
+
 function positives(labels: Uint8Array, q: number, classes: number): number[] {
   const out: number[] = [];
   for (let c = 0; c < classes; c++) if (labels[q * classes + c]) out.push(c);
@@ -145,6 +161,7 @@ function positives(labels: Uint8Array, q: number, classes: number): number[] {
 export async function runProtocol(gpu: Gpu, o: ProtocolOptions): Promise<ProtocolResult> {
   const started = performance.now();
   const modelDir = resolve(o.modelDir);
+  mkdirSync(o.outDir, { recursive: true });
   const net = await loadNetwork(gpu, modelDir);
   try {
     const data = await openDataset(o.data, { seed: o.seed });
@@ -188,6 +205,31 @@ export async function runProtocol(gpu: Gpu, o: ProtocolOptions): Promise<Protoco
 
     const lines: string[] = [];
     const metrics: MethodMetrics[] = [];
+    const curves: Record<string, unknown> = {};
+    // Retrieval grids and examples (the paper's Fig. 4 and Fig. 8) for the first few queries.
+    const shown = Math.min(GRID_QUERIES, nq);
+    const gridOf = async (codes: Int8Array) => {
+      const r = await retrieval.rank(codes.subarray(0, shown * bits), GRID_TOP);
+      return Array.from({ length: shown }, (_, q) =>
+        Array.from({ length: r.k }, (_, i) => {
+          const id = r.ids[q * r.k + i];
+          return {
+            id,
+            distance: r.distances[q * r.k + i],
+            label: positives(dbLabels, id, C),
+            hasTarget: sharesLabel(dbLabels, id, sample.targetLabels, q, C),
+            hasQueryLabel: sharesLabel(dbLabels, id, queryLabels, q, C),
+          };
+        }),
+      );
+    };
+    const grids: Record<string, unknown> = { benign: await gridOf(clean.codes) };
+    mkdirSync(join(o.outDir, 'examples'), { recursive: true });
+    const itemShape = data.info.itemShape;
+    await writeNpyFile(join(o.outDir, 'examples', 'benign.npy'), pixels.slice(0, shown * itemSize), [
+      shown,
+      ...itemShape,
+    ]);
     let iterations = 0;
     for (const method of o.methods) {
       const t0 = performance.now();
@@ -225,6 +267,23 @@ export async function runProtocol(gpu: Gpu, o: ProtocolOptions): Promise<Protoco
       const tMap = await retrieval.targetedMap(codes, sample.targetLabels, { R, zeroHits: o.zeroHits });
       const map = await retrieval.map(codes, queryLabels, { R, zeroHits: o.zeroHits });
       const perc = adversarial ? perceptibility(adversarial, pixels, nq) : null;
+      const pr = await retrieval.precisionRecall(codes, sample.targetLabels);
+      const pAtN = await retrieval.precisionAtN(codes, sample.targetLabels);
+      curves[method] = {
+        radii: pr.radii,
+        precision: Array.from(pr.precision, nanToNull),
+        recall: Array.from(pr.recall, nanToNull),
+        ns: pAtN.ns,
+        precisionAtN: Array.from(pAtN.precision, nanToNull),
+      };
+      if (method !== 'original') grids[method] = await gridOf(codes);
+      if (adversarial) {
+        await writeNpyFile(
+          join(o.outDir, 'examples', `${method}.npy`),
+          adversarial.slice(0, shown * itemSize),
+          [shown, ...itemShape],
+        );
+      }
       let distance = 0;
       for (let q = 0; q < nq; q++) {
         distance += hamming(codes, anchorsDhta, q, bits);
@@ -269,9 +328,24 @@ export async function runProtocol(gpu: Gpu, o: ProtocolOptions): Promise<Protoco
       model: o.modelDir,
       iterations,
       seconds: { encode: encodeSeconds, total: (performance.now() - started) / 1000 },
+      databaseCached: db.cached,
     };
-    mkdirSync(o.outDir, { recursive: true });
     writeAtomic(join(o.outDir, 'results.jsonl'), `${lines.join('\n')}\n`);
+    writeAtomic(join(o.outDir, 'curves.json'), `${JSON.stringify({ reference: 'target labels', curves })}\n`);
+    writeAtomic(
+      join(o.outDir, 'retrieval.json'),
+      `${JSON.stringify({
+        data: o.data,
+        seed: o.seed,
+        split: 'database',
+        queries: queryIdx.slice(0, shown).map((id, q) => ({
+          query: id,
+          label: positives(queryLabels, q, C),
+          target: positives(sample.targetLabels, q, C),
+        })),
+        top: grids,
+      })}\n`,
+    );
     writeAtomic(
       join(o.outDir, 'metrics.json'),
       `${JSON.stringify({ ...result, attack: o.attack }, null, 2)}\n`,

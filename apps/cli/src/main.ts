@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { registerAttack } from './attack.js';
 import { registerBench } from './bench.js';
 import { registerData } from './data.js';
+import { registerDemo } from './demo.js';
 import { registerDoctor } from './doctor.js';
 import { registerEncode } from './encode.js';
 import { reportError } from './errors.js';
@@ -25,6 +26,7 @@ registerEncode(program);
 registerAttack(program);
 registerTrain(program);
 registerData(program);
+registerDemo(program);
 
 try {
   await program.parseAsync(process.argv);

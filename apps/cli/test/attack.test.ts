@@ -1,0 +1,282 @@
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { voteAnchors } from '@dhta/attack';
+import { readNpyFile, writeNpyFile } from '@dhta/kernels/hamming';
+import { SeededRandom } from '@dhta/kernels/reference';
+import { initWeights, saveBundle, smallCnn } from '@dhta/models';
+import { beforeAll, describe, expect, it } from 'vitest';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const cli = join(here, '../dist/dhta.mjs');
+
+function dhta(...args: string[]) {
+  const r = spawnSync(process.execPath, [cli, ...args], {
+    encoding: 'utf8',
+    timeout: 300_000,
+    env: { ...process.env, DHTA_CACHE: cacheDir },
+  });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+const root = mkdtempSync(join(tmpdir(), 'dhta-attack-'));
+const cacheDir = join(root, 'cache');
+const model = join(root, 'model');
+const bits = 16;
+
+/** An IDX data set of small 28x28 "images" of 3 classes: a bright square whose position is the class. */
+function writeIdx(dir: string, rng: SeededRandom): void {
+  mkdirSync(dir, { recursive: true });
+  const write = (name: string, n: number) => {
+    const images = new Uint8Array(16 + n * 784);
+    const labels = new Uint8Array(8 + n);
+    new DataView(images.buffer).setUint32(0, 0x803);
+    new DataView(images.buffer).setUint32(4, n);
+    new DataView(images.buffer).setUint32(8, 28);
+    new DataView(images.buffer).setUint32(12, 28);
+    new DataView(labels.buffer).setUint32(0, 0x801);
+    new DataView(labels.buffer).setUint32(4, n);
+    for (let i = 0; i < n; i++) {
+      const c = i % 3;
+      labels[8 + i] = c;
+      for (let p = 0; p < 784; p++) images[16 + i * 784 + p] = Math.floor(rng.next() * 40);
+      for (let y = 4; y < 12; y++)
+        for (let x = 4 + 7 * c; x < 12 + 7 * c; x++) images[16 + i * 784 + y * 28 + x] = 230;
+    }
+    writeFileSync(join(dir, `${name}-images-idx3-ubyte`), images);
+    writeFileSync(join(dir, `${name}-labels-idx1-ubyte`), labels);
+  };
+  write('train', 60);
+  write('t10k', 15);
+}
+
+describe('dhta attack', () => {
+  beforeAll(async () => {
+    const { bundle } = await import('../build.mjs');
+    await bundle();
+    const spec = smallCnn(bits);
+    await saveBundle(model, { spec, weights: initWeights(spec, 3) });
+    writeIdx(join(root, 'idx'), new SeededRandom(5));
+  });
+
+  it('attacks queries from files: anchors voted from (n, n_t, bits) targets, outputs in the box and the eps ball', async () => {
+    const rng = new SeededRandom(1);
+    const n = 3;
+    const x = Float32Array.from(rng.uniformArray(n * 784, 0, 1));
+    const targets = Int8Array.from({ length: n * 3 * bits }, () => (rng.next() < 0.5 ? -1 : 1));
+    await writeNpyFile(join(root, 'x.npy'), x, [n, 1, 28, 28]);
+    await writeNpyFile(join(root, 't.npy'), targets, [n, 3, bits]);
+    const out = join(root, 'out-files');
+    const r = dhta(
+      'attack',
+      '--model',
+      model,
+      '--input',
+      join(root, 'x.npy'),
+      '--targets',
+      join(root, 't.npy'),
+      '--iters',
+      '20',
+      '--out-dir',
+      out,
+      '--json',
+    );
+    expect(r.stderr).not.toMatch(/error/);
+    expect(r.code).toBe(0);
+    const summary = JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '');
+    expect(summary).toMatchObject({ method: 'dhta', queries: n, bits, iterations: 20 });
+    const adv = await readNpyFile(join(out, 'adversarial.npy'));
+    const codes = await readNpyFile(join(out, 'codes.npy'));
+    const anchors = await readNpyFile(join(out, 'anchors.npy'));
+    expect(adv.shape).toEqual([n, 1, 28, 28]);
+    expect(codes.shape).toEqual([n, bits]);
+    expect(codes.dtype).toBe('int8');
+    expect(Array.from(anchors.data as Int8Array)).toEqual(Array.from(voteAnchors(targets, 3, bits)));
+    const eps = 0.032 * 0.3081; // normalised eps in pixel units (MNIST std)
+    let moved = 0;
+    for (let i = 0; i < x.length; i++) {
+      const d = Math.abs((adv.data as Float32Array)[i] - x[i]);
+      expect(d).toBeLessThanOrEqual(eps * (1 + 1e-4));
+      moved = Math.max(moved, d);
+    }
+    expect(moved).toBeGreaterThan(eps / 2);
+  });
+
+  it('runs the protocol on a data set and writes results, metrics, curves and retrieval grids', async () => {
+    const out = join(root, 'out-protocol');
+    const r = dhta(
+      'attack',
+      '--model',
+      model,
+      '--data',
+      `idx:${join(root, 'idx')}`,
+      '--queries',
+      '4',
+      '--n-t',
+      '3',
+      '--iters',
+      '10',
+      '--methods',
+      'original,noise,p2p,dhta,hag',
+      '--out-dir',
+      out,
+      '--json',
+    );
+    expect(r.stderr).not.toMatch(/error/);
+    expect(r.code).toBe(0);
+    const result = JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '');
+    expect(result.metrics.map((m: { method: string }) => m.method)).toEqual([
+      'original',
+      'noise',
+      'p2p',
+      'dhta',
+      'hag',
+    ]);
+    expect(result).toMatchObject({
+      queries: 4,
+      nT: 3,
+      bits,
+      databaseSize: 60,
+      R: 60,
+      zeroHits: 'skip',
+      iterations: 10,
+    });
+    for (const m of result.metrics) {
+      if (m.tMap !== null) expect(m.tMap).toBeGreaterThanOrEqual(0);
+      if (m.tMap !== null) expect(m.tMap).toBeLessThanOrEqual(1);
+    }
+    expect(result.metrics[0].perceptibility).toBeNull();
+    expect(result.metrics[3].perceptibility).toBeGreaterThan(0);
+    const lines = readFileSync(join(out, 'results.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(lines).toHaveLength(4 * 5);
+    for (const l of lines) {
+      expect(l.target).toHaveLength(1);
+      expect(l.label).toHaveLength(1);
+      expect(l.target[0]).not.toBe(l.label[0]);
+    }
+    const metrics = JSON.parse(readFileSync(join(out, 'metrics.json'), 'utf8'));
+    expect(metrics.metrics).toHaveLength(5);
+    const curves = JSON.parse(readFileSync(join(out, 'curves.json'), 'utf8'));
+    expect(curves.curves.dhta.radii).toHaveLength(bits + 1);
+    const grid = JSON.parse(readFileSync(join(out, 'retrieval.json'), 'utf8'));
+    expect(grid.top.benign).toHaveLength(4);
+    expect(grid.top.dhta[0]).toHaveLength(10);
+    const ex = await readNpyFile(join(out, 'examples', 'dhta.npy'));
+    expect(ex.shape).toEqual([4, 1, 28, 28]);
+    // A second run finds the database codes in the cache and gives the same numbers.
+    const again = dhta(
+      'attack',
+      '--model',
+      model,
+      '--data',
+      `idx:${join(root, 'idx')}`,
+      '--queries',
+      '4',
+      '--n-t',
+      '3',
+      '--iters',
+      '10',
+      '--methods',
+      'original,noise,p2p,dhta,hag',
+      '--out-dir',
+      `${out}2`,
+      '--json',
+    );
+    const second = JSON.parse(again.stdout.trim().split('\n').at(-1) ?? '');
+    expect(result.databaseCached).toBe(false);
+    expect(second.databaseCached).toBe(true);
+    expect(second.metrics.map((m: { tMap: number }) => m.tMap)).toEqual(
+      result.metrics.map((m: { tMap: number }) => m.tMap),
+    );
+  });
+
+  it('refuses bad input with one clear line', async () => {
+    const rng = new SeededRandom(2);
+    await writeNpyFile(join(root, 'x1.npy'), Float32Array.from(rng.uniformArray(784, 0, 1)), [1, 1, 28, 28]);
+    await writeNpyFile(join(root, 't32.npy'), new Int8Array(32).fill(1), [1, 32]);
+    const wrongBits = dhta(
+      'attack',
+      '--model',
+      model,
+      '--input',
+      join(root, 'x1.npy'),
+      '--targets',
+      join(root, 't32.npy'),
+      '--out-dir',
+      join(root, 'bad'),
+    );
+    expect(wrongBits.code).not.toBe(0);
+    expect(wrongBits.stderr).toMatch(/codes of 32 bits, but the model's codes have 16/);
+    const big = Float32Array.from(rng.uniformArray(784, 0, 1));
+    big[5] = 2;
+    await writeNpyFile(join(root, 'x2.npy'), big, [1, 1, 28, 28]);
+    await writeNpyFile(join(root, 't16.npy'), new Int8Array(16).fill(1), [1, 16]);
+    const outside = dhta(
+      'attack',
+      '--model',
+      model,
+      '--input',
+      join(root, 'x2.npy'),
+      '--targets',
+      join(root, 't16.npy'),
+      '--out-dir',
+      join(root, 'bad'),
+    );
+    expect(outside.stderr).toMatch(/pixels in \[0, 1\]/);
+    await writeNpyFile(
+      join(root, 'x3.npy'),
+      Float32Array.from(rng.uniformArray(2 * 784, 0, 1)),
+      [2, 1, 28, 28],
+    );
+    const shape = dhta(
+      'attack',
+      '--model',
+      model,
+      '--input',
+      join(root, 'x3.npy'),
+      '--targets',
+      join(root, 't16.npy'),
+      '--out-dir',
+      join(root, 'bad'),
+    );
+    expect(shape.stderr).toMatch(/expected shape \(2, n_t, 16\) or \(2, 16\)/);
+    const eps = dhta(
+      'attack',
+      '--model',
+      model,
+      '--input',
+      join(root, 'x1.npy'),
+      '--targets',
+      join(root, 't16.npy'),
+      '--eps',
+      '0',
+      '--out-dir',
+      join(root, 'bad'),
+    );
+    expect(eps.stderr).toMatch(/--eps must be a number > 0/);
+    const nt = dhta(
+      'attack',
+      '--model',
+      model,
+      '--data',
+      `idx:${join(root, 'idx')}`,
+      '--queries',
+      '2',
+      '--n-t',
+      '20',
+      '--out-dir',
+      join(root, 'bad'),
+    );
+    expect(nt.code).not.toBe(0);
+    expect(nt.stderr).toMatch(/NO_TARGET|more than 20/);
+    for (const r of [wrongBits, outside, shape, eps, nt]) {
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    }
+  });
+});
