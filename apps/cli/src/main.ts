@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { registerAttack } from './attack.js';
 import { registerBench } from './bench.js';
+import { registerBenchAttack } from './bench-attack.js';
 import { registerData } from './data.js';
 import { registerDemo } from './demo.js';
 import { registerDoctor } from './doctor.js';
@@ -22,6 +23,7 @@ program
 
 registerDoctor(program);
 registerHamming(program, registerBench(program));
+registerBenchAttack(program);
 registerEncode(program);
 registerAttack(program);
 registerTrain(program);

@@ -1,0 +1,389 @@
+// `dhta bench attack`: DHTA query-iterations per second through our kernels (runAttack), and with
+// --peer torch the same loop in PyTorch (bench/torch_attack.py) on the same model, pixels and anchors, in
+// the same run, after a short check run whose codes and deltas are compared.
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { runAttack } from '@dhta/attack';
+import type { Gpu } from '@dhta/kernels';
+import { readNpyFile, writeNpyFile } from '@dhta/kernels/hamming';
+import { SeededRandom } from '@dhta/kernels/reference';
+import { createNetwork, type ImageModelSpec, initWeights, saveBundle, smallCnn, vgg11 } from '@dhta/models';
+import type { Command } from 'commander';
+import { writeAtomic } from './bench.js';
+import { CliError } from './errors.js';
+import { backendOption, type GpuFlags, withGpu } from './gpu.js';
+import { formatTable, printJson } from './output.js';
+
+export const ATTACK_BENCH_PRESETS = ['small-cnn', 'vgg11'] as const;
+export type AttackBenchPreset = (typeof ATTACK_BENCH_PRESETS)[number];
+
+export interface AttackBenchOptions {
+  preset: AttackBenchPreset;
+  /** Queries attacked at once. */
+  batch: number;
+  /** Timed iterations (default: 50 for small-cnn, 3 for vgg11). */
+  iters?: number;
+  /** Iterations of the check run, which is also our warm-up (default: 10 for small-cnn, 2 for vgg11). */
+  checkIters?: number;
+  /** Code length (default 64). */
+  bits?: number;
+  /** Input side (vgg11 only; default 224, a multiple of 32). */
+  size?: number;
+  /** Seed of the weights, pixels and anchors (default 1). */
+  seed?: number;
+  peer?: 'torch';
+  /** Python with PyTorch (default /usr/bin/python3). */
+  python?: string;
+  /** PyTorch threads (default 2). */
+  threads?: number;
+  /** Progress lines (stderr). */
+  log?: (line: string) => void;
+}
+
+export interface AttackBenchRun {
+  seconds: number;
+  queryIterationsPerSecond: number;
+  msPerIteration: number;
+}
+
+export interface AttackBenchResult {
+  preset: AttackBenchPreset;
+  input: [number, number, number];
+  batch: number;
+  bits: number;
+  iters: number;
+  checkIters: number;
+  device: string;
+  software: boolean;
+  date: string;
+  ours: AttackBenchRun & { dispatchesPerIteration: number };
+  peer?: AttackBenchRun & { engine: string; version: string; threads: number };
+  /** ours / peer (query-iterations per second). */
+  ratio?: number;
+  check?: {
+    iterations: number;
+    identicalBitFraction: number;
+    identicalCodes: number;
+    /** max |delta_ours - delta_torch| in the normalised space. */
+    maxDeltaDiff: number;
+    /**
+     * Queries whose delta differs anywhere by more than 1e-4: a max-pool or ReLU decision that float
+     * rounding tips the other way sends that query's gradient down another path (expect few or none).
+     */
+    divergedQueries: number;
+    maxFeatureDiff: number;
+  };
+}
+
+/** The location of bench/torch_attack.py, from the bundle (apps/cli/dist) or the sources (apps/cli/src). */
+function torchScript(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  return resolve(here, '../../../bench/torch_attack.py');
+}
+
+function specOf(preset: AttackBenchPreset, bits: number, size: number | undefined): ImageModelSpec {
+  if (preset === 'small-cnn') {
+    if (size !== undefined && size !== 28)
+      throw new CliError('--size applies to vgg11 only (small-cnn is 28x28)');
+    return smallCnn(bits);
+  }
+  const s = size ?? 224;
+  if (!Number.isInteger(s) || s < 32 || s % 32 !== 0)
+    throw new CliError(`--size must be a multiple of 32 (VGG-11 pools five times), found ${s}`);
+  return vgg11(bits, { size: s });
+}
+
+function runOf(rows: number, iters: number, seconds: number): AttackBenchRun {
+  return {
+    seconds,
+    queryIterationsPerSecond: (rows * iters) / seconds,
+    msPerIteration: (seconds * 1000) / iters,
+  };
+}
+
+interface TorchOutput {
+  version: string;
+  threads: number;
+  seconds: number;
+  query_iterations_per_second: number;
+}
+
+function runTorch(python: string, args: string[]): Promise<TorchOutput> {
+  // The OPENBLAS_* variables of this machine slow OpenBLAS down; unset them for the peer only.
+  const env = { ...process.env };
+  for (const k of Object.keys(env)) if (k.startsWith('OPENBLAS_')) delete env[k];
+  return new Promise((ok, fail) => {
+    execFile(python, args, { env, maxBuffer: 1 << 22 }, (err, out, errText) => {
+      if (err) {
+        fail(
+          new CliError(
+            `bench attack --peer torch: expected ${python} ${args[0]} to run PyTorch, found: ${(errText || err.message).trim().split('\n').slice(-3).join(' | ')}`,
+            "install Debian's python3-torch and libopenblas0-pthread (apt-get install python3-torch libopenblas0-pthread) or pass --python",
+          ),
+        );
+        return;
+      }
+      try {
+        ok(JSON.parse(out.trim().split('\n').at(-1) ?? '') as TorchOutput);
+      } catch {
+        fail(
+          new CliError(
+            `bench attack --peer torch: expected one JSON line from the peer, found: ${out.slice(0, 200)}`,
+          ),
+        );
+      }
+    });
+  });
+}
+
+/** Runs the benchmark on `gpu`. */
+export async function benchAttack(gpu: Gpu, o: AttackBenchOptions): Promise<AttackBenchResult> {
+  const bits = o.bits ?? 64;
+  const seed = o.seed ?? 1;
+  const iters = o.iters ?? (o.preset === 'small-cnn' ? 50 : 3);
+  const checkIters = o.checkIters ?? (o.preset === 'small-cnn' ? 10 : 2);
+  const log = o.log ?? (() => {});
+  if (!Number.isInteger(o.batch) || o.batch < 1)
+    throw new CliError(`--batch must be an integer >= 1, found ${o.batch}`);
+  const spec = specOf(o.preset, bits, o.size);
+  const { channels, height, width } = spec.input;
+  const inputSize = channels * height * width;
+  const weights = initWeights(spec, seed);
+  const rng = new SeededRandom((seed * 7919 + 13) >>> 0);
+  const x = new Float32Array(o.batch * inputSize);
+  for (let i = 0; i < x.length; i++) x[i] = rng.next();
+  const anchors = Int8Array.from({ length: o.batch * bits }, () => (rng.next() < 0.5 ? -1 : 1));
+
+  const net = createNetwork(gpu, spec, weights);
+  const n = o.batch;
+  let ours: AttackBenchResult['ours'];
+  let check: Awaited<ReturnType<typeof runAttack>>;
+  try {
+    // The check run doubles as the warm-up: it compiles every shader the timed run uses.
+    log(`dhta: check run, ${checkIters} iterations of ${n} queries`);
+    check = await runAttack(net, x, n, anchors, {
+      method: 'dhta',
+      iterations: Math.max(1, checkIters),
+      progressEvery: 0,
+    });
+    log(`dhta: timed run, ${iters} iterations`);
+    const d0 = gpu.dispatches;
+    const t0 = performance.now();
+    await runAttack(net, x, n, anchors, { method: 'dhta', iterations: iters, progressEvery: 0 });
+    const seconds = (performance.now() - t0) / 1000;
+    ours = { ...runOf(n, iters, seconds), dispatchesPerIteration: (gpu.dispatches - d0) / iters };
+  } finally {
+    net.destroy();
+  }
+  const result: AttackBenchResult = {
+    preset: o.preset,
+    input: [channels, height, width],
+    batch: n,
+    bits,
+    iters,
+    checkIters,
+    device: gpu.adapter.description,
+    software: gpu.adapter.isSoftware,
+    date: new Date().toISOString(),
+    ours,
+  };
+  if (!o.peer) return result;
+
+  const dir = mkdtempSync(join(tmpdir(), 'dhta-bench-attack-'));
+  try {
+    const bundle = join(dir, 'model');
+    await saveBundle(bundle, { spec, weights });
+    await writeNpyFile(join(dir, 'x.npy'), x, [n, channels, height, width]);
+    await writeNpyFile(join(dir, 'anchors.npy'), anchors, [n, bits]);
+    const python = o.python ?? (existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3');
+    log(`torch: check run (${checkIters} iterations), then ${iters} timed iterations`);
+    const p = await runTorch(python, [
+      torchScript(),
+      '--bundle',
+      bundle,
+      '--x',
+      join(dir, 'x.npy'),
+      '--anchors',
+      join(dir, 'anchors.npy'),
+      '--iters',
+      String(iters),
+      '--check-iters',
+      String(Math.max(1, checkIters)),
+      '--threads',
+      String(o.threads ?? 2),
+      '--out-dir',
+      dir,
+    ]);
+    const codes = (await readNpyFile(join(dir, 'check_codes.npy'))).data as Int8Array;
+    const delta = (await readNpyFile(join(dir, 'check_delta.npy'))).data as Float32Array;
+    const features = (await readNpyFile(join(dir, 'check_features.npy'))).data as Float32Array;
+    let same = 0;
+    let sameCodes = 0;
+    for (let q = 0; q < n; q++) {
+      let all = true;
+      for (let j = 0; j < bits; j++) {
+        if (codes[q * bits + j] === check.codes[q * bits + j]) same++;
+        else all = false;
+      }
+      if (all) sameCodes++;
+    }
+    let maxDelta = 0;
+    let diverged = 0;
+    const std = spec.input.std;
+    const plane = height * width;
+    for (let q = 0; q < n; q++) {
+      let m = 0;
+      for (let i = q * inputSize; i < (q + 1) * inputSize; i++) {
+        const c = Math.floor(i / plane) % channels;
+        const ourDelta = (check.adversarial[i] - x[i]) / std[c];
+        m = Math.max(m, Math.abs(ourDelta - delta[i]));
+      }
+      maxDelta = Math.max(maxDelta, m);
+      if (m > 1e-4) diverged++;
+    }
+    let maxFeature = 0;
+    for (let i = 0; i < features.length; i++)
+      maxFeature = Math.max(maxFeature, Math.abs(features[i] - check.features[i]));
+    result.check = {
+      iterations: Math.max(1, checkIters),
+      identicalBitFraction: same / (n * bits),
+      identicalCodes: sameCodes,
+      maxDeltaDiff: maxDelta,
+      divergedQueries: diverged,
+      maxFeatureDiff: maxFeature,
+    };
+    result.peer = {
+      engine: 'pytorch',
+      version: p.version,
+      threads: p.threads,
+      seconds: p.seconds,
+      queryIterationsPerSecond: p.query_iterations_per_second,
+      msPerIteration: (p.seconds * 1000) / iters,
+    };
+    result.ratio = ours.queryIterationsPerSecond / p.query_iterations_per_second;
+    return result;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function positiveInt(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new CliError(`${name} must be an integer >= 1, found "${v}"`);
+    return n;
+  };
+}
+
+/** Adds `attack` to the program's `bench` command group (register the group first: registerBench). */
+export function registerBenchAttack(program: Command): void {
+  const bench = program.commands.find((c) => c.name() === 'bench');
+  if (!bench) throw new Error('registerBenchAttack: register the bench command group first');
+  bench
+    .command('attack')
+    .description(
+      'DHTA query-iterations per second (forward with tape, tanh loss gradient, backward to the input, L2 step, ' +
+        'box and eps clamps) on seeded random weights, pixels and anchors; with --peer torch also the same loop ' +
+        "in PyTorch (Debian's python3-torch) on the same model and data in the same run, after checking that a " +
+        'short run gives the same codes, and the ratio.',
+    )
+    .requiredOption('--preset <name>', `model: ${ATTACK_BENCH_PRESETS.join(' or ')}`, (v: string) => {
+      if (!(ATTACK_BENCH_PRESETS as readonly string[]).includes(v))
+        throw new CliError(`--preset must be ${ATTACK_BENCH_PRESETS.join(' or ')}, found "${v}"`);
+      return v as AttackBenchPreset;
+    })
+    .requiredOption('--batch <B>', 'queries attacked at once', positiveInt('--batch'))
+    .option('--iters <N>', 'timed iterations (default 50 for small-cnn, 3 for vgg11)', positiveInt('--iters'))
+    .option(
+      '--check-iters <N>',
+      'iterations of the check run, also the warm-up (default 10 for small-cnn, 2 for vgg11)',
+      positiveInt('--check-iters'),
+    )
+    .option('--bits <K>', 'code length', positiveInt('--bits'), 64)
+    .option('--size <S>', 'vgg11 input side, a multiple of 32 (default 224)', positiveInt('--size'))
+    .option('--seed <S>', 'seed of weights, pixels and anchors', positiveInt('--seed'), 1)
+    .option('--peer <name>', 'also time a peer on the same model and data: torch')
+    .option('--python <path>', 'Python with PyTorch for --peer torch (default /usr/bin/python3)')
+    .option('--threads <T>', 'PyTorch threads', positiveInt('--threads'), 2)
+    .option('--out <file>', 'also write the result as JSON to this file (atomically)')
+    .option('--backend <name>', 'Dawn backend', backendOption)
+    .option('--adapter <name>', 'adapter name')
+    .option('--json', 'print one JSON line')
+    .action(
+      async (
+        o: GpuFlags & {
+          preset: AttackBenchPreset;
+          batch: number;
+          iters?: number;
+          checkIters?: number;
+          bits: number;
+          size?: number;
+          seed: number;
+          peer?: string;
+          python?: string;
+          threads: number;
+          out?: string;
+          json?: boolean;
+        },
+      ) => {
+        if (o.peer !== undefined && o.peer !== 'torch')
+          throw new CliError(`--peer must be torch, found "${o.peer}"`);
+        await withGpu(o, async (gpu) => {
+          const r = await benchAttack(gpu, {
+            preset: o.preset,
+            batch: o.batch,
+            iters: o.iters,
+            checkIters: o.checkIters,
+            bits: o.bits,
+            size: o.size,
+            seed: o.seed,
+            peer: o.peer as 'torch' | undefined,
+            python: o.python,
+            threads: o.threads,
+            log: o.json ? undefined : (line) => process.stderr.write(`  ${line}\n`),
+          });
+          if (o.out) writeAtomic(o.out, `${JSON.stringify(r, null, 2)}\n`);
+          if (o.json) return printJson(r);
+          const shape = `${r.batch}x${r.input.join('x')}`;
+          const rows: Array<Array<string | number>> = [
+            [
+              'dhta',
+              r.device,
+              shape,
+              r.iters,
+              r.ours.seconds,
+              r.ours.msPerIteration,
+              r.ours.queryIterationsPerSecond,
+            ],
+          ];
+          if (r.peer) {
+            rows.push([
+              `pytorch ${r.peer.version}`,
+              `CPU, ${r.peer.threads} threads`,
+              shape,
+              r.iters,
+              r.peer.seconds,
+              r.peer.msPerIteration,
+              r.peer.queryIterationsPerSecond,
+            ]);
+          }
+          console.log(
+            formatTable(['engine', 'device', 'queries', 'iters', 'seconds', 'ms/iter', 'query-iter/s'], rows),
+          );
+          console.log(`\ndispatches per iteration: ${r.ours.dispatchesPerIteration.toFixed(1)}`);
+          if (r.ratio !== undefined && r.check) {
+            const c = r.check;
+            console.log(
+              `ratio dhta / pytorch: ${r.ratio.toFixed(2)}x  (check run of ${c.iterations} iterations: identical bits ` +
+                `${(100 * c.identicalBitFraction).toFixed(2)}%, identical codes ${c.identicalCodes}/${r.batch}, ` +
+                `max |delta diff| ${c.maxDeltaDiff.toExponential(2)} (queries over 1e-4: ${c.divergedQueries}), ` +
+                `max |f diff| ${c.maxFeatureDiff.toExponential(2)})`,
+            );
+          }
+        });
+      },
+    );
+}

@@ -1,0 +1,88 @@
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Command } from 'commander';
+import { describe, expect, it, vi } from 'vitest';
+import { registerBenchAttack } from '../src/bench-attack.js';
+
+function program(): Command {
+  const p = new Command().exitOverride();
+  p.command('bench');
+  registerBenchAttack(p);
+  return p;
+}
+
+describe('dhta bench attack', () => {
+  it('--json prints one line with our query-iterations per second; --out writes the same JSON', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dhta-bench-attack-'));
+    const out = join(dir, 'r.json');
+    const lines: string[] = [];
+    const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      lines.push(String(chunk));
+      return true;
+    });
+    try {
+      await program().parseAsync(
+        [
+          'bench',
+          'attack',
+          '--preset',
+          'small-cnn',
+          '--batch',
+          '3',
+          '--iters',
+          '2',
+          '--check-iters',
+          '1',
+          '--bits',
+          '16',
+          '--json',
+          '--out',
+          out,
+        ],
+        { from: 'user' },
+      );
+    } finally {
+      spy.mockRestore();
+    }
+    const json = lines.filter((l) => l.trim().startsWith('{'));
+    expect(json).toHaveLength(1);
+    const r = JSON.parse(json[0]);
+    expect(r).toMatchObject({
+      preset: 'small-cnn',
+      input: [1, 28, 28],
+      batch: 3,
+      bits: 16,
+      iters: 2,
+      checkIters: 1,
+    });
+    expect(typeof r.device).toBe('string');
+    expect(r.ours.seconds).toBeGreaterThan(0);
+    expect(r.ours.queryIterationsPerSecond).toBeCloseTo((3 * 2) / r.ours.seconds, 6);
+    expect(r.ours.msPerIteration).toBeCloseTo((r.ours.seconds * 1000) / 2, 6);
+    expect(r.ours.dispatchesPerIteration).toBeGreaterThan(0);
+    expect(r.peer).toBeUndefined();
+    expect(r.ratio).toBeUndefined();
+    expect(JSON.parse(readFileSync(out, 'utf8'))).toEqual(r);
+    expect(readdirSync(dir)).toEqual(['r.json']); // no temporary file left behind
+  });
+
+  it('refuses an unknown preset or peer, and --size on the small CNN, with one clear message', async () => {
+    await expect(
+      program().parseAsync(['bench', 'attack', '--preset', 'resnet', '--batch', '1'], { from: 'user' }),
+    ).rejects.toThrow(/--preset must be small-cnn or vgg11, found "resnet"/);
+    await expect(
+      program().parseAsync(['bench', 'attack', '--preset', 'small-cnn', '--batch', '1', '--peer', 'jax'], {
+        from: 'user',
+      }),
+    ).rejects.toThrow(/--peer must be torch, found "jax"/);
+    await expect(
+      program().parseAsync(
+        ['bench', 'attack', '--preset', 'small-cnn', '--batch', '1', '--size', '64', '--iters', '1'],
+        {
+          from: 'user',
+        },
+      ),
+    ).rejects.toThrow(/--size applies to vgg11 only/);
+  });
+});
