@@ -4,6 +4,9 @@ import { maxPool2d, maxPool2dBackward } from '../src/ops/pool.js';
 import {
   maxPool2dBackward as refBackward,
   maxPool2dForward as refForward,
+  relu as refRelu,
+  maxPool2dReluBackward as refReluBackward,
+  reluBackward as refReluBackwardElementwise,
   SeededRandom,
 } from '../src/reference/index.ts';
 import { expectClose, f32, useGpu } from './helpers.js';
@@ -51,6 +54,52 @@ describe('maxPool2d', () => {
       const scattered = maxPool2dBackward(g, tdy, argmax, shape);
       expectClose(await g.readF32(scattered), dxRef);
       for (const t of [tx, y, argmax, tdy, gathered, scattered]) t.release();
+    });
+  }
+
+  // Non-overlapping windows (the 'window' kernel), with leftover rows and columns, and the fused ReLU mask.
+  const WINDOW_CASES: Case[] = [
+    ...CASES,
+    { shape: [3, 4, 28, 28], kernel: 2, stride: 2 },
+    { shape: [2, 3, 7, 7], kernel: 2, stride: 2 },
+    { shape: [1, 2, 11, 10], kernel: 3, stride: 3 },
+  ];
+  for (const { shape, kernel, stride } of WINDOW_CASES) {
+    it(`every backward variant, plain and with the ReLU fused, matches the reference on [${shape}] k${kernel} s${stride}`, async () => {
+      const g = gpu();
+      const rng = new SeededRandom(shape.reduce((a, b) => a * 17 + b, kernel * 5 + stride));
+      const size = shape.reduce((a, b) => a * b, 1);
+      // The pool's input is a ReLU output: about half zeros, so whole windows of zeros occur (y = 0).
+      const z = f32(rng.uniformArray(size, -2, 1.2));
+      const r = refRelu(z);
+      const ref = refForward(r, shape, { kernel, stride });
+      const { y, argmax } = maxPool2d(g, g.tensor(shape, r), { kernel, stride });
+      const dy = f32(rng.uniformArray(ref.y.length, -1, 1));
+      const tdy = g.tensor(ref.shape, dy);
+      const plain = refBackward(dy, ref.argmax, ref.shape, shape);
+      const masked = refReluBackward(dy, ref.y, ref.argmax, ref.shape, shape);
+      // The fused reference is the composition of the pool and ReLU backwards.
+      expect(Array.from(masked)).toEqual(Array.from(refReluBackwardElementwise(plain, r)));
+      const variants: ('window' | 'gather')[] = stride === kernel ? ['window', 'gather'] : ['gather'];
+      for (const variant of variants) {
+        const dx = maxPool2dBackward(g, tdy, argmax, shape, { kernel, stride, variant });
+        // Exact where each element receives one dy; overlapping windows sum in f32.
+        expectClose(await g.readF32(dx), plain, 1e-6);
+        const dz = maxPool2dBackward(g, tdy, argmax, shape, { kernel, stride, variant, reluOutput: y });
+        expectClose(await g.readF32(dz), masked, 1e-6);
+        if (stride >= kernel) expect(Array.from(await g.readF32(dz))).toEqual(Array.from(f32(masked)));
+        dx.release();
+        dz.release();
+      }
+      if (stride !== kernel) {
+        expect(() => maxPool2dBackward(g, tdy, argmax, shape, { kernel, stride, variant: 'window' })).toThrow(
+          /stride = kernel/,
+        );
+      }
+      expect(() => maxPool2dBackward(g, tdy, argmax, shape, { kernel, stride, reluOutput: argmax })).toThrow(
+        /f32/,
+      );
+      for (const t of [y, argmax, tdy]) t.release();
     });
   }
 

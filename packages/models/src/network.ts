@@ -370,6 +370,9 @@ export class Network implements HashingNetwork {
     const drop = (t: Tensor, o: boolean) => {
       if (o) t.release();
     };
+    // A pool right after a conv with fused ReLU applies that ReLU's backward itself (its output > 0 gates
+    // dy), so the conv step skips its own: one pass over the large pre-pool gradient instead of two.
+    let reluAppliedAt = -1;
     for (let i = steps.length - 1; i >= 0; i--) {
       const s = steps[i];
       const saved = tape.saved[i];
@@ -392,14 +395,20 @@ export class Network implements HashingNetwork {
         case 'relu':
           next = reluBackward(g, cur, saved.output);
           break;
-        case 'pool':
+        case 'pool': {
+          const prev = steps[i - 1];
+          const fuseRelu = prev?.kind === 'conv' && prev.relu;
           next = maxPool2dBackward(g, cur.reshape([n, ...s.out]), saved.argmax as Tensor, [n, ...s.in], {
             kernel: s.kernel,
             stride: s.stride,
+            reluOutput: fuseRelu ? saved.output : undefined,
           });
+          if (fuseRelu) reluAppliedAt = i - 1;
           break;
+        }
         case 'conv': {
-          const dyr = s.relu ? reluBackward(g, cur, saved.output) : cur;
+          const ownRelu = s.relu && reluAppliedAt !== i;
+          const dyr = ownRelu ? reluBackward(g, cur, saved.output) : cur;
           const dy4 = dyr.reshape([n, ...s.out]);
           const x4 = saved.input.reshape([n, ...s.in]);
           if (weights) {
@@ -417,7 +426,7 @@ export class Network implements HashingNetwork {
           next = needDx
             ? conv2dBackwardInput(g, dy4, s.w, [n, ...s.in], { stride: s.stride, padding: s.pad })
             : undefined;
-          if (s.relu) dyr.release();
+          if (ownRelu) dyr.release();
           break;
         }
         case 'linear': {

@@ -15,6 +15,16 @@ export interface MaxPool2dOptions {
   stride?: number;
 }
 
+export interface MaxPool2dBackwardOptions extends MaxPool2dOptions {
+  /**
+   * The pool's forward output y, when the pool's input came out of a ReLU: dy then flows only where
+   * y > 0, i.e. the result is the gradient with respect to the ReLU's input (the ReLU backward, fused).
+   */
+  reluOutput?: Tensor;
+  /** Force an algorithm (tests): 'window' needs stride = kernel. Default: 'window' when it applies. */
+  variant?: 'window' | 'gather';
+}
+
 export interface MaxPool2dResult {
   /** [N, C, OH, OW] with OH = floor((H - kernel) / stride) + 1. */
   y: Tensor;
@@ -71,14 +81,16 @@ export function maxPool2d(gpu: Gpu, x: Tensor, options: MaxPool2dOptions): MaxPo
  * atomics); overlapping windows (stride < kernel) accumulate in output order, as the reference does.
  * With `options` (the forward's kernel and stride) each input element gathers from the windows that
  * contain it, in parallel; without them, each (n, c) plane is scattered serially by one invocation, which
- * is correct for any windows but slow on large planes: pass the options.
+ * is correct for any windows but slow on large planes: pass the options. Non-overlapping windows
+ * (stride = kernel, the usual 2x2 pool) take a faster kernel that writes each kernel x kernel cell at once.
+ * `options.reluOutput` fuses the backward of a ReLU before the pool (see MaxPool2dBackwardOptions).
  */
 export function maxPool2dBackward(
   gpu: Gpu,
   dy: Tensor,
   argmax: Tensor,
   xShape: readonly number[],
-  options?: MaxPool2dOptions,
+  options?: MaxPool2dBackwardOptions,
 ): Tensor {
   const op = 'maxPool2dBackward';
   checkRank(op, 'dy', dy, 4);
@@ -113,13 +125,32 @@ export function maxPool2dBackward(
         shapeString(dy.shape),
       );
     }
+    const mask = options.reluOutput;
+    if (mask) {
+      checkDType(op, 'reluOutput', mask, 'f32');
+      if (mask.size !== dy.size) {
+        throw shapeError(
+          op,
+          `reluOutput (the pool's output) of dy's shape ${shapeString(dy.shape)}`,
+          shapeString(mask.shape),
+        );
+      }
+    }
+    const variant = options.variant ?? (stride === kernel ? 'window' : 'gather');
+    if (variant === 'window' && stride !== kernel) {
+      throw argError(
+        op,
+        `the 'window' variant needs stride = kernel, found kernel ${kernel}, stride ${stride}`,
+      );
+    }
+    const total = variant === 'window' ? N * C * Math.ceil(H / kernel) * Math.ceil(W / kernel) : dx.size;
     gpu.run({
       op,
-      key: 'gather',
-      code: () => maxPool2dBackwardShader('gather'),
-      buffers: [dy, argmax, dx],
-      uniforms: [dx.size, H, W, OH, OW, kernel, stride],
-      workgroups: grid(Math.ceil(dx.size / POOL_WORKGROUP)),
+      key: `${variant}${mask ? '-relu' : ''}`,
+      code: () => maxPool2dBackwardShader(variant, !!mask),
+      buffers: mask ? [dy, argmax, dx, mask] : [dy, argmax, dx],
+      uniforms: [total, H, W, OH, OW, kernel, stride],
+      workgroups: grid(Math.ceil(total / POOL_WORKGROUP)),
     });
   } else {
     gpu.run({

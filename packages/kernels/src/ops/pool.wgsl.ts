@@ -62,29 +62,71 @@ fn main(${GRID_BUILTINS}) {
 
 /**
  * Max-pool backward without atomics.
+ * - 'window': non-overlapping windows (stride = kernel), one invocation per cell of the plane cut into
+ *   kernel x kernel cells (the partial cells past the last window included): it writes its whole cell, dy at
+ *   the argmax and 0 elsewhere. Each input element is written once, with no search and 1/kernel^2 of the
+ *   invocations of 'gather'.
  * - 'gather': one input element per invocation; it loops over the windows that contain it (in output order,
  *   as the reference accumulates) and sums the dy of those whose argmax is this element. Correct for
  *   overlapping windows; needs kernel and stride.
  * - 'plane': one (n, c) plane per invocation: zero the plane, then scatter dy in output order. Needs only
  *   argmax, so it works without the pooling parameters, but a plane is serial work.
+ * With `masked` ('window' and 'gather'), a fourth buffer y (the pool's output) gates dy: it flows only
+ * where y > 0, which is the ReLU backward of a ReLU right before the pool, fused.
  */
-export function maxPool2dBackwardShader(variant: 'gather' | 'plane'): string {
-  const buffers = declareBindings(
-    [
-      { name: 'dy', access: 'read', type: 'f32' },
-      { name: 'argmax', access: 'read', type: 'u32' },
-      { name: 'dx', access: 'read_write', type: 'f32' },
-    ],
-    [
-      { name: 'total', type: 'u32' },
-      { name: 'h', type: 'u32' },
-      { name: 'w', type: 'u32' },
-      { name: 'oh', type: 'u32' },
-      { name: 'ow', type: 'u32' },
-      { name: 'kernel', type: 'u32' },
-      { name: 'stride', type: 'u32' },
-    ],
-  );
+export function maxPool2dBackwardShader(variant: 'window' | 'gather' | 'plane', masked = false): string {
+  const bindings = [
+    { name: 'dy', access: 'read' as const, type: 'f32' as const },
+    { name: 'argmax', access: 'read' as const, type: 'u32' as const },
+    { name: 'dx', access: 'read_write' as const, type: 'f32' as const },
+  ];
+  if (masked && variant !== 'plane') bindings.push({ name: 'ymask', access: 'read', type: 'f32' });
+  const buffers = declareBindings(bindings, [
+    { name: 'total', type: 'u32' },
+    { name: 'h', type: 'u32' },
+    { name: 'w', type: 'u32' },
+    { name: 'oh', type: 'u32' },
+    { name: 'ow', type: 'u32' },
+    { name: 'kernel', type: 'u32' },
+    { name: 'stride', type: 'u32' },
+  ]);
+  const gate = (o: string) => (masked ? ` && ymask[${o}] > 0.0` : '');
+  if (variant === 'window') {
+    // total = planes * cells; cells per row: ceil(w / kernel), per column: ceil(h / kernel).
+    return `
+${buffers}
+@compute @workgroup_size(${POOL_WORKGROUP})
+fn main(${GRID_BUILTINS}) {
+  ${LINEAR_WORKGROUP}
+  let i = wg_linear * ${POOL_WORKGROUP}u + lid;
+  if (i >= u.total) { return; }
+  let k = u.kernel;
+  let cw = (u.w + k - 1u) / k;
+  let ch = (u.h + k - 1u) / k;
+  let nc = i / (ch * cw);
+  let rem = i - nc * ch * cw;
+  let oh = rem / cw;
+  let ow = rem - oh * cw;
+  let base = nc * u.h * u.w;
+  var v = 0.0;
+  var at = 0xffffffffu;
+  if (oh < u.oh && ow < u.ow) {
+    let o = (nc * u.oh + oh) * u.ow + ow;
+    at = argmax[o];
+    if (true${gate('o')}) { v = dy[o]; }
+  }
+  let h0 = oh * k;
+  let w0 = ow * k;
+  let h1 = min(h0 + k, u.h);
+  let w1 = min(w0 + k, u.w);
+  for (var h = h0; h < h1; h++) {
+    for (var w = w0; w < w1; w++) {
+      let me = h * u.w + w;
+      dx[base + me] = select(0.0, v, me == at);
+    }
+  }
+}`;
+  }
   if (variant === 'plane') {
     // total = number of planes; kernel and stride are unused.
     return `
@@ -130,7 +172,7 @@ fn main(${GRID_BUILTINS}) {
   for (var oh = oh_lo; oh <= oh_hi; oh++) {
     for (var ow = ow_lo; ow <= ow_hi; ow++) {
       let o = obase + oh * u.ow + ow;
-      if (argmax[o] == me) { acc += dy[o]; }
+      if (argmax[o] == me${gate('o')}) { acc += dy[o]; }
     }
   }
   dx[i] = acc;

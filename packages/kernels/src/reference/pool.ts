@@ -93,3 +93,20 @@ export function maxPool2dBackward(
   }
   return dx;
 }
+
+/**
+ * The gradient of maxPool2d(relu(z)) with respect to z, from the pool's output y: the pool backward with dy
+ * passed only where y > 0 (y[o] = relu(z)[argmax[o]], so y[o] > 0 exactly where relu lets the gradient
+ * through at the chosen element). What the fused GPU kernel computes; equal to reluBackward(maxPool2dBackward).
+ */
+export function maxPool2dReluBackward(
+  dy: Float64Array,
+  y: Float64Array,
+  argmax: Int32Array,
+  yShape: readonly number[],
+  xShape: readonly number[],
+): Float64Array {
+  checkLength('maxPool2dReluBackward', 'y', y, sizeOf(yShape));
+  const masked = Float64Array.from(dy, (v, i) => (y[i] > 0 ? v : 0));
+  return maxPool2dBackward(masked, argmax, yShape, xShape);
+}
