@@ -8,6 +8,7 @@ import { registerDoctor } from './doctor.js';
 import { registerEncode } from './encode.js';
 import { reportError } from './errors.js';
 import { registerHamming } from './hamming.js';
+import { registerReport } from './report.js';
 import { registerTrain } from './train.js';
 
 const program = new Command();
@@ -29,6 +30,7 @@ registerAttack(program);
 registerTrain(program);
 registerData(program);
 registerDemo(program);
+registerReport(program);
 
 try {
   await program.parseAsync(process.argv);

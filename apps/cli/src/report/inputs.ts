@@ -1,0 +1,210 @@
+// Reading a protocol run's output folder (what runProtocol writes) for the report, with checks that turn a
+// wrong or partial folder into one clear error, not a crash deep inside the rendering.
+
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { readNpyFile } from '@dhta/kernels/hamming';
+import { CliError } from '../errors.js';
+
+export interface RunMethodMetrics {
+  method: string;
+  tMap: number | null;
+  map: number | null;
+  perceptibility: number | null;
+  anchorDistance?: number;
+  seconds?: number;
+  queryIterationsPerSecond?: number | null;
+}
+
+export interface RunMetrics {
+  metrics: RunMethodMetrics[];
+  R?: number;
+  zeroHits?: 'skip' | 'count';
+  databaseSize?: number;
+  queries?: number;
+  nT?: number;
+  bits?: number;
+  seed?: number;
+  data?: string;
+  model?: string;
+  iterations?: number;
+  seconds?: { encode?: number; total?: number };
+  attack?: Record<string, unknown>;
+}
+
+export interface MethodCurves {
+  radii: number[];
+  precision: Array<number | null>;
+  recall: Array<number | null>;
+  ns: number[];
+  precisionAtN: Array<number | null>;
+}
+
+export interface RunCurves {
+  reference: string;
+  curves: Record<string, MethodCurves>;
+}
+
+export interface RetrievedItem {
+  id: number;
+  distance: number;
+  label: number[];
+  hasTarget: boolean;
+  hasQueryLabel: boolean;
+}
+
+export interface RunRetrieval {
+  data: string;
+  seed: number;
+  queries: Array<{ query: number; label: number[]; target: number[] }>;
+  /** Per method (benign = the clean query), per shown query, the top results. */
+  top: Record<string, RetrievedItem[][]>;
+}
+
+/** Pixels in [0, 1], shape (q, C, H, W) or (q, T, C, H, W). */
+export interface Examples {
+  shape: number[];
+  data: Float32Array;
+}
+
+export interface RunFolder {
+  dir: string;
+  metrics: RunMetrics;
+  curves: RunCurves | null;
+  retrieval: RunRetrieval | null;
+  /** benign and one entry per attacked method found under examples/. */
+  examples: Record<string, Examples>;
+  /** What the folder lacked, said in the report instead of failing. */
+  missing: string[];
+}
+
+function readJson(path: string): unknown {
+  try {
+    return JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new CliError(
+      `${path}: not readable JSON (${(e as Error).message.split('\n')[0]})`,
+      'rerun the attack that wrote this folder (dhta attack ... --out-dir DIR, or dhta demo)',
+    );
+  }
+}
+
+function fail(path: string, what: string): never {
+  throw new CliError(
+    `${path}: ${what}`,
+    'point dhta report at a folder written by dhta attack --data or dhta demo',
+  );
+}
+
+const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+const isNumOrNull = (v: unknown) => v === null || isNum(v);
+
+function checkMetrics(path: string, v: unknown): RunMetrics {
+  const m = v as RunMetrics;
+  if (!m || typeof m !== 'object' || !Array.isArray(m.metrics) || m.metrics.length === 0)
+    fail(path, 'expected an object with a non-empty "metrics" array (one entry per method)');
+  for (const [i, e] of m.metrics.entries()) {
+    if (!e || typeof e.method !== 'string' || !/^[a-z0-9-]+$/.test(e.method))
+      fail(
+        path,
+        `metrics[${i}].method: expected a method name like "dhta", found ${JSON.stringify(e?.method)}`,
+      );
+    for (const k of ['tMap', 'map', 'perceptibility'] as const)
+      if (!isNumOrNull(e[k]))
+        fail(path, `metrics[${i}].${k}: expected a number or null, found ${JSON.stringify(e[k])}`);
+  }
+  return m;
+}
+
+function checkCurves(path: string, v: unknown): RunCurves {
+  const c = v as RunCurves;
+  if (!c || typeof c !== 'object' || !c.curves || typeof c.curves !== 'object')
+    fail(path, 'expected {reference, curves: {method: {radii, precision, recall, ns, precisionAtN}}}');
+  for (const [method, m] of Object.entries(c.curves)) {
+    const ok =
+      Array.isArray(m?.radii) &&
+      Array.isArray(m.precision) &&
+      Array.isArray(m.recall) &&
+      m.precision.length === m.radii.length &&
+      m.recall.length === m.radii.length &&
+      Array.isArray(m.ns) &&
+      Array.isArray(m.precisionAtN) &&
+      m.precisionAtN.length === m.ns.length &&
+      [...m.precision, ...m.recall, ...m.precisionAtN].every(isNumOrNull);
+    if (!ok)
+      fail(
+        path,
+        `curves.${method}: expected radii/precision/recall and ns/precisionAtN arrays of equal lengths`,
+      );
+  }
+  return c;
+}
+
+function checkRetrieval(path: string, v: unknown): RunRetrieval {
+  const r = v as RunRetrieval;
+  if (!r || typeof r.data !== 'string' || !Array.isArray(r.queries) || !r.top || typeof r.top !== 'object')
+    fail(path, 'expected {data, seed, queries: [...], top: {benign: [...], ...}}');
+  for (const [method, rows] of Object.entries(r.top)) {
+    if (!Array.isArray(rows) || rows.length !== r.queries.length)
+      fail(path, `top.${method}: expected one row per query (${r.queries.length})`);
+    for (const row of rows)
+      for (const item of row)
+        if (!Number.isInteger(item?.id) || item.id < 0 || typeof item.hasTarget !== 'boolean')
+          fail(path, `top.${method}: expected items {id, distance, label, hasTarget, hasQueryLabel}`);
+  }
+  return r;
+}
+
+async function readExamples(path: string): Promise<Examples> {
+  let arr: Awaited<ReturnType<typeof readNpyFile>>;
+  try {
+    arr = await readNpyFile(path);
+  } catch (e) {
+    throw new CliError(
+      `${path}: ${(e as Error).message.split('\n')[0]}`,
+      'rerun the attack that wrote this folder',
+    );
+  }
+  if (arr.dtype !== 'float32' || (arr.shape.length !== 4 && arr.shape.length !== 5))
+    fail(
+      path,
+      `expected float32 pixels of shape (q, C, H, W) or (q, T, C, H, W), found ${arr.dtype} ${JSON.stringify(arr.shape)}`,
+    );
+  const channels = arr.shape[arr.shape.length - 3];
+  if (channels !== 1 && channels !== 3) fail(path, `expected 1 or 3 channels, found ${channels}`);
+  return { shape: arr.shape, data: arr.data as Float32Array };
+}
+
+/** Reads OUT (metrics.json required; curves, retrieval and examples when present). */
+export async function readRunFolder(dir: string): Promise<RunFolder> {
+  const metricsPath = join(dir, 'metrics.json');
+  if (!existsSync(metricsPath)) {
+    throw new CliError(
+      `no metrics.json in ${dir}`,
+      'give the --out-dir of a protocol run (dhta attack --model DIR --data NAME --out-dir OUT, or dhta demo)',
+    );
+  }
+  const metrics = checkMetrics(metricsPath, readJson(metricsPath));
+  const missing: string[] = [];
+  const curvesPath = join(dir, 'curves.json');
+  const curves = existsSync(curvesPath) ? checkCurves(curvesPath, readJson(curvesPath)) : null;
+  if (!curves) missing.push('curves.json (precision-recall and precision@N curves)');
+  const retrievalPath = join(dir, 'retrieval.json');
+  const retrieval = existsSync(retrievalPath) ? checkRetrieval(retrievalPath, readJson(retrievalPath)) : null;
+  if (!retrieval) missing.push('retrieval.json (retrieval grids)');
+  const examples: Record<string, Examples> = {};
+  for (const name of ['benign', ...metrics.metrics.map((m) => m.method).filter((m) => m !== 'original')]) {
+    const p = join(dir, 'examples', `${name}.npy`);
+    if (existsSync(p)) examples[name] = await readExamples(p);
+  }
+  if (!examples['benign']) missing.push('examples/benign.npy (query images)');
+  const b = examples['benign'];
+  for (const [name, e] of Object.entries(examples)) {
+    if (b && JSON.stringify(e.shape) !== JSON.stringify(b.shape))
+      fail(
+        join(dir, 'examples', `${name}.npy`),
+        `shape ${JSON.stringify(e.shape)} differs from benign.npy's ${JSON.stringify(b.shape)}`,
+      );
+  }
+  return { dir, metrics, curves, retrieval, examples, missing };
+}
