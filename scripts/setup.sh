@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up what is missing, and nothing that is already there: pnpm at the pinned version, the Node packages
-# from the lockfile, Fashion-MNIST (Debian's dataset-fashion-mnist) and, when no WebGPU adapter can be found,
-# Mesa's software Vulkan driver (Debian 12: mesa-vulkan-drivers from bookworm-backports, plus libvulkan1).
+# from the lockfile, Fashion-MNIST (Debian's dataset-fashion-mnist), Chromium (Debian's chromium, for the report
+# test) and, when no WebGPU adapter can be found, Mesa's software Vulkan driver (Debian 12: mesa-vulkan-drivers
+# from bookworm-backports, plus libvulkan1).
 # Safe to run any number of times.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -62,6 +63,22 @@ setup: Fashion-MNIST is missing ($fashion). Install it as root:
 Then rerun this command.
 MSG
     exit 1
+  fi
+fi
+
+# --- Chromium (Debian's chromium), for the test that opens report.html in a headless browser ------------
+# Only the tests need it (playwright-core drives it; no browser is downloaded), so without root this prints
+# the command and goes on.
+if ! command -v chromium >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing Chromium (apt package chromium, for the report test)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq chromium >&2 || {
+      apt-get -o DPkg::Lock::Timeout=600 update -qq >&2
+      apt-get -o DPkg::Lock::Timeout=600 install -y -qq chromium >&2
+    }
+  else
+    say "Chromium is missing; the report test needs it. Install it as root: apt-get install chromium"
   fi
 fi
 
