@@ -1,6 +1,6 @@
 // `dhta demo`: the shipped MNIST model attacked end to end on this machine, in minutes.
 
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
@@ -10,6 +10,7 @@ import { fmt, type ProtocolResult, runProtocol } from './experiment.js';
 import { backendOption, withGpu } from './gpu.js';
 import { printJson } from './output.js';
 import { createProgress } from './progress.js';
+import { writeReport } from './report.js';
 
 /** The repository's zoo folder, from the bundle (apps/cli/dist) or the sources (apps/cli/src). */
 export function zooDir(): string {
@@ -66,7 +67,7 @@ export function registerDemo(program: Command): void {
     .description(
       `Attacks the shipped 32-bit MNIST model (zoo/mnist-32) on MNIST: the database encoded (cached after the first ` +
         `run), ${DEMO_QUICK.queries} queries attacked with Original, Noise, P2P and DHTA (${DEMO_QUICK.iterations} iterations, the paper's other ` +
-        'settings), t-MAP / MAP table printed; writes OUT/results.jsonl, metrics.json and report.md. --full runs the ' +
+        'settings), t-MAP / MAP table printed; writes OUT/results.jsonl, metrics.json, report.html, report.md and figures/. --full runs the ' +
         "paper's settings (100 queries, 2000 iterations).",
     )
     .option('--out-dir <DIR>', 'where the outputs go', 'dhta-demo')
@@ -105,7 +106,7 @@ export function registerDemo(program: Command): void {
       }),
     );
     progress.stop();
-    writeFileSync(join(f.outDir, 'report.md'), markdownReport(result));
+    const report = await writeReport(f.outDir);
     if (f.json) {
       printJson({
         data: result.data,
@@ -121,7 +122,7 @@ export function registerDemo(program: Command): void {
       });
     } else {
       printProtocolTable(result);
-      process.stdout.write(`report: ${join(f.outDir, 'report.md')}\n`);
+      process.stdout.write(`report: ${report.html} (also ${report.markdown})\n`);
     }
   });
 }
