@@ -114,6 +114,8 @@ describe('matmul', () => {
     [5, 300, 36, false, 'col'],
     [19, 4, 28, true, 'row'],
     [3, 7, 8, true, 'col'],
+    // Larger M with wide N: the default 8-row x 4-vec4 block (a linear input gradient at batch 100).
+    [37, 50, 260, false, 'col'],
   ] as const) {
     it(`vec4-column kernel ${M}x${K}x${N} transA=${transA} bias=${biasAxis}`, async () => {
       const g = gpu();
