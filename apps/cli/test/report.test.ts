@@ -2,6 +2,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { openDataset } from '@dhta/data';
 import { Command } from 'commander';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import sharp from 'sharp';
@@ -171,6 +172,26 @@ describe('dhta report', () => {
     );
     expect((html.match(/class="tile hit"/g) ?? []).length).toBe(hits.filter(Boolean).length);
     expect((html.match(/class="tile miss"/g) ?? []).length).toBe(hits.filter((h: boolean) => !h).length);
+    // The first result tile shows that database item's pixels (28 x 28 shown 3x, nearest neighbour).
+    const tile = html.match(
+      /<figure class="tile (?:hit|miss)"><img alt="database item (\d+),[^"]*"[^>]* src="data:image\/png;base64,([^"]+)"/,
+    );
+    expect(tile).not.toBeNull();
+    const id = Number(tile?.[1]);
+    expect(id).toBe(retrieval.top.benign[0][0].id);
+    const { data, info } = await sharp(Buffer.from(tile?.[2] ?? '', 'base64'))
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    expect([info.width, info.height]).toEqual([84, 84]);
+    const db = await (await openDataset('mnist', { seed: 1 })).database.load([id]);
+    let worst = 0;
+    for (let y = 0; y < 28; y++)
+      for (let x = 0; x < 28; x++)
+        worst = Math.max(
+          worst,
+          Math.abs(data[(3 * y * 84 + 3 * x) * info.channels] - Math.round(255 * db[y * 28 + x])),
+        );
+    expect(worst).toBe(0);
   });
 
   it('report.html renders in headless Chromium: every chart and image visible, no errors, no requests', async () => {
