@@ -6,6 +6,7 @@ import {
   type AttackStepMode,
   attackProject,
   attackStep,
+  attackStepProject,
   axpy,
   type Gpu,
   type Tensor,
@@ -349,8 +350,8 @@ async function attackBatch(
         ),
       );
       const dF = keep(gpu.empty([rows, bits]));
+      setAdversarial();
       for (let it = 0; it < s.iterations; it++) {
-        setAdversarial();
         const { output: f, tape } = net.forward(xAdv, rows, { tape: true });
         if (!tape) throw new AttackError('INTERNAL', 'the network returned no tape for a taped forward pass');
         if (progressEvery > 0 && it % progressEvery === 0)
@@ -360,12 +361,17 @@ async function attackBatch(
         tape.release();
         f.release();
         if (!g) throw new AttackError('INTERNAL', 'the network returned no input gradient');
-        attackStep(gpu, delta, g, rows, { mode: s.step, lr: s.lr });
+        if (s.step === 'l2') {
+          // Step, both clamps and the next input xn + delta in one dispatch (same f32 result as apart).
+          attackStepProject(gpu, delta, g, xn, xAdv, rows, { ...project, lr: s.lr });
+        } else {
+          attackStep(gpu, delta, g, rows, { mode: s.step, lr: s.lr });
+          attackProject(gpu, delta, xn, project);
+          setAdversarial();
+        }
         g.release();
-        attackProject(gpu, delta, xn, project);
       }
-    }
-    setAdversarial();
+    } else setAdversarial();
     const { output: f } = net.forward(xAdv, rows);
     const features = (await gpu.readF32(f)) as Float32Array;
     f.release();

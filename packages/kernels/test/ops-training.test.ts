@@ -5,6 +5,7 @@ import { l2NormRows, sumAll, sumChannels, sumRows } from '../src/ops/reduce.js';
 import {
   attackProject,
   attackStep,
+  attackStepProject,
   axpy,
   clampBox,
   scale,
@@ -15,6 +16,7 @@ import { scale as refScale, sumChannels as refSumChannels, uniformArrayAt } from
 import {
   attackProject as refAttackProject,
   attackStep as refAttackStep,
+  attackStepProject as refAttackStepProject,
   axpy as refAxpy,
   clampBox as refClampBox,
   l2NormRows as refL2NormRows,
@@ -207,6 +209,62 @@ describe('optimiser and attack updates', () => {
     expect(clampBox(g, tx, 0, 1)).toBe(tx);
     expectClose(await g.readF32(tx), refClampBox(x, 0, 1), 1e-7);
     expect(() => clampBox(g, tx, 1, 0)).toThrow(/must not exceed/);
+  });
+
+  it('attackStepProject equals attackStep + attackProject + xn + delta (bit for bit) and the reference', async () => {
+    const g = gpu();
+    const rng = new SeededRandom(15);
+    const mean = [0.485, 0.456, 0.406];
+    const std = [0.229, 0.224, 0.225];
+    for (const [rows, channels, plane] of [
+      [1, 1, 7],
+      [3, 3, 35],
+      [4, 1, 28 * 28],
+    ]) {
+      const n = rows * channels * plane;
+      const lo = f32(mean.slice(0, channels).map((m, c) => -m / std[c]));
+      const hi = f32(mean.slice(0, channels).map((m, c) => (1 - m) / std[c]));
+      const xn = new Float64Array(n);
+      for (let i = 0; i < n; i++) {
+        const c = Math.floor(i / plane) % channels;
+        xn[i] = rng.uniform(lo[c], hi[c]);
+        if (i % 4 === 0) xn[i] = rng.next() < 0.5 ? lo[c] + 0.01 : hi[c] - 0.01; // both clamps act
+      }
+      const xnF = f32(xn);
+      const delta = f32(rng.uniformArray(n, -0.03, 0.03));
+      const grad = f32(rng.uniformArray(n, -1, 1));
+      if (rows > 1) grad.fill(0, 0, channels * plane); // a zero-gradient row: only projected
+      const eps =
+        channels > 1 ? std.slice(0, channels).map((s) => Math.fround(0.01 / s)) : Math.fround(0.032);
+      const options = { channels, planeSize: plane, lo: Array.from(lo), hi: Array.from(hi), eps };
+      const shape = [rows, channels, plane];
+      const txn = g.tensor(shape, xnF);
+      const tg = g.tensor(shape, grad);
+      const fused = g.tensor(shape, delta);
+      const xAdv = g.empty(shape);
+      attackStepProject(g, fused, tg, txn, xAdv, rows, { ...options, lr: 0.5 });
+      const apart = g.tensor(shape, delta);
+      attackStep(g, apart, tg, rows, { mode: 'l2', lr: 0.5 });
+      attackProject(g, apart, txn, options);
+      const gotDelta = await g.readF32(fused);
+      expect(Array.from(gotDelta)).toEqual(Array.from(await g.readF32(apart)));
+      const gotX = await g.readF32(xAdv);
+      for (let i = 0; i < n; i++) expect(gotX[i]).toBe(Math.fround(Math.fround(xnF[i]) + gotDelta[i]));
+      const ref = refAttackStepProject(delta, grad, xnF, rows, channels, plane, lo, hi, eps, 0.5);
+      expectClose(gotDelta, ref.delta, 1e-5);
+      expectClose(gotX, ref.xAdv, 1e-6);
+    }
+    const d = g.zeros([2, 3, 4]);
+    const base = { channels: 3, planeSize: 4, lo: [0, 0, 0], hi: [1, 1, 1], eps: 0.1, lr: 1 };
+    expect(() => attackStepProject(g, d, g.zeros([2, 3, 4]), g.zeros([2, 3, 4]), d, 2, base)).toThrow(
+      /different/,
+    );
+    expect(() =>
+      attackStepProject(g, d, g.zeros([2, 3, 4]), g.zeros([2, 3, 4]), g.zeros([2, 3, 4]), 4, base),
+    ).toThrow(/row of 6 elements/);
+    expect(() =>
+      attackStepProject(g, d, g.zeros([2, 3, 5]), g.zeros([2, 3, 4]), g.zeros([2, 3, 4]), 2, base),
+    ).toThrow();
   });
 
   it('attackProject clamps the image to the per-channel box, then delta to eps', async () => {

@@ -167,6 +167,62 @@ fn main(${GRID_BUILTINS}) {
 }
 
 /**
+ * One whole attack update per query, fused (the L2 step, then the projection, then the next input):
+ * a workgroup per row reduces ||g|| as attackStepL2Shader does, then per element
+ *   d = delta - lr * g / ||g||  (unchanged when g is all zero)
+ *   d = clamp(clamp(xn + d, lo[c], hi[c]) - xn, -eps[c], eps[c]);  delta = d;  xadv = xn + d
+ * with the same f32 operations, in the same order, as attackStep, attackProject, then copy + axpy, so the
+ * result is the same to the bit. The per-channel box is a uniform array of vec4 (lo, hi, eps, -).
+ */
+export function attackStepProjectShader(channels: number): string {
+  const tree = (op: string) => `workgroupBarrier();
+  for (var half = ${TRAINING_WORKGROUP / 2}u; half > 0u; half >>= 1u) {
+    if (lid < half) { red[lid] = ${op}; }
+    workgroupBarrier();
+  }`;
+  return `
+@group(0) @binding(0) var<storage, read_write> delta: array<f32>;
+@group(0) @binding(1) var<storage, read> g: array<f32>;
+@group(0) @binding(2) var<storage, read> xn: array<f32>;
+@group(0) @binding(3) var<storage, read_write> xadv: array<f32>;
+struct U { rows: u32, cols: u32, channels: u32, plane: u32, lr: f32, p0: u32, p1: u32, p2: u32, bounds: array<vec4<f32>, ${channels}> }
+@group(0) @binding(4) var<uniform> u: U;
+var<workgroup> red: array<f32, ${TRAINING_WORKGROUP}>;
+@compute @workgroup_size(${TRAINING_WORKGROUP})
+fn main(${GRID_BUILTINS}) {
+  ${LINEAR_WORKGROUP}
+  if (wg_linear >= u.rows) { return; }
+  let base = wg_linear * u.cols;
+  var m = 0.0;
+  for (var c = lid; c < u.cols; c += ${TRAINING_WORKGROUP}u) { m = max(m, abs(g[base + c])); }
+  red[lid] = m;
+  ${tree('max(red[lid], red[lid + half])')}
+  let gmax = red[0];
+  workgroupBarrier();
+  let scale = select(1.0, gmax, gmax > 0.0);
+  var acc = 0.0;
+  for (var c = lid; c < u.cols; c += ${TRAINING_WORKGROUP}u) {
+    let q = g[base + c] / scale;
+    acc += q * q;
+  }
+  red[lid] = acc;
+  ${tree('red[lid] + red[lid + half]')}
+  let scaled_norm = sqrt(red[0]);
+  for (var c = lid; c < u.cols; c += ${TRAINING_WORKGROUP}u) {
+    let i = base + c;
+    var d = delta[i];
+    if (gmax > 0.0) { d = d - u.lr * ((g[i] / scale) / scaled_norm); }
+    let box_ = u.bounds[(c / u.plane) % u.channels];
+    let x = xn[i];
+    let image = min(max(x + d, box_.x), box_.y);
+    d = min(max(image - x, -box_.z), box_.z);
+    delta[i] = d;
+    xadv[i] = x + d;
+  }
+}`;
+}
+
+/**
  * The attack's projection, per element of delta [rows, channels, plane]:
  * delta = clamp(clamp(xn + delta, lo[c], hi[c]) - xn, -eps, eps). The per-channel box is a uniform array
  * of vec4 (lo, hi, -, -), sized by the channel count (the only thing in the cache key).

@@ -178,3 +178,25 @@ export function attackProject(
   }
   return out;
 }
+
+/**
+ * One fused L2 attack update: attackStep (l2), then attackProject, then the next input xn + delta.
+ * Layout of delta, g and xn: [rows, channels, planeSize].
+ */
+export function attackStepProject(
+  delta: Float64Array,
+  g: Float64Array,
+  xn: Float64Array,
+  rows: number,
+  channels: number,
+  planeSize: number,
+  lo: Float64Array,
+  hi: Float64Array,
+  eps: number | ArrayLike<number>,
+  lr: number,
+): { delta: Float64Array; xAdv: Float64Array } {
+  const cols = channels * planeSize;
+  const stepped = attackStep(delta, g, rows, cols, { mode: 'l2', lr });
+  const projected = attackProject(stepped, xn, rows, channels, planeSize, lo, hi, eps);
+  return { delta: projected, xAdv: projected.map((d, i) => xn[i] + d) };
+}
