@@ -44,6 +44,16 @@ function oneOf<T extends string>(name: string, values: readonly T[]) {
   };
 }
 
+export function shardOption(v: string): { index: number; count: number } {
+  const m = /^(\d+)\/(\d+)$/.exec(v);
+  const index = m ? Number(m[1]) : Number.NaN;
+  const count = m ? Number(m[2]) : Number.NaN;
+  if (!m || count < 1 || index >= count) {
+    throw new CliError(`--shard must be i/n with 0 <= i < n (e.g. 0/4), found "${v}"`);
+  }
+  return { index, count };
+}
+
 function alphaOption(v: string): 'paper' | number {
   if (v === 'paper') return 'paper';
   const n = Number(v);
@@ -82,6 +92,8 @@ interface AttackFlags {
   batch?: number;
   r?: number;
   zeroHits: 'skip' | 'count';
+  resume?: boolean;
+  shard?: { index: number; count: number };
   json?: boolean;
   backend?: string;
   adapter?: string;
@@ -255,6 +267,8 @@ async function attackData(f: AttackFlags): Promise<void> {
       R: f.r,
       zeroHits: f.zeroHits,
       outDir: f.outDir,
+      resume: f.resume,
+      shard: f.shard,
       log: (l) => progress.log(l),
       progress: (phase, done, total, extra) => progress.update(phase, done, total, extra),
     }),
@@ -309,6 +323,15 @@ export function registerAttack(program: Command): void {
       'skip',
     )
     .requiredOption('--out-dir <DIR>', 'where the outputs go')
+    .option(
+      '--resume',
+      'continue an interrupted protocol run in --out-dir (its results.jsonl) without redoing finished queries',
+    )
+    .option(
+      '--shard <i/n>',
+      'protocol mode: run only slice i of n of the sampled queries (merge the shards with dhta merge)',
+      shardOption,
+    )
     .option('--json', 'print the result as one JSON line')
     .option('--backend <B>', 'WebGPU backend (vulkan, metal, d3d12, ...)', backendOption)
     .option('--adapter <NAME>', 'adapter name substring');

@@ -3,18 +3,33 @@
 // Orchestration only: every number comes from the packages.
 
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { type AttackMethod, type AttackOptions, runAttack, sampleAttack, voteAnchors } from '@dhta/attack';
+import { type AttackOptions, runAttack, sampleAttack, voteAnchors } from '@dhta/attack';
 import { type Dataset, type OpenedDataset, openDataset } from '@dhta/data';
-import { perceptibility, RetrievalDatabase } from '@dhta/eval';
+import { defaultNs, perceptibility, RetrievalDatabase } from '@dhta/eval';
 import type { Gpu } from '@dhta/kernels';
 import { writeNpyFile } from '@dhta/kernels/hamming';
 import { type HashingNetwork, loadNetwork } from '@dhta/models';
 import { CliError } from './errors.js';
+import {
+  appendLine,
+  closeSync,
+  type Method,
+  type MethodCurves,
+  type MethodMetrics,
+  openSync,
+  type RunHeader,
+  readAllResults,
+  resumeResults,
+  summarizeRun,
+  syncResults,
+  writeAtomic,
+} from './results.js';
 
-export type Method = 'original' | AttackMethod;
+export type { Method, MethodMetrics };
+
 export const METHODS: Method[] = ['original', 'noise', 'p2p', 'dhta', 'hag'];
 
 export interface ProtocolOptions {
@@ -30,20 +45,13 @@ export interface ProtocolOptions {
   R?: number;
   zeroHits: 'skip' | 'count';
   outDir: string;
+  /** Continue the run in outDir (its results.jsonl) instead of starting over. */
+  resume?: boolean;
+  /** Run only slice `index` of `count` of the sampled queries. */
+  shard?: { index: number; count: number };
   /** Progress lines/bars. */
   log: (line: string) => void;
   progress?: (phase: string, done: number, total: number, extra?: string) => void;
-}
-
-export interface MethodMetrics {
-  method: Method;
-  tMap: number | null;
-  map: number | null;
-  perceptibility: number | null;
-  /** Mean Hamming distance of the codes to the anchors (targeted methods' anchors; NaN-free). */
-  anchorDistance: number;
-  seconds: number;
-  queryIterationsPerSecond: number | null;
 }
 
 export interface ProtocolResult {
@@ -58,6 +66,8 @@ export interface ProtocolResult {
   data: string;
   model: string;
   iterations: number;
+  /** 'i/n' for a shard, null for a whole run. */
+  shard: string | null;
   seconds: { encode: number; total: number };
   /** Whether the database codes came from the cache. */
   databaseCached: boolean;
@@ -65,12 +75,6 @@ export interface ProtocolResult {
 
 export function cacheDir(): string {
   return process.env['DHTA_CACHE'] ?? join(homedir(), '.cache', 'dhta');
-}
-
-function writeAtomic(path: string, data: string | Uint8Array): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, data);
-  renameSync(tmp, path);
 }
 
 /** Codes of every item of a data set, in chunks (progress through `onChunk`). */
@@ -203,157 +207,213 @@ export async function runProtocol(gpu: Gpu, o: ProtocolOptions): Promise<Protoco
     const anchorsP2p = rowsOf(db.codes, firstTargets, bits);
     const clean = await net.encode(pixels, nq);
 
-    const lines: string[] = [];
-    const metrics: MethodMetrics[] = [];
-    const curves: Record<string, unknown> = {};
+    // This shard's slice of the sampled queries (the whole list without --shard).
+    const shard = o.shard ?? { index: 0, count: 1 };
+    const lo = Math.floor((shard.index * nq) / shard.count);
+    const hi = Math.floor(((shard.index + 1) * nq) / shard.count);
+    const resultsPath = join(o.outDir, 'results.jsonl');
+    const header: RunHeader = {
+      format: 'dhta-results/1',
+      data: o.data,
+      model: o.modelDir,
+      seed: o.seed,
+      queries: nq,
+      nT: o.nT,
+      bits,
+      methods: o.methods,
+      R,
+      zeroHits: o.zeroHits,
+      databaseSize: data.database.length,
+      ns: defaultNs(data.database.length),
+      attack: JSON.parse(JSON.stringify(o.attack)),
+      shard,
+    };
+    const done = resumeResults(resultsPath, header, Boolean(o.resume));
+    if (done.size) o.log(`resuming: ${done.size} query results already in ${resultsPath}`);
+    const fd = openSync(resultsPath, done.size ? 'a' : 'w');
+    if (!done.size) appendLine(fd, { header });
+
     // Retrieval grids and examples (the paper's Fig. 4 and Fig. 8) for the first few queries.
     const shown = Math.min(GRID_QUERIES, nq);
-    const gridOf = async (codes: Int8Array) => {
-      const r = await retrieval.rank(codes.subarray(0, shown * bits), GRID_TOP);
-      return Array.from({ length: shown }, (_, q) =>
-        Array.from({ length: r.k }, (_, i) => {
-          const id = r.ids[q * r.k + i];
+    const itemShape = data.info.itemShape;
+    const gridOf = async (codes: Int8Array, first: number, count: number) => {
+      const r = await retrieval.rank(codes.subarray(0, count * bits), GRID_TOP);
+      return Array.from({ length: count }, (_, i) =>
+        Array.from({ length: r.k }, (_, j) => {
+          const id = r.ids[i * r.k + j];
           return {
             id,
-            distance: r.distances[q * r.k + i],
+            distance: r.distances[i * r.k + j],
             label: positives(dbLabels, id, C),
-            hasTarget: sharesLabel(dbLabels, id, sample.targetLabels, q, C),
-            hasQueryLabel: sharesLabel(dbLabels, id, queryLabels, q, C),
+            hasTarget: sharesLabel(dbLabels, id, sample.targetLabels, first + i, C),
+            hasQueryLabel: sharesLabel(dbLabels, id, queryLabels, first + i, C),
           };
         }),
       );
     };
-    const grids: Record<string, unknown> = { benign: await gridOf(clean.codes) };
-    mkdirSync(join(o.outDir, 'examples'), { recursive: true });
-    const itemShape = data.info.itemShape;
-    await writeNpyFile(join(o.outDir, 'examples', 'benign.npy'), pixels.slice(0, shown * itemSize), [
-      shown,
-      ...itemShape,
-    ]);
-    let iterations = 0;
+    if (lo < shown) {
+      mkdirSync(join(o.outDir, 'examples'), { recursive: true });
+      const n = shown - lo;
+      await writeNpyFile(
+        join(o.outDir, 'examples', 'benign.npy'),
+        pixels.slice(lo * itemSize, shown * itemSize),
+        [n, ...itemShape],
+      );
+      writeAtomic(
+        join(o.outDir, 'examples', 'benign.json'),
+        JSON.stringify(await gridOf(clean.codes.subarray(lo * bits), lo, n)),
+      );
+    }
+
+    const chunk = o.attack.batch ?? 100;
+    const timing = new Map<Method, { seconds: number; queryIterations: number }>();
     for (const method of o.methods) {
-      const t0 = performance.now();
-      let codes: Int8Array;
-      let adversarial: Float32Array | null = null;
-      let qips: number | null = null;
       const anchors = method === 'p2p' ? anchorsP2p : anchorsDhta;
-      if (method === 'original') {
-        codes = clean.codes;
-      } else {
-        const out = await runAttack(
-          net,
-          pixels,
-          nq,
-          method === 'dhta' || method === 'p2p' ? anchors : undefined,
-          {
-            ...o.attack,
+      const t = { seconds: 0, queryIterations: 0 };
+      timing.set(method, t);
+      for (let first = lo; first < hi; first += chunk) {
+        const count = Math.min(chunk, hi - first);
+        const positions = Array.from({ length: count }, (_, i) => first + i);
+        if (positions.every((q) => done.has(`${method}/${q}`))) continue;
+        const t0 = performance.now();
+        let codes: Int8Array;
+        let adversarial: Float32Array | null = null;
+        const x = pixels.subarray(first * itemSize, (first + count) * itemSize);
+        if (method === 'original') {
+          codes = clean.codes.slice(first * bits, (first + count) * bits);
+        } else {
+          const out = await runAttack(
+            net,
+            x,
+            count,
+            method === 'dhta' || method === 'p2p'
+              ? anchors.subarray(first * bits, (first + count) * bits)
+              : undefined,
+            {
+              ...o.attack,
+              method,
+              queryIds: queryIdx.slice(first, first + count),
+              onProgress: (p) =>
+                o.progress?.(
+                  method,
+                  (first - lo) * p.iterations + p.batch * p.iteration,
+                  (hi - lo) * p.iterations,
+                  `d(anchor) ${p.meanDistance.toFixed(2)}  ${p.queryIterationsPerSecond.toFixed(0)} q-it/s`,
+                ),
+            },
+          );
+          codes = out.codes;
+          adversarial = out.adversarial;
+          t.queryIterations += count * out.iterations;
+        }
+        const seconds = (performance.now() - t0) / 1000;
+        t.seconds += seconds;
+        const tLabels = sample.targetLabels.subarray(first * C, (first + count) * C);
+        const qLabels = queryLabels.subarray(first * C, (first + count) * C);
+        const tMap = await retrieval.targetedMap(codes, tLabels, { R, zeroHits: o.zeroHits });
+        const map = await retrieval.map(codes, qLabels, { R, zeroHits: o.zeroHits });
+        const perc = adversarial ? perceptibility(adversarial, x, count) : null;
+        const pAtN = await retrieval.precisionAtN(codes, tLabels, { ns: header.ns });
+        if (first < shown && method !== 'original') {
+          const n = Math.min(shown, first + count) - first;
+          writeAtomic(
+            join(o.outDir, 'examples', `${method}.json`),
+            JSON.stringify(await gridOf(codes, first, n)),
+          );
+          if (adversarial) {
+            await writeNpyFile(
+              join(o.outDir, 'examples', `${method}.npy`),
+              adversarial.slice(0, n * itemSize),
+              [n, ...itemShape],
+            );
+          }
+        }
+        for (let i = 0; i < count; i++) {
+          const q = first + i;
+          // Per-query precision and recall at every radius, so that shards merge exactly.
+          const pr = await retrieval.precisionRecall(
+            codes.subarray(i * bits, (i + 1) * bits),
+            tLabels.subarray(i * C, (i + 1) * C),
+          );
+          appendLine(fd, {
             method,
-            queryIds: queryIdx,
-            onProgress: (p) =>
-              o.progress?.(
-                method,
-                p.queriesDone * p.iterations + p.batch * p.iteration,
-                p.queries * p.iterations,
-                `d(anchor) ${p.meanDistance.toFixed(2)}  ${p.queryIterationsPerSecond.toFixed(0)} q-it/s`,
-              ),
-          },
-        );
-        codes = out.codes;
-        adversarial = out.adversarial;
-        iterations = out.iterations || iterations;
-        if (out.iterations > 0) qips = (nq * out.iterations) / out.seconds;
-      }
-      const seconds = (performance.now() - t0) / 1000;
-      const tMap = await retrieval.targetedMap(codes, sample.targetLabels, { R, zeroHits: o.zeroHits });
-      const map = await retrieval.map(codes, queryLabels, { R, zeroHits: o.zeroHits });
-      const perc = adversarial ? perceptibility(adversarial, pixels, nq) : null;
-      const pr = await retrieval.precisionRecall(codes, sample.targetLabels);
-      const pAtN = await retrieval.precisionAtN(codes, sample.targetLabels);
-      curves[method] = {
-        radii: pr.radii,
-        precision: Array.from(pr.precision, nanToNull),
-        recall: Array.from(pr.recall, nanToNull),
-        ns: pAtN.ns,
-        precisionAtN: Array.from(pAtN.precision, nanToNull),
-      };
-      if (method !== 'original') grids[method] = await gridOf(codes);
-      if (adversarial) {
-        await writeNpyFile(
-          join(o.outDir, 'examples', `${method}.npy`),
-          adversarial.slice(0, shown * itemSize),
-          [shown, ...itemShape],
-        );
-      }
-      let distance = 0;
-      for (let q = 0; q < nq; q++) {
-        distance += hamming(codes, anchorsDhta, q, bits);
-        lines.push(
-          JSON.stringify({
-            method,
+            position: q,
             query: queryIdx[q],
             label: positives(queryLabels, q, C),
             target: positives(sample.targetLabels, q, C),
-            anchorDistanceBefore: hamming(clean.codes, method === 'p2p' ? anchorsP2p : anchorsDhta, q, bits),
-            anchorDistanceAfter: hamming(codes, method === 'p2p' ? anchorsP2p : anchorsDhta, q, bits),
-            ap: map.ap[q],
-            tap: tMap.ap[q],
-            perceptibility: perc ? perc.perObject[q] : null,
-          }),
+            anchorDistanceBefore: hamming(clean.codes, anchors, q, bits),
+            anchorDistanceAfter: hamming(codes, anchors.subarray(first * bits), i, bits),
+            ap: map.ap[i],
+            tap: tMap.ap[i],
+            perceptibility: perc ? perc.perObject[i] : null,
+            iterations:
+              method === 'original' || method === 'noise'
+                ? 0
+                : (o.attack.iterations ?? (net.spec.task === 'video' ? 500 : 2000)),
+            seconds: seconds / count,
+            precision: Array.from(pr.precision, nanToNull),
+            recall: Array.from(pr.recall, nanToNull),
+            precisionAtN: Array.from(pAtN.perQuery.subarray(i * pAtN.ns.length, (i + 1) * pAtN.ns.length)),
+          });
+        }
+        syncResults(fd);
+      }
+      if (t.seconds > 0) {
+        o.log(
+          `${method}: ${t.seconds.toFixed(1)} s` +
+            (t.queryIterations ? `  ${(t.queryIterations / t.seconds).toFixed(1)} query-iterations/s` : ''),
         );
       }
-      metrics.push({
-        method,
-        tMap: tMap.map,
-        map: map.map,
-        perceptibility: perc ? perc.mean : null,
-        anchorDistance: nq ? distance / nq : 0,
-        seconds,
-        queryIterationsPerSecond: qips,
-      });
-      o.log(
-        `${method}: t-MAP ${fmt(tMap.map)}  MAP ${fmt(map.map)}  ${seconds.toFixed(1)} s` +
-          (qips ? `  ${qips.toFixed(1)} query-iterations/s` : ''),
-      );
     }
+    closeSync(fd);
+    const { curves, ...summary } = summarizeRun(readAllResults(resultsPath).lines, header);
     const result: ProtocolResult = {
-      metrics,
+      ...summary,
       R,
       zeroHits: o.zeroHits,
       databaseSize: data.database.length,
-      queries: nq,
       nT: o.nT,
       bits,
       seed: o.seed,
       data: o.data,
       model: o.modelDir,
-      iterations,
+      shard: shard.count > 1 ? `${shard.index}/${shard.count}` : null,
       seconds: { encode: encodeSeconds, total: (performance.now() - started) / 1000 },
       databaseCached: db.cached,
     };
-    writeAtomic(join(o.outDir, 'results.jsonl'), `${lines.join('\n')}\n`);
-    writeAtomic(join(o.outDir, 'curves.json'), `${JSON.stringify({ reference: 'target labels', curves })}\n`);
-    writeAtomic(
-      join(o.outDir, 'retrieval.json'),
-      `${JSON.stringify({
-        data: o.data,
-        seed: o.seed,
-        split: 'database',
-        queries: queryIdx.slice(0, shown).map((id, q) => ({
-          query: id,
-          label: positives(queryLabels, q, C),
-          target: positives(sample.targetLabels, q, C),
-        })),
-        top: grids,
-      })}\n`,
-    );
-    writeAtomic(
-      join(o.outDir, 'metrics.json'),
-      `${JSON.stringify({ ...result, attack: o.attack }, null, 2)}\n`,
-    );
+    writeRunOutputs(o.outDir, result, curves, o.attack, {
+      data: o.data,
+      seed: o.seed,
+      queries: queryIdx.slice(0, shown).map((id, q) => ({
+        query: id,
+        label: positives(queryLabels, q, C),
+        target: positives(sample.targetLabels, q, C),
+      })),
+    });
     return result;
   } finally {
     net.destroy();
   }
+}
+
+/** Writes metrics.json, curves.json and retrieval.json (from the grids in OUT/examples) atomically. */
+export function writeRunOutputs(
+  outDir: string,
+  result: ProtocolResult,
+  curves: Record<string, MethodCurves>,
+  attack: unknown,
+  shown: { data: string; seed: number; queries: { query: number; label: number[]; target: number[] }[] },
+): void {
+  const top: Record<string, unknown> = {};
+  for (const name of ['benign', ...METHODS]) {
+    const file = join(outDir, 'examples', `${name}.json`);
+    if (existsSync(file)) top[name] = JSON.parse(readFileSync(file, 'utf8'));
+  }
+  writeAtomic(join(outDir, 'curves.json'), `${JSON.stringify({ reference: 'target labels', curves })}\n`);
+  if (shown.queries.length && top['benign']) {
+    writeAtomic(join(outDir, 'retrieval.json'), `${JSON.stringify({ ...shown, split: 'database', top })}\n`);
+  }
+  writeAtomic(join(outDir, 'metrics.json'), `${JSON.stringify({ ...result, attack }, null, 2)}\n`);
 }
 
 export function fmt(v: number | null): string {

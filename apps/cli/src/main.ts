@@ -8,6 +8,7 @@ import { registerDoctor } from './doctor.js';
 import { registerEncode } from './encode.js';
 import { reportError } from './errors.js';
 import { registerHamming } from './hamming.js';
+import { registerMerge } from './merge.js';
 import { registerReport } from './report.js';
 import { registerTrain } from './train.js';
 
@@ -30,6 +31,7 @@ registerAttack(program);
 registerTrain(program);
 registerData(program);
 registerDemo(program);
+registerMerge(program);
 registerReport(program);
 
 try {

@@ -149,10 +149,11 @@ describe('dhta attack', () => {
     }
     expect(result.metrics[0].perceptibility).toBeNull();
     expect(result.metrics[3].perceptibility).toBeGreaterThan(0);
-    const lines = readFileSync(join(out, 'results.jsonl'), 'utf8')
+    const [head, ...lines] = readFileSync(join(out, 'results.jsonl'), 'utf8')
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l));
+    expect(head.header).toMatchObject({ format: 'dhta-results/1', queries: 4, nT: 3, bits });
     expect(lines).toHaveLength(4 * 5);
     for (const l of lines) {
       expect(l.target).toHaveLength(1);
@@ -192,6 +193,84 @@ describe('dhta attack', () => {
     expect(second.databaseCached).toBe(true);
     expect(second.metrics.map((m: { tMap: number }) => m.tMap)).toEqual(
       result.metrics.map((m: { tMap: number }) => m.tMap),
+    );
+  });
+
+  it('resumes an interrupted run and merges shards into the unsharded result', () => {
+    const data = `idx:${join(root, 'idx')}`;
+    const common = [
+      '--model',
+      model,
+      '--data',
+      data,
+      '--queries',
+      '6',
+      '--n-t',
+      '3',
+      '--iters',
+      '5',
+      '--methods',
+      'original,noise,dhta',
+      '--batch',
+      '1',
+      '--json',
+    ];
+    const whole = join(root, 'whole');
+    const a = dhta('attack', ...common, '--out-dir', whole);
+    expect(a.code).toBe(0);
+    const full = JSON.parse(a.stdout.trim().split('\n').at(-1) ?? '');
+    const figures = (r: {
+      metrics: {
+        method: string;
+        tMap: number;
+        map: number;
+        perceptibility: number;
+        anchorDistance: number;
+      }[];
+    }) => r.metrics.map((m) => [m.method, m.tMap, m.map, m.perceptibility, m.anchorDistance]);
+    // Again into the same folder without --resume: refused.
+    const again = dhta('attack', ...common, '--out-dir', whole);
+    expect(again.code).not.toBe(0);
+    expect(again.stderr).toMatch(/holds results of this run already.*\n.*--resume/);
+    // An interrupted run: the header, 7 complete lines and half of the 8th.
+    const text = readFileSync(join(whole, 'results.jsonl'), 'utf8').split('\n');
+    const cut = join(root, 'cut');
+    mkdirSync(cut, { recursive: true });
+    writeFileSync(join(cut, 'results.jsonl'), `${text.slice(0, 8).join('\n')}\n${text[8].slice(0, 40)}`);
+    const resumed = dhta('attack', ...common, '--out-dir', cut, '--resume');
+    expect(resumed.code).toBe(0);
+    expect(figures(JSON.parse(resumed.stdout.trim().split('\n').at(-1) ?? ''))).toEqual(figures(full));
+    const lines = readFileSync(join(cut, 'results.jsonl'), 'utf8').trim().split('\n');
+    expect(lines).toHaveLength(1 + 6 * 3);
+    // A resumed run with other settings is refused.
+    const other = dhta('attack', ...common.map((v) => (v === '5' ? '6' : v)), '--out-dir', cut, '--resume');
+    expect(other.stderr).toMatch(/from another run: the attack settings differ/);
+    // Shards 0/2 and 1/2, merged.
+    for (const i of [0, 1])
+      expect(dhta('attack', ...common, '--shard', `${i}/2`, '--out-dir', join(root, `shard${i}`)).code).toBe(
+        0,
+      );
+    const partial = dhta('merge', join(root, 'shard0'), '--out-dir', join(root, 'merged'));
+    expect(partial.stderr).toMatch(/incomplete.*shards not given: 1/);
+    const merged = dhta(
+      'merge',
+      join(root, 'shard0'),
+      join(root, 'shard1'),
+      '--out-dir',
+      join(root, 'merged'),
+      '--json',
+    );
+    expect(merged.code).toBe(0);
+    expect(figures(JSON.parse(merged.stdout.trim().split('\n').at(-1) ?? ''))).toEqual(figures(full));
+    const strip = (f: string) =>
+      readFileSync(f, 'utf8')
+        .trim()
+        .split('\n')
+        .slice(1)
+        .map((l) => ({ ...JSON.parse(l), seconds: 0 }));
+    expect(strip(join(root, 'merged', 'results.jsonl'))).toEqual(strip(join(whole, 'results.jsonl')));
+    expect(dhta('attack', ...common, '--shard', '2/2', '--out-dir', join(root, 'bad')).stderr).toMatch(
+      /--shard must be i\/n/,
     );
   });
 
