@@ -10,6 +10,7 @@ import { reportError } from './errors.js';
 import { registerHamming } from './hamming.js';
 import { registerMerge } from './merge.js';
 import { registerReport } from './report.js';
+import { registerReproduce } from './reproduce.js';
 import { registerTrain } from './train.js';
 
 const program = new Command();
@@ -32,6 +33,7 @@ registerTrain(program);
 registerData(program);
 registerDemo(program);
 registerMerge(program);
+registerReproduce(program);
 registerReport(program);
 
 try {

@@ -1,0 +1,95 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { SeededRandom } from '@dhta/kernels/reference';
+import { initWeights, saveBundle, smallCnn } from '@dhta/models';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { writeIdx } from './idx-fixture.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const cli = join(here, '../dist/dhta.mjs');
+const root = mkdtempSync(join(tmpdir(), 'dhta-reproduce-'));
+
+function dhta(...args: string[]) {
+  const r = spawnSync(process.execPath, [cli, ...args], {
+    encoding: 'utf8',
+    timeout: 300_000,
+    env: { ...process.env, DHTA_CACHE: join(root, 'cache') },
+  });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('dhta reproduce', () => {
+  beforeAll(async () => {
+    const { bundle } = await import('../build.mjs');
+    await bundle();
+    for (const bits of [8, 16]) {
+      const spec = smallCnn(bits);
+      await saveBundle(join(root, `model-${bits}`), { spec, weights: initWeights(spec, bits) });
+    }
+    writeIdx(join(root, 'idx'), new SeededRandom(7));
+  });
+
+  it('runs table1 over code lengths and fig7 over n_t, one resumable folder per cell, with a summary', () => {
+    const common = [
+      '--data',
+      `idx:${join(root, 'idx')}`,
+      '--model',
+      join(root, 'model-{bits}'),
+      '--queries',
+      '2',
+      '--iters',
+      '3',
+    ];
+    const out = join(root, 't1');
+    const r = dhta('reproduce', 'table1', ...common, '--bits', '8,16', '--out-dir', out, '--json');
+    expect(r.stderr).not.toMatch(/error/);
+    expect(r.code).toBe(0);
+    const s = JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '');
+    expect(s.rows.map((x: { label: string }) => x.label)).toEqual([
+      't-MAP original',
+      't-MAP noise',
+      't-MAP p2p',
+      't-MAP dhta',
+      'MAP original',
+    ]);
+    for (const row of s.rows) expect(row.values).toHaveLength(2);
+    expect(s.rows[3].paper).toEqual([null, 62.68]); // the paper has no 8-bit cell; DHTA at 16 bits: 62.68
+    expect(existsSync(join(out, 'bits8', 'results.jsonl'))).toBe(true);
+    expect(readFileSync(join(out, 'table1.md'), 'utf8')).toMatch(/\| t-MAP dhta \|/);
+    // The same command with --resume redoes nothing and gives the same summary.
+    const again = dhta(
+      'reproduce',
+      'table1',
+      ...common,
+      '--bits',
+      '8,16',
+      '--out-dir',
+      out,
+      '--json',
+      '--resume',
+    );
+    expect(JSON.parse(again.stdout.trim().split('\n').at(-1) ?? '').rows).toEqual(s.rows);
+    const f7 = dhta('reproduce', 'fig7', ...common, '--bits', '16', '--out-dir', join(root, 'f7'), '--json');
+    expect(f7.code).toBe(0);
+    const rows = JSON.parse(f7.stdout.trim().split('\n').at(-1) ?? '').rows;
+    expect(rows).toHaveLength(8);
+    expect(rows[0].label).toBe('DHTA t-MAP, n_t 1');
+    const bad = dhta('reproduce', 'table6', ...common);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/unknown experiment "table6"/);
+    const missing = dhta(
+      'reproduce',
+      'table1',
+      '--data',
+      `idx:${join(root, 'idx')}`,
+      '--model',
+      join(root, 'nope-{bits}'),
+      '--bits',
+      '8',
+    );
+    expect(missing.stderr).toMatch(/no 8-bit model at .*nope-8/);
+  });
+});
