@@ -67,9 +67,9 @@ MSG
 fi
 
 # --- Chromium (Debian's chromium), for the test that opens report.html in a headless browser ------------
-# Only the tests need it (playwright-core drives it; no browser is downloaded), so without root this prints
-# the command and goes on.
-if ! command -v chromium >/dev/null; then
+# Only the tests need it (playwright-core drives it; no browser is downloaded): scripts/test.sh sets
+# DHTA_SETUP_TESTS=1; the demo skips it. Without root this prints the command and goes on.
+if [ "${DHTA_SETUP_TESTS:-0}" = 1 ] && ! command -v chromium >/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     say "installing Chromium (apt package chromium, for the report test)"
     export DEBIAN_FRONTEND=noninteractive

@@ -3,7 +3,7 @@
 # package's tests in one vitest run. Exits nonzero when anything fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+DHTA_SETUP_TESTS=1 bash scripts/setup.sh
 echo "== typecheck" >&2
 for pkg in packages/kernels packages/data packages/models packages/attack packages/eval apps/cli; do
   pnpm exec tsc -p "$pkg/tsconfig.json"
