@@ -1,6 +1,6 @@
 // `dhta train`: a hashing model from a preset on a data set's training split, then its clean MAP.
 
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { type OpenedDataset, openDataset } from '@dhta/data';
 import { RetrievalDatabase } from '@dhta/eval';
@@ -153,6 +153,8 @@ async function train(gpu: Gpu, f: TrainFlags): Promise<Record<string, unknown>> 
       trainedBy: 'dhta train',
     };
     await saveBundle(out, { spec: { ...spec, card }, weights: await net.readWeights() });
+    // The bundle is complete: the checkpoint has served its purpose.
+    rmSync(checkpointDir, { recursive: true, force: true });
     progress.stop();
     return { out, ...card };
   } finally {
@@ -166,7 +168,7 @@ export function registerTrain(program: Command): void {
     .description(
       "Trains a hashing model from a preset on a data set's training split (pairwise DPSH-style loss on tanh(f(x)) " +
         'against a memory bank; SGD momentum 0.9 with weight decay; learning rate x0.1 at 50% and 75% of the epochs), ' +
-        'checkpointing after every epoch to OUT.checkpoint (atomically), then prints the clean MAP on the query set ' +
+        'checkpointing after every epoch to OUT.checkpoint (atomically; removed once OUT is written), then prints the clean MAP on the query set ' +
         'and writes the bundle OUT (model.json with a model card, weights.safetensors).',
     )
     .requiredOption('--data <NAME>', 'data set (see dhta data list)')
