@@ -45,6 +45,8 @@ export interface TrainOptions {
   checkpointDir?: string;
   /** Continue from `checkpointDir` when it holds a checkpoint. */
   resume?: boolean;
+  /** Stop after this many epochs of this call (a later call with `resume` continues from the checkpoint). */
+  stopAfterEpochs?: number;
   onProgress?: (p: TrainProgress) => void;
 }
 
@@ -355,6 +357,7 @@ export async function trainHashingNetwork(
           options: o,
         });
       }
+      if (options.stopAfterEpochs !== undefined && epoch + 1 - startEpoch >= options.stopAfterEpochs) break;
     }
   } finally {
     for (const v of momentum.values()) v.release();
