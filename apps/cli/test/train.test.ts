@@ -1,0 +1,87 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { SeededRandom } from '@dhta/kernels/reference';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { writeIdx } from './idx-fixture.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const cli = join(here, '../dist/dhta.mjs');
+const root = mkdtempSync(join(tmpdir(), 'dhta-train-cli-'));
+
+function dhta(...args: string[]) {
+  const r = spawnSync(process.execPath, [cli, ...args], {
+    encoding: 'utf8',
+    timeout: 300_000,
+    env: { ...process.env, DHTA_CACHE: join(root, 'cache') },
+  });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('dhta train', () => {
+  beforeAll(async () => {
+    const { bundle } = await import('../build.mjs');
+    await bundle();
+    writeIdx(join(root, 'idx'), new SeededRandom(9));
+  });
+
+  it('trains a preset, writes the bundle with its model card and removes the checkpoint', () => {
+    const out = join(root, 'm16');
+    const args = [
+      'train',
+      '--data',
+      `idx:${join(root, 'idx')}`,
+      '--preset',
+      'small-cnn',
+      '--bits',
+      '16',
+      '--epochs',
+      '2',
+      '--train-per-class',
+      '10',
+      '--out',
+      out,
+    ];
+    const r = dhta(...args, '--json');
+    expect(r.stderr).not.toMatch(/error/);
+    expect(r.code).toBe(0);
+    const card = JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '');
+    expect(card).toMatchObject({
+      preset: 'small-cnn',
+      epochs: 2,
+      seed: 0,
+      lr: 0.5,
+      balance: true,
+      cleanMapR: 60,
+    });
+    expect(card.split).toMatchObject({ train: 30, database: 60, query: 15 });
+    expect(card.losses).toHaveLength(2);
+    expect(card.cleanMap).toBeGreaterThan(0);
+    const spec = JSON.parse(readFileSync(join(out, 'model.json'), 'utf8'));
+    expect(spec.card.cleanMap).toBe(card.cleanMap);
+    expect(existsSync(join(out, 'weights.safetensors'))).toBe(true);
+    expect(existsSync(`${out}.checkpoint`)).toBe(false);
+    // A leftover checkpoint is not overwritten silently.
+    mkdirSync(`${out}2.checkpoint`);
+    const refused = dhta(...args.slice(0, -1), `${out}2`);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/a checkpoint of an earlier run is at .*m162\.checkpoint/);
+    expect(refused.stderr).toMatch(/--resume/);
+    const video = dhta(
+      'train',
+      '--data',
+      `idx:${join(root, 'idx')}`,
+      '--preset',
+      'video',
+      '--bits',
+      '16',
+      '--epochs',
+      '1',
+      '--out',
+      join(root, 'v'),
+    );
+    expect(video.stderr).toMatch(/video is a video model; .* holds images/);
+  });
+});
