@@ -71,16 +71,8 @@ function methodsOption(v: string): Method[] {
   return list as Method[];
 }
 
-interface AttackFlags {
-  model: string;
-  input?: string;
-  targets?: string;
-  method: AttackMethod;
-  data?: string;
-  queries: number;
-  nT: number;
-  methods: Method[];
-  outDir: string;
+/** The attack settings and GPU flags shared by attack, demo and reproduce. */
+export interface AttackSettingFlags {
   iters?: number;
   eps?: number;
   epsSpace?: 'normalized' | 'pixel';
@@ -90,13 +82,25 @@ interface AttackFlags {
   randomStart?: boolean;
   seed: number;
   batch?: number;
+  backend?: string;
+  adapter?: string;
+}
+
+interface AttackFlags extends AttackSettingFlags {
+  model: string;
+  input?: string;
+  targets?: string;
+  method: AttackMethod;
+  data?: string;
+  queries: number;
+  nT: number;
+  methods: Method[];
+  outDir: string;
   r?: number;
   zeroHits: 'skip' | 'count';
   resume?: boolean;
   shard?: { index: number; count: number };
   json?: boolean;
-  backend?: string;
-  adapter?: string;
 }
 
 /** Attack settings shared by the CLI's attack, demo and reproduce commands. */
@@ -129,17 +133,7 @@ export function addAttackSettings(cmd: Command): Command {
     .option('--seed <S>', 'seed of every random choice', nonNegativeInt('--seed'), 0);
 }
 
-export function attackSettingsOf(f: {
-  iters?: number;
-  eps?: number;
-  epsSpace?: 'normalized' | 'pixel';
-  step?: 'l2' | 'sign' | 'raw';
-  lr?: number;
-  alpha?: 'paper' | number;
-  randomStart?: boolean;
-  seed: number;
-  batch?: number;
-}): Omit<AttackOptions, 'method'> {
+export function attackSettingsOf(f: AttackSettingFlags): Omit<AttackOptions, 'method'> {
   return {
     iterations: f.iters,
     eps: f.eps,

@@ -4,7 +4,12 @@ import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
-import { addAttackSettings, attackSettingsOf, printProtocolTable } from './attack.js';
+import {
+  type AttackSettingFlags,
+  addAttackSettings,
+  attackSettingsOf,
+  printProtocolTable,
+} from './attack.js';
 import { CliError } from './errors.js';
 import { runProtocol } from './experiment.js';
 import { backendOption, withGpu } from './gpu.js';
@@ -18,28 +23,16 @@ export function zooDir(): string {
   return resolve(here, '../../../zoo');
 }
 
-interface DemoFlags {
+interface DemoFlags extends AttackSettingFlags {
   outDir: string;
   model?: string;
   data: string;
   queries?: number;
   nT: number;
-  iters?: number;
   full?: boolean;
   json?: boolean;
-  seed: number;
-  eps?: number;
-  epsSpace?: 'normalized' | 'pixel';
-  step?: 'l2' | 'sign' | 'raw';
-  lr?: number;
-  alpha?: 'paper' | number;
-  randomStart?: boolean;
-  batch?: number;
-  backend?: string;
-  adapter?: string;
 }
 
-/** The demo's quick settings, or the paper's with --full. */
 /**
  * The demo's quick settings, or the paper's with --full. The quick run takes eps = 0.1 in pixel space: the
  * paper's eps (0.032 in the normalised space, about 2.5/255 in MNIST pixels) was calibrated for ImageNet and

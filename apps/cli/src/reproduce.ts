@@ -6,7 +6,13 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Gpu } from '@dhta/kernels';
 import type { Command } from 'commander';
-import { addAttackSettings, attackSettingsOf, positiveInt, shardOption } from './attack.js';
+import {
+  type AttackSettingFlags,
+  addAttackSettings,
+  attackSettingsOf,
+  positiveInt,
+  shardOption,
+} from './attack.js';
 import { zooDir } from './demo.js';
 import { CliError } from './errors.js';
 import { fmt, type Method, type ProtocolResult, runProtocol } from './experiment.js';
@@ -133,7 +139,7 @@ const EXPERIMENTS: Record<string, Experiment> = {
 
 const DEFAULT_BITS: Record<string, number[]> = { fig3: [48], fig5: [32] };
 
-interface ReproduceFlags {
+interface ReproduceFlags extends AttackSettingFlags {
   data?: string;
   model?: string;
   bits?: string;
@@ -142,17 +148,6 @@ interface ReproduceFlags {
   resume?: boolean;
   shard?: { index: number; count: number };
   json?: boolean;
-  seed: number;
-  iters?: number;
-  eps?: number;
-  epsSpace?: 'normalized' | 'pixel';
-  step?: 'l2' | 'sign' | 'raw';
-  lr?: number;
-  alpha?: 'paper' | number;
-  randomStart?: boolean;
-  batch?: number;
-  backend?: string;
-  adapter?: string;
 }
 
 function bitsList(v: string | undefined, fallback: number[]): number[] {

@@ -1,36 +1,22 @@
-import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { voteAnchors } from '@dhta/attack';
 import { readNpyFile, writeNpyFile } from '@dhta/kernels/hamming';
 import { SeededRandom } from '@dhta/kernels/reference';
 import { initWeights, saveBundle, smallCnn } from '@dhta/models';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { buildCli, cliRunner, lastJson } from './cli-helper.js';
 import { writeIdx } from './idx-fixture.js';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const cli = join(here, '../dist/dhta.mjs');
-
-function dhta(...args: string[]) {
-  const r = spawnSync(process.execPath, [cli, ...args], {
-    encoding: 'utf8',
-    timeout: 300_000,
-    env: { ...process.env, DHTA_CACHE: cacheDir },
-  });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
 const root = mkdtempSync(join(tmpdir(), 'dhta-attack-'));
-const cacheDir = join(root, 'cache');
+const dhta = cliRunner(join(root, 'cache'));
 const model = join(root, 'model');
 const bits = 16;
 
 describe('dhta attack', () => {
   beforeAll(async () => {
-    const { bundle } = await import('../build.mjs');
-    await bundle();
+    await buildCli();
     const spec = smallCnn(bits);
     await saveBundle(model, { spec, weights: initWeights(spec, 3) });
     writeIdx(join(root, 'idx'), new SeededRandom(5));
@@ -60,7 +46,7 @@ describe('dhta attack', () => {
     );
     expect(r.stderr).not.toMatch(/error/);
     expect(r.code).toBe(0);
-    const summary = JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '');
+    const summary = lastJson(r);
     expect(summary).toMatchObject({ method: 'dhta', queries: n, bits, iterations: 20 });
     const adv = await readNpyFile(join(out, 'adversarial.npy'));
     const codes = await readNpyFile(join(out, 'codes.npy'));
@@ -81,7 +67,7 @@ describe('dhta attack', () => {
 
   it('runs the protocol on a data set and writes results, metrics, curves and retrieval grids', async () => {
     const out = join(root, 'out-protocol');
-    const r = dhta(
+    const protocol = [
       'attack',
       '--model',
       model,
@@ -95,13 +81,13 @@ describe('dhta attack', () => {
       '10',
       '--methods',
       'original,noise,p2p,dhta,hag',
-      '--out-dir',
-      out,
       '--json',
-    );
+    ];
+    const r = dhta(...protocol, '--out-dir', out);
+
     expect(r.stderr).not.toMatch(/error/);
     expect(r.code).toBe(0);
-    const result = JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '');
+    const result = lastJson(r);
     expect(result.metrics.map((m: { method: string }) => m.method)).toEqual([
       'original',
       'noise',
@@ -145,24 +131,8 @@ describe('dhta attack', () => {
     const ex = await readNpyFile(join(out, 'examples', 'dhta.npy'));
     expect(ex.shape).toEqual([4, 1, 28, 28]);
     // A second run finds the database codes in the cache and gives the same numbers.
-    const again = dhta(
-      'attack',
-      '--model',
-      model,
-      '--data',
-      `idx:${join(root, 'idx')}`,
-      '--queries',
-      '4',
-      '--n-t',
-      '3',
-      '--iters',
-      '10',
-      '--methods',
-      'original,noise,p2p,dhta,hag',
-      '--out-dir',
-      `${out}2`,
-      '--json',
-    );
+    const again = dhta(...protocol, '--out-dir', `${out}2`);
+
     const second = JSON.parse(again.stdout.trim().split('\n').at(-1) ?? '');
     expect(result.databaseCached).toBe(false);
     expect(second.databaseCached).toBe(true);

@@ -1,30 +1,18 @@
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { SeededRandom } from '@dhta/kernels/reference';
 import { initWeights, saveBundle, smallCnn } from '@dhta/models';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { buildCli, cliRunner, lastJson } from './cli-helper.js';
 import { writeIdx } from './idx-fixture.js';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const cli = join(here, '../dist/dhta.mjs');
 const root = mkdtempSync(join(tmpdir(), 'dhta-reproduce-'));
-
-function dhta(...args: string[]) {
-  const r = spawnSync(process.execPath, [cli, ...args], {
-    encoding: 'utf8',
-    timeout: 300_000,
-    env: { ...process.env, DHTA_CACHE: join(root, 'cache') },
-  });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const dhta = cliRunner(join(root, 'cache'));
 
 describe('dhta reproduce', () => {
   beforeAll(async () => {
-    const { bundle } = await import('../build.mjs');
-    await bundle();
+    await buildCli();
     for (const bits of [8, 16]) {
       const spec = smallCnn(bits);
       await saveBundle(join(root, `model-${bits}`), { spec, weights: initWeights(spec, bits) });
@@ -47,7 +35,7 @@ describe('dhta reproduce', () => {
     const r = dhta('reproduce', 'table1', ...common, '--bits', '8,16', '--out-dir', out, '--json');
     expect(r.stderr).not.toMatch(/error/);
     expect(r.code).toBe(0);
-    const s = JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '');
+    const s = lastJson(r);
     expect(s.rows.map((x: { label: string }) => x.label)).toEqual([
       't-MAP original',
       't-MAP noise',

@@ -1,29 +1,17 @@
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { SeededRandom } from '@dhta/kernels/reference';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { buildCli, cliRunner, lastJson } from './cli-helper.js';
 import { writeIdx } from './idx-fixture.js';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const cli = join(here, '../dist/dhta.mjs');
 const root = mkdtempSync(join(tmpdir(), 'dhta-train-cli-'));
-
-function dhta(...args: string[]) {
-  const r = spawnSync(process.execPath, [cli, ...args], {
-    encoding: 'utf8',
-    timeout: 300_000,
-    env: { ...process.env, DHTA_CACHE: join(root, 'cache') },
-  });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const dhta = cliRunner(join(root, 'cache'));
 
 describe('dhta train', () => {
   beforeAll(async () => {
-    const { bundle } = await import('../build.mjs');
-    await bundle();
+    await buildCli();
     writeIdx(join(root, 'idx'), new SeededRandom(9));
   });
 
@@ -47,7 +35,7 @@ describe('dhta train', () => {
     const r = dhta(...args, '--json');
     expect(r.stderr).not.toMatch(/error/);
     expect(r.code).toBe(0);
-    const card = JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '');
+    const card = lastJson(r);
     expect(card).toMatchObject({
       preset: 'small-cnn',
       epochs: 2,

@@ -62,12 +62,15 @@ export async function loadSpec(dir: string): Promise<ModelSpec> {
 }
 
 /**
- * Writes a bundle folder atomically (validating spec and weights first). An existing folder at `dir` is
- * replaced only once the new one is complete.
+ * Fills a folder under a temporary name beside `dir`, then puts it in place of `dir` (an existing folder is
+ * replaced only once the new one is complete; a failure leaves `dir` as it was). `what` names the folder in
+ * errors.
  */
-export async function saveBundle(dir: string, bundle: ModelBundle): Promise<void> {
-  const spec = validateSpec(JSON.parse(JSON.stringify(bundle.spec)), 'spec');
-  validateWeights(spec, bundle.weights, 'weights');
+export async function replaceDirAtomic(
+  dir: string,
+  what: string,
+  fill: (tmp: string) => Promise<void>,
+): Promise<void> {
   const target = resolve(dir);
   const parent = dirname(target);
   const tag = `${process.pid}-${randomBytes(4).toString('hex')}`;
@@ -75,8 +78,7 @@ export async function saveBundle(dir: string, bundle: ModelBundle): Promise<void
   const old = join(parent, `.${basename(target)}.old-${tag}`);
   try {
     await mkdir(tmp, { recursive: true });
-    await writeFile(join(tmp, SPEC_FILE), `${JSON.stringify(spec, null, 2)}\n`);
-    await writeFile(join(tmp, WEIGHTS_FILE), writeSafetensors(bundle.weights, { format: 'pt' }));
+    await fill(tmp);
     let moved = false;
     try {
       await rename(target, old);
@@ -89,12 +91,21 @@ export async function saveBundle(dir: string, bundle: ModelBundle): Promise<void
   } catch (e) {
     await rm(tmp, { recursive: true, force: true });
     if (e instanceof ModelError) throw e;
-    throw new ModelError(
-      'BAD_FILE',
-      `${target}: could not write the model bundle (${(e as Error).message})`,
-      {
-        cause: e,
-      },
-    );
+    throw new ModelError('BAD_FILE', `${target}: could not write the ${what} (${(e as Error).message})`, {
+      cause: e,
+    });
   }
+}
+
+/**
+ * Writes a bundle folder atomically (validating spec and weights first). An existing folder at `dir` is
+ * replaced only once the new one is complete.
+ */
+export async function saveBundle(dir: string, bundle: ModelBundle): Promise<void> {
+  const spec = validateSpec(JSON.parse(JSON.stringify(bundle.spec)), 'spec');
+  validateWeights(spec, bundle.weights, 'weights');
+  await replaceDirAtomic(dir, 'model bundle', async (tmp) => {
+    await writeFile(join(tmp, SPEC_FILE), `${JSON.stringify(spec, null, 2)}\n`);
+    await writeFile(join(tmp, WEIGHTS_FILE), writeSafetensors(bundle.weights, { format: 'pt' }));
+  });
 }

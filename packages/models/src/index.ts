@@ -4,6 +4,7 @@ export {
   loadSpec,
   type ModelBundle,
   parseSpec,
+  replaceDirAtomic,
   SPEC_FILE,
   saveBundle,
   WEIGHTS_FILE,

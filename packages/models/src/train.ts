@@ -3,12 +3,11 @@
 // SGD with momentum and weight decay (torch.optim.SGD semantics) and a step learning-rate schedule.
 // Checkpoints hold everything a resumed run needs (weights, momentum, bank, epoch), written atomically.
 
-import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { sgdMomentumStep, type Tensor } from '@dhta/kernels';
 import { pcgHash, SeededRandom } from '@dhta/kernels/reference';
-import { loadBundle, saveBundle } from './bundle.js';
+import { loadBundle, replaceDirAtomic, saveBundle } from './bundle.js';
 import { ModelError } from './errors.js';
 import { pairwiseLoss } from './loss.js';
 import { readSafetensors, writeSafetensors } from './safetensors.js';
@@ -140,10 +139,6 @@ async function saveCheckpoint(
   bank: Float32Array,
   state: CheckpointState,
 ): Promise<void> {
-  const target = resolve(dir);
-  const tag = `${process.pid}-${randomBytes(4).toString('hex')}`;
-  const tmp = join(dirname(target), `.${basename(target)}.tmp-${tag}`);
-  const old = join(dirname(target), `.${basename(target)}.old-${tag}`);
   const tensors: Weights = new Map();
   for (const [name, v] of momentum) {
     tensors.set(`momentum.${name}`, {
@@ -152,26 +147,11 @@ async function saveCheckpoint(
     });
   }
   tensors.set('bank', { shape: [bank.length / net.bits, net.bits], data: bank });
-  try {
-    await mkdir(tmp, { recursive: true });
+  await replaceDirAtomic(dir, 'checkpoint', async (tmp) => {
     await saveBundle(join(tmp, MODEL_DIR), { spec: net.spec, weights: await net.readWeights() });
     await writeFile(join(tmp, TENSORS_FILE), writeSafetensors(tensors));
     await writeFile(join(tmp, STATE_FILE), `${JSON.stringify(state, null, 2)}\n`);
-    let moved = false;
-    try {
-      await rename(target, old);
-      moved = true;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-    }
-    await rename(tmp, target);
-    if (moved) await rm(old, { recursive: true, force: true });
-  } catch (e) {
-    await rm(tmp, { recursive: true, force: true });
-    throw new ModelError('BAD_FILE', `${target}: could not write the checkpoint (${(e as Error).message})`, {
-      cause: e,
-    });
-  }
+  });
 }
 
 /** A checkpoint, or null when `dir` holds none. */
