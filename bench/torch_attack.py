@@ -15,11 +15,18 @@ of PROTOCOL.md exactly:
 
 First a short check run (--check-iters) whose codes and delta (normalised space) go to OUT_DIR for the
 comparison, then the timed run of --iters iterations (from delta = 0; the final forward is included, as on
-our side). Prints one JSON line: {"peer": "torch", "version", "threads", "seconds", "query_iterations_per_second", ...}.
+our side). Prints one JSON line: {"peer": "torch", "version", "threads", "device", "seconds",
+"query_iterations_per_second", ...}.
+
+--device cpu (the default) or cuda[:N]; its default comes from the environment variable DHTA_TORCH_DEVICE, since
+`dhta bench attack` passes its environment on but no device (scripts/gpu-run.sh sets it on GPU hosts). On CUDA
+the timings synchronise the device, and TF32 is off (float32 throughout, as our kernels; DHTA_TORCH_TF32=1
+allows it, PyTorch's default for convolutions).
 
 Usage:
   env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE /usr/bin/python3 bench/torch_attack.py \
-      --bundle DIR --x x.npy --anchors anchors.npy --iters N [--check-iters 10] [--threads 2] --out-dir DIR
+      --bundle DIR --x x.npy --anchors anchors.npy --iters N [--check-iters 10] [--threads 2] [--device cpu] \
+      --out-dir DIR
 """
 import argparse
 import json
@@ -123,40 +130,56 @@ def main():
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--lr', type=float, default=1.0)
     ap.add_argument('--eps', type=float, default=0.032)
+    ap.add_argument('--device', default=os.environ.get('DHTA_TORCH_DEVICE') or 'cpu')
     ap.add_argument('--out-dir', required=True)
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
+    dev = torch.device(args.device)
+    if dev.type == 'cuda':
+        tf32 = os.environ.get('DHTA_TORCH_TF32') == '1'
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+        sync = lambda: torch.cuda.synchronize(dev)
+    else:
+        sync = lambda: None
     with open(os.path.join(args.bundle, 'model.json')) as f:
         spec = json.load(f)
-    model = build(spec, load_safetensors(os.path.join(args.bundle, 'weights.safetensors')))
-    x = torch.from_numpy(np.load(args.x).astype(np.float32))
-    anchors = torch.from_numpy(np.load(args.anchors).astype(np.float32))
+    model = build(spec, load_safetensors(os.path.join(args.bundle, 'weights.safetensors'))).to(dev)
+    x = torch.from_numpy(np.load(args.x).astype(np.float32)).to(dev)
+    anchors = torch.from_numpy(np.load(args.anchors).astype(np.float32)).to(dev)
     i = spec['input']
     shape = (1, -1, 1, 1)
     mean = torch.tensor(i['mean'], dtype=torch.float32).view(shape)
     std = torch.tensor(i['std'], dtype=torch.float32).view(shape)
     # As our normalize kernel: x * (1 / std) + (-mean / std), the box (0 - m) / s and (1 - m) / s.
-    inv = torch.tensor([1.0 / s for s in i['std']], dtype=torch.float32).view(shape)
-    shift = torch.tensor([-m / s for m, s in zip(i['mean'], i['std'])], dtype=torch.float32).view(shape)
+    inv = torch.tensor([1.0 / s for s in i['std']], dtype=torch.float32).view(shape).to(dev)
+    shift = torch.tensor([-m / s for m, s in zip(i['mean'], i['std'])], dtype=torch.float32).view(shape).to(dev)
     xn = x * inv + shift
-    lo = torch.tensor([(0 - m) / s for m, s in zip(i['mean'], i['std'])], dtype=torch.float32).view(shape)
-    hi = torch.tensor([(1 - m) / s for m, s in zip(i['mean'], i['std'])], dtype=torch.float32).view(shape)
+    lo = torch.tensor([(0 - m) / s for m, s in zip(i['mean'], i['std'])], dtype=torch.float32).view(shape).to(dev)
+    hi = torch.tensor([(1 - m) / s for m, s in zip(i['mean'], i['std'])], dtype=torch.float32).view(shape).to(dev)
     eps = torch.full_like(lo, args.eps)
     del mean, std
 
     result = {'peer': 'torch', 'version': torch.__version__, 'threads': torch.get_num_threads(),
-              'n': int(x.shape[0]), 'bits': int(anchors.shape[1]), 'iters': args.iters}
+              'n': int(x.shape[0]), 'bits': int(anchors.shape[1]), 'iters': args.iters, 'device': str(dev)}
+    if dev.type == 'cuda':
+        result['device_name'] = torch.cuda.get_device_name(dev)
+        result['tf32'] = torch.backends.cudnn.allow_tf32
     if args.check_iters > 0:
+        sync()
         t0 = time.perf_counter()
         delta, f = dhta(model, xn, anchors, lo, hi, eps, args.check_iters, args.lr)
+        sync()
         result['check_seconds'] = time.perf_counter() - t0
         codes = torch.where(f >= 0, 1, -1).to(torch.int8)
-        np.save(os.path.join(args.out_dir, 'check_codes.npy'), codes.numpy())
-        np.save(os.path.join(args.out_dir, 'check_delta.npy'), delta.numpy().astype(np.float32))
-        np.save(os.path.join(args.out_dir, 'check_features.npy'), f.numpy().astype(np.float32))
+        np.save(os.path.join(args.out_dir, 'check_codes.npy'), codes.cpu().numpy())
+        np.save(os.path.join(args.out_dir, 'check_delta.npy'), delta.cpu().numpy().astype(np.float32))
+        np.save(os.path.join(args.out_dir, 'check_features.npy'), f.cpu().numpy().astype(np.float32))
+    sync()
     t0 = time.perf_counter()
     dhta(model, xn, anchors, lo, hi, eps, args.iters, args.lr)
+    sync()
     seconds = time.perf_counter() - t0
     result['seconds'] = seconds
     result['query_iterations_per_second'] = x.shape[0] * args.iters / seconds
