@@ -44,6 +44,16 @@ function oneOf<T extends string>(name: string, values: readonly T[]) {
   };
 }
 
+export function classList(name: string) {
+  return (v: string): number[] => {
+    const list = v.split(',').map((x) => Number(x.trim()));
+    if (list.length === 0 || list.some((c) => !Number.isInteger(c) || c < 0)) {
+      throw new CliError(`${name} must be comma-separated class indices (e.g. 7,8,9), found "${v}"`);
+    }
+    return list;
+  };
+}
+
 export function shardOption(v: string): { index: number; count: number } {
   const m = /^(\d+)\/(\d+)$/.exec(v);
   const index = m ? Number(m[1]) : Number.NaN;
@@ -100,6 +110,7 @@ interface AttackFlags extends AttackSettingFlags {
   zeroHits: 'skip' | 'count';
   resume?: boolean;
   shard?: { index: number; count: number };
+  targetClasses?: number[];
   json?: boolean;
 }
 
@@ -263,6 +274,7 @@ async function attackData(f: AttackFlags): Promise<void> {
       outDir: f.outDir,
       resume: f.resume,
       shard: f.shard,
+      targetClasses: f.targetClasses,
       log: (l) => progress.log(l),
       progress: (phase, done, total, extra) => progress.update(phase, done, total, extra),
     }),

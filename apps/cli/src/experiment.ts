@@ -45,6 +45,8 @@ export interface ProtocolOptions {
   R?: number;
   zeroHits: 'skip' | 'count';
   outDir: string;
+  /** The open set (Table 6): target labels only from these classes (those the model was not trained on). */
+  targetClasses?: number[];
   /** Continue the run in outDir (its results.jsonl) instead of starting over. */
   resume?: boolean;
   /** Run only slice `index` of `count` of the sampled queries. */
@@ -192,6 +194,7 @@ export async function runProtocol(gpu: Gpu, o: ProtocolOptions): Promise<Protoco
       seed: o.seed,
       queries: o.queries,
       targetsPerQuery: o.nT,
+      targetClasses: o.targetClasses,
     });
     const nq = sample.queryIndices.length;
     const queryIdx = Array.from(sample.queryIndices);
@@ -226,6 +229,7 @@ export async function runProtocol(gpu: Gpu, o: ProtocolOptions): Promise<Protoco
       databaseSize: data.database.length,
       ns: defaultNs(data.database.length),
       attack: JSON.parse(JSON.stringify(o.attack)),
+      targetClasses: o.targetClasses ?? null,
       shard,
     };
     const done = resumeResults(resultsPath, header, Boolean(o.resume));

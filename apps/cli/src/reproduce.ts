@@ -2,7 +2,7 @@
 // per cell group (each resumable and shardable like `dhta attack --data`), and a summary table beside the
 // paper's numbers.
 
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Gpu } from '@dhta/kernels';
 import type { Command } from 'commander';
@@ -34,6 +34,8 @@ interface Cell {
 interface Experiment {
   description: string;
   video: boolean;
+  /** Targets from the model's held-out classes (its card's heldOutClasses: dhta train --held-out). */
+  openSet?: boolean;
   cells(bits: number[]): Cell[];
   /** Rows of the summary: label and how to read a value from a cell's result. */
   rows(results: Map<string, ProtocolResult>, bits: number[]): { label: string; values: (number | null)[] }[];
@@ -130,6 +132,13 @@ const EXPERIMENTS: Record<string, Experiment> = {
       bits.map((b) => ({ name: `bits${b}`, bits: b, methods: ['original', 'p2p', 'dhta'] as Method[] })),
     rows: methodsTable(['original', 'p2p', 'dhta'], 'tMap', 't-MAP'),
   },
+  table6: {
+    description:
+      'open set: DHTA t-MAP with target labels from classes the model never saw, n_t in 5, 7, 9, 11',
+    video: false,
+    openSet: true,
+    ...sweep('nT', [5, 7, 9, 11]),
+  },
   fig7: {
     description: 'DHTA t-MAP for n_t in 1, 3, 5, 7, 9, 11, 13 (and MAP of Original)',
     video: false,
@@ -173,6 +182,20 @@ async function reproduce(gpu: Gpu, name: string, f: ReproduceFlags): Promise<Rec
       );
     }
   }
+  const heldOut = new Map<number, number[]>();
+  if (exp.openSet) {
+    for (const b of bits) {
+      const card = JSON.parse(readFileSync(join(modelFor(b), 'model.json'), 'utf8')).card ?? {};
+      const classes: number[] = card.heldOutClasses ?? [];
+      if (classes.length === 0) {
+        throw new CliError(
+          `${name} needs models trained without some classes; ${modelFor(b)} lists no heldOutClasses in its card`,
+          'train them with dhta train ... --held-out 7,8,9 and pass --model with {bits}',
+        );
+      }
+      heldOut.set(b, classes);
+    }
+  }
   mkdirSync(outDir, { recursive: true });
   const progress = createProgress({ quiet: f.json });
   const results = new Map<string, ProtocolResult>();
@@ -193,6 +216,7 @@ async function reproduce(gpu: Gpu, name: string, f: ReproduceFlags): Promise<Rec
       outDir: join(outDir, cell.name),
       resume: f.resume,
       shard: f.shard,
+      targetClasses: heldOut.get(cell.bits),
       log: (l) => progress.log(l),
       progress: (phase, done, total, extra) => progress.update(phase, done, total, extra),
     });
@@ -253,7 +277,8 @@ export function registerReproduce(program: Command): void {
           .map(([k, e]) => `  ${k.padEnd(7)} ${e.description}`)
           .join('\n') +
         '\nDefaults: the shipped zoo models (zoo/<data>-<bits>) and data (mnist; moving-mnist for video). ' +
-        'table6 (open set) needs models trained with held-out classes and is not automated yet.',
+        'table6 (open set) needs models trained with held-out classes (dhta train --held-out 7,8,9; pass them ' +
+        'with --model DIR-{bits}); its targets come from those classes.',
     )
     .argument('<experiment>', Object.keys(EXPERIMENTS).join(' | '))
     .option('--data <NAME>', 'data set (default mnist, or moving-mnist for video experiments)')
@@ -277,7 +302,7 @@ export function registerReproduce(program: Command): void {
     if (!EXPERIMENTS[name]) {
       throw new CliError(
         `unknown experiment "${name}"`,
-        `expected one of ${Object.keys(EXPERIMENTS).join(', ')}${name === 'table6' ? ' (table6, the open set, is not automated yet)' : ''}`,
+        `expected one of ${Object.keys(EXPERIMENTS).join(', ')}`,
       );
     }
     const summary = await withGpu(f, (gpu) => reproduce(gpu, name, f));

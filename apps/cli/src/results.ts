@@ -35,6 +35,8 @@ export interface RunHeader {
   /** P@N cut-offs (the per-query precisionAtN values follow them). */
   ns: number[];
   attack: Record<string, unknown>;
+  /** The open set's target classes, or null. */
+  targetClasses: number[] | null;
   shard: { index: number; count: number };
 }
 
@@ -115,6 +117,7 @@ function sameRun(a: RunHeader, b: RunHeader): string | null {
   }
   if (JSON.stringify(a.attack) !== JSON.stringify(b.attack)) return 'the attack settings';
   if (JSON.stringify(a.ns) !== JSON.stringify(b.ns)) return 'the P@N cut-offs';
+  if (JSON.stringify(a.targetClasses) !== JSON.stringify(b.targetClasses)) return 'the target classes';
   return null;
 }
 

@@ -17,7 +17,7 @@ import {
   videoNet,
 } from '@dhta/models';
 import type { Command } from 'commander';
-import { nonNegativeInt, positiveInt, positiveNumber } from './attack.js';
+import { classList, nonNegativeInt, positiveInt, positiveNumber } from './attack.js';
 import { CliError } from './errors.js';
 import { encodeDataset } from './experiment.js';
 import { backendOption, withGpu } from './gpu.js';
@@ -36,6 +36,7 @@ interface TrainFlags {
   batch?: number;
   lr?: number;
   trainPerClass?: number;
+  heldOut?: number[];
   mapQueries: number;
   json?: boolean;
   backend?: string;
@@ -97,7 +98,11 @@ export async function cleanMap(
 
 async function train(gpu: Gpu, f: TrainFlags): Promise<Record<string, unknown>> {
   const progress = createProgress({ quiet: f.json });
-  const data = await openDataset(f.data, { seed: f.seed, trainPerClass: f.trainPerClass });
+  const data = await openDataset(f.data, {
+    seed: f.seed,
+    trainPerClass: f.trainPerClass,
+    openSet: f.heldOut ? { heldOutClasses: f.heldOut } : undefined,
+  });
   const spec = presetFor(f.preset, f.bits, data);
   const out = resolve(f.out);
   const checkpointDir = `${out}.checkpoint`;
@@ -140,6 +145,7 @@ async function train(gpu: Gpu, f: TrainFlags): Promise<Record<string, unknown>> 
         query: data.query.length,
       },
       preset: f.preset,
+      heldOutClasses: f.heldOut ?? [],
       epochs: f.epochs,
       lr: f.lr ?? DEFAULT_LR[f.preset],
       balance: f.balance,
@@ -197,6 +203,11 @@ export function registerTrain(program: Command): void {
       '--train-per-class <N>',
       'training items per class (default: the data set protocol)',
       positiveInt('--train-per-class'),
+    )
+    .option(
+      '--held-out <LIST>',
+      'open set (Table 6): classes left out of training (they stay in the database)',
+      classList('--held-out'),
     )
     .option(
       '--map-queries <N>',

@@ -17,6 +17,11 @@ describe('dhta reproduce', () => {
       const spec = smallCnn(bits);
       await saveBundle(join(root, `model-${bits}`), { spec, weights: initWeights(spec, bits) });
     }
+    const open = smallCnn(16);
+    await saveBundle(join(root, 'open-16'), {
+      spec: { ...open, card: { heldOutClasses: [2] } },
+      weights: initWeights(open, 5),
+    });
     writeIdx(join(root, 'idx'), new SeededRandom(7));
   });
 
@@ -65,9 +70,35 @@ describe('dhta reproduce', () => {
     const rows = JSON.parse(f7.stdout.trim().split('\n').at(-1) ?? '').rows;
     expect(rows).toHaveLength(8);
     expect(rows[0].label).toBe('DHTA t-MAP, n_t 1');
-    const bad = dhta('reproduce', 'table6', ...common);
-    expect(bad.code).not.toBe(0);
-    expect(bad.stderr).toMatch(/unknown experiment "table6"/);
+    const noOpenSet = dhta('reproduce', 'table6', ...common, '--bits', '16');
+    expect(noOpenSet.code).not.toBe(0);
+    expect(noOpenSet.stderr).toMatch(/lists no heldOutClasses in its card/);
+    // Open set: targets only from the model's held-out class 2.
+    const t6 = dhta(
+      'reproduce',
+      'table6',
+      ...common.map((v) => v.replace('model-{bits}', 'open-{bits}')),
+      '--bits',
+      '16',
+      '--out-dir',
+      join(root, 't6'),
+      '--json',
+    );
+    expect(t6.stderr).not.toMatch(/error/);
+    expect(lastJson(t6).rows.map((r: { label: string }) => r.label)).toEqual([
+      'DHTA t-MAP, n_t 5',
+      'DHTA t-MAP, n_t 7',
+      'DHTA t-MAP, n_t 9',
+      'DHTA t-MAP, n_t 11',
+      'MAP original',
+    ]);
+    const lines = readFileSync(join(root, 't6', 'bits16-nT11', 'results.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .slice(1);
+    for (const l of lines) expect(JSON.parse(l).target).toEqual([2]);
+    const unknown = dhta('reproduce', 'table9', ...common);
+    expect(unknown.stderr).toMatch(/unknown experiment "table9"/);
     const missing = dhta(
       'reproduce',
       'table1',

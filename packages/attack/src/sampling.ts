@@ -17,6 +17,11 @@ export interface SamplingOptions {
   queries?: number;
   /** n_t, target objects per query; default 9. */
   targetsPerQuery?: number;
+  /**
+   * The open set (PROTOCOL.md, Table 6): only label vectors whose positive classes all lie in this list can be
+   * targets (the classes the model never saw in training). Default: any class.
+   */
+  targetClasses?: readonly number[];
 }
 
 export interface AttackSample {
@@ -200,7 +205,18 @@ export function sampleAttack(
   }
   const rng = new SeededRandom(options.seed);
   const groups = groupByLabel(databaseLabels, classes);
-  const eligible = eligibleTargetGroups(groups, nt);
+  let eligible = eligibleTargetGroups(groups, nt);
+  if (options.targetClasses) {
+    const allowed = new Set(options.targetClasses);
+    eligible = eligible.filter((g) => g.label.every((v, c) => v === 0 || allowed.has(c)));
+    if (eligible.length === 0) {
+      throw new AttackError(
+        'NO_TARGET',
+        `target classes ${options.targetClasses.join(', ')}: expected a database label vector within them that ` +
+          `occurs more than n_t = ${nt} times, found none; check the held-out classes or lower n_t.`,
+      );
+    }
+  }
   const queryIndices = sampleQueries(querySetSize, count, rng);
   const targetLabels = new Uint8Array(count * classes);
   const targetIndices = new Int32Array(count * nt);

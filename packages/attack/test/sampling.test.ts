@@ -67,6 +67,27 @@ describe('sampleAttack', () => {
     }
   });
 
+  it('open set: targets only from the given classes', () => {
+    const s = sampleAttack(queries, database, 5, {
+      seed: 4,
+      queries: 60,
+      targetsPerQuery: 9,
+      targetClasses: [3, 4],
+    });
+    const seen = new Set<number>();
+    for (let k = 0; k < 60; k++) {
+      const t = row(s.targetLabels, k, 5).indexOf(1);
+      expect([3, 4]).toContain(t);
+      expect(t).not.toBe(queryClasses[s.queryIndices[k]]);
+      seen.add(t);
+    }
+    expect(seen.size).toBe(2);
+    // Class 2 has only 9 objects: with n_t = 9 it cannot be a target.
+    expect(errorCode(() => sampleAttack(queries, database, 5, { seed: 4, targetClasses: [2] }))).toBe(
+      'NO_TARGET',
+    );
+  });
+
   it('draws target labels uniformly among the eligible ones', () => {
     // Queries of class 0; eligible targets for n_t = 9: classes 1, 3, 4 (class 2 has exactly 9 objects).
     const q0 = oneHot(
