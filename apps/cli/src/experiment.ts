@@ -5,13 +5,13 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { type AttackOptions, runAttack, sampleAttack, voteAnchors } from '@dhta/attack';
 import { type Dataset, type OpenedDataset, openDataset } from '@dhta/data';
 import { defaultNs, perceptibility, RetrievalDatabase } from '@dhta/eval';
 import type { Gpu } from '@dhta/kernels';
 import { writeNpyFile } from '@dhta/kernels/hamming';
-import { type HashingNetwork, loadNetwork } from '@dhta/models';
+import { type HashingNetwork, loadNetwork, type ModelSpec } from '@dhta/models';
 import { CliError } from './errors.js';
 import {
   appendLine,
@@ -98,19 +98,45 @@ export async function encodeDataset(
 }
 
 /** Database codes, cached on disk by (model files, data set name, seed, split size). */
+/**
+ * Where a model's database codes are cached: keyed by the model's spec (its card aside: a card written after
+ * training does not change the codes), its weights file and the data set's name, seed and database size.
+ */
+export function codesCacheFile(
+  spec: ModelSpec,
+  weightsBytes: Uint8Array,
+  dataName: string,
+  seed: number,
+  n: number,
+): string {
+  const { card: _card, ...plain } = spec;
+  const hash = createHash('sha256');
+  hash.update(JSON.stringify(plain));
+  hash.update(weightsBytes);
+  hash.update(JSON.stringify({ data: dataName, seed, n, v: 2 }));
+  return join(cacheDir(), 'codes', `${hash.digest('hex').slice(0, 32)}.i8`);
+}
+
+/** Stores database codes in the cache (atomically). */
+export function cacheCodes(file: string, codes: Int8Array): void {
+  mkdirSync(dirname(file), { recursive: true });
+  writeAtomic(file, new Uint8Array(codes.buffer, codes.byteOffset, codes.length));
+}
+
+/** Database codes, from the cache or encoded (then cached). */
 async function databaseCodes(
   net: HashingNetwork,
   modelDir: string,
   data: OpenedDataset,
   o: ProtocolOptions,
 ): Promise<{ codes: Int8Array; cached: boolean }> {
-  const hash = createHash('sha256');
-  hash.update(readFileSync(join(modelDir, 'model.json')));
-  hash.update(readFileSync(join(modelDir, 'weights.safetensors')));
-  hash.update(JSON.stringify({ data: o.data, seed: data.info.seed, n: data.database.length, v: 1 }));
-  const key = hash.digest('hex').slice(0, 32);
-  const dir = join(cacheDir(), 'codes');
-  const file = join(dir, `${key}.i8`);
+  const file = codesCacheFile(
+    net.spec,
+    readFileSync(join(modelDir, 'weights.safetensors')),
+    o.data,
+    data.info.seed,
+    data.database.length,
+  );
   try {
     const bytes = readFileSync(file);
     if (bytes.length === data.database.length * net.bits) {
@@ -120,8 +146,7 @@ async function databaseCodes(
     // not cached yet
   }
   const codes = await encodeDataset(net, data.database, (d, t) => o.progress?.('encode database', d, t));
-  mkdirSync(dir, { recursive: true });
-  writeAtomic(file, new Uint8Array(codes.buffer, codes.byteOffset, codes.length));
+  cacheCodes(file, codes);
   return { codes, cached: false };
 }
 

@@ -51,6 +51,25 @@ describe('dhta train', () => {
     expect(spec.card.cleanMap).toBe(card.cleanMap);
     expect(existsSync(join(out, 'weights.safetensors'))).toBe(true);
     expect(existsSync(`${out}.checkpoint`)).toBe(false);
+    // The database codes computed for the clean MAP are in the protocol's cache (the card aside).
+    const attack = dhta(
+      'attack',
+      '--model',
+      out,
+      '--data',
+      `idx:${join(root, 'idx')}`,
+      '--queries',
+      '2',
+      '--iters',
+      '2',
+      '--methods',
+      'original',
+      '--out-dir',
+      join(root, 'a'),
+      '--json',
+    );
+    expect(attack.code).toBe(0);
+    expect(lastJson(attack).databaseCached).toBe(true);
     // A leftover checkpoint is not overwritten silently.
     mkdirSync(`${out}2.checkpoint`);
     const refused = dhta(...args.slice(0, -1), `${out}2`);
