@@ -12,9 +12,12 @@ run() {
   echo "== $name: dhta train $*" >&2
   pnpm dhta train "$@" --out "zoo/$name"
 }
-for data in mnist fashion-mnist; do
-  for bits in 32 16 48 64; do
-    run "$data-$bits" --data "$data" --preset small-cnn --bits "$bits" --epochs 12 --train-per-class 200 --seed 0
-  done
+# MNIST: 2000 training images (200 per class), 12 epochs. Fashion-MNIST's classes overlap more: 200 per class
+# and 12 epochs gave a clean MAP of 0.627 at 32 bits, so it trains on 5000 images (500 per class) for 15.
+for bits in 32 16 48 64; do
+  run "mnist-$bits" --data mnist --preset small-cnn --bits "$bits" --epochs 12 --train-per-class 200 --seed 0
 done
-run moving-mnist-32 --data moving-mnist --preset video --bits 32 --epochs 20 --seed 0
+for bits in 32 16 48 64; do
+  run "fashion-mnist-$bits" --data fashion-mnist --preset small-cnn --bits "$bits" --epochs 15 --train-per-class 500 --seed 0
+done
+run moving-mnist-32 --data moving-mnist --preset video --bits 32 --epochs 20 --lr 0.5 --batch 20 --seed 0
