@@ -5,6 +5,7 @@ import { resolve } from 'node:path';
 import { type OpenedDataset, openDataset } from '@dhta/data';
 import { RetrievalDatabase } from '@dhta/eval';
 import type { Gpu } from '@dhta/kernels';
+import { SeededRandom } from '@dhta/kernels/reference';
 import {
   createNetwork,
   initWeights,
@@ -92,6 +93,7 @@ export async function cleanMap(
   maxQueries: number,
   progress: Progress,
   dataName: string,
+  seed: number,
 ): Promise<{ map: number | null; queries: number; R: number }> {
   const dbCodes = await encodeDataset(net, data.database, (d, t) => progress.update('encode database', d, t));
   // The protocol (dhta attack --data, demo, reproduce) finds these codes in its cache instead of encoding again.
@@ -106,8 +108,15 @@ export async function cleanMap(
     dbCodes,
   );
   const nq = Math.min(maxQueries, data.query.length);
-  // An even spread over the query set (deterministic, no draw needed).
-  const idx = Array.from({ length: nq }, (_, i) => Math.floor((i * data.query.length) / nq));
+  // A seeded sample of the query set (an even spread would take only some classes of a set stored in class
+  // order, such as moving items, whose clip j has class j mod 10).
+  const all = Array.from({ length: data.query.length }, (_, i) => i);
+  const rng = new SeededRandom(seed);
+  for (let i = 0; i < nq; i++) {
+    const j = i + rng.int(all.length - i);
+    [all[i], all[j]] = [all[j], all[i]];
+  }
+  const idx = all.slice(0, nq).sort((a, b) => a - b);
   const queries = data.query.subset(idx);
   const qCodes = await encodeDataset(net, queries, (d, t) => progress.update('encode queries', d, t));
   const db = new RetrievalDatabase(net.bits, dbCodes, data.database.labels());
@@ -154,7 +163,7 @@ async function train(gpu: Gpu, f: TrainFlags): Promise<Record<string, unknown>> 
         ),
     });
     if (result.resumedFrom > 0) progress.log(`resumed after epoch ${result.resumedFrom}`);
-    const clean = await cleanMap(net, data, f.mapQueries, progress, f.data);
+    const clean = await cleanMap(net, data, f.mapQueries, progress, f.data, f.seed);
     const card = {
       data: f.data,
       split: {
@@ -236,7 +245,7 @@ export function registerTrain(program: Command): void {
     )
     .option(
       '--map-queries <N>',
-      'queries used for the clean MAP (an even spread over the query set)',
+      'queries used for the clean MAP (a seeded sample of the query set; all when it holds fewer)',
       positiveInt('--map-queries'),
       1000,
     )
