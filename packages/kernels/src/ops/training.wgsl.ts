@@ -112,6 +112,36 @@ fn main(${GRID_BUILTINS}) {
 }`;
 }
 
+/** A workgroup tree reduction over red[] (every lane ends at a barrier). */
+function tree(op: string): string {
+  return `workgroupBarrier();
+  for (var half = ${TRAINING_WORKGROUP / 2}u; half > 0u; half >>= 1u) {
+    if (lid < half) { red[lid] = ${op}; }
+    workgroupBarrier();
+  }`;
+}
+
+/**
+ * A row's L2 norm, overflow-safe: the max |g| first, then the norm of g / max (one workgroup per row, rows of
+ * u.cols from u.rows); defines base, gmax, scale and scaled_norm (||g|| = scale * scaled_norm).
+ */
+const ROW_L2_NORM = `let base = wg_linear * u.cols;
+  var m = 0.0;
+  for (var c = lid; c < u.cols; c += ${TRAINING_WORKGROUP}u) { m = max(m, abs(g[base + c])); }
+  red[lid] = m;
+  ${tree('max(red[lid], red[lid + half])')}
+  let gmax = red[0];
+  workgroupBarrier();
+  let scale = select(1.0, gmax, gmax > 0.0);
+  var acc = 0.0;
+  for (var c = lid; c < u.cols; c += ${TRAINING_WORKGROUP}u) {
+    let q = g[base + c] / scale;
+    acc += q * q;
+  }
+  red[lid] = acc;
+  ${tree('red[lid] + red[lid + half]')}
+  let scaled_norm = sqrt(red[0]);`;
+
 /**
  * The attack's L2 step, fused: one workgroup per row computes the row's gradient norm and applies
  * delta -= lr * g / ||g||. The norm is taken as gmax * sqrt(sum((g / gmax)^2)) (as BLAS snrm2 scales), so
@@ -119,11 +149,6 @@ fn main(${GRID_BUILTINS}) {
  * Both sums are per-invocation strided slices combined by a pairwise tree. A zero row is left unchanged.
  */
 export function attackStepL2Shader(): string {
-  const tree = (op: string) => `workgroupBarrier();
-  for (var half = ${TRAINING_WORKGROUP / 2}u; half > 0u; half >>= 1u) {
-    if (lid < half) { red[lid] = ${op}; }
-    workgroupBarrier();
-  }`;
   return `
 ${declareBindings(
   [
@@ -141,22 +166,7 @@ var<workgroup> red: array<f32, ${TRAINING_WORKGROUP}>;
 fn main(${GRID_BUILTINS}) {
   ${LINEAR_WORKGROUP}
   if (wg_linear >= u.rows) { return; }
-  let base = wg_linear * u.cols;
-  var m = 0.0;
-  for (var c = lid; c < u.cols; c += ${TRAINING_WORKGROUP}u) { m = max(m, abs(g[base + c])); }
-  red[lid] = m;
-  ${tree('max(red[lid], red[lid + half])')}
-  let gmax = red[0];
-  workgroupBarrier();
-  let scale = select(1.0, gmax, gmax > 0.0);
-  var acc = 0.0;
-  for (var c = lid; c < u.cols; c += ${TRAINING_WORKGROUP}u) {
-    let q = g[base + c] / scale;
-    acc += q * q;
-  }
-  red[lid] = acc;
-  ${tree('red[lid] + red[lid + half]')}
-  let scaled_norm = sqrt(red[0]);
+  ${ROW_L2_NORM}
   if (gmax > 0.0) {
     for (var c = lid; c < u.cols; c += ${TRAINING_WORKGROUP}u) {
       let i = base + c;
@@ -175,11 +185,6 @@ fn main(${GRID_BUILTINS}) {
  * result is the same to the bit. The per-channel box is a uniform array of vec4 (lo, hi, eps, -).
  */
 export function attackStepProjectShader(channels: number): string {
-  const tree = (op: string) => `workgroupBarrier();
-  for (var half = ${TRAINING_WORKGROUP / 2}u; half > 0u; half >>= 1u) {
-    if (lid < half) { red[lid] = ${op}; }
-    workgroupBarrier();
-  }`;
   return `
 @group(0) @binding(0) var<storage, read_write> delta: array<f32>;
 @group(0) @binding(1) var<storage, read> g: array<f32>;
@@ -192,22 +197,7 @@ var<workgroup> red: array<f32, ${TRAINING_WORKGROUP}>;
 fn main(${GRID_BUILTINS}) {
   ${LINEAR_WORKGROUP}
   if (wg_linear >= u.rows) { return; }
-  let base = wg_linear * u.cols;
-  var m = 0.0;
-  for (var c = lid; c < u.cols; c += ${TRAINING_WORKGROUP}u) { m = max(m, abs(g[base + c])); }
-  red[lid] = m;
-  ${tree('max(red[lid], red[lid + half])')}
-  let gmax = red[0];
-  workgroupBarrier();
-  let scale = select(1.0, gmax, gmax > 0.0);
-  var acc = 0.0;
-  for (var c = lid; c < u.cols; c += ${TRAINING_WORKGROUP}u) {
-    let q = g[base + c] / scale;
-    acc += q * q;
-  }
-  red[lid] = acc;
-  ${tree('red[lid] + red[lid + half]')}
-  let scaled_norm = sqrt(red[0]);
+  ${ROW_L2_NORM}
   for (var c = lid; c < u.cols; c += ${TRAINING_WORKGROUP}u) {
     let i = base + c;
     var d = delta[i];
