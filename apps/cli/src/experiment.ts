@@ -3,7 +3,7 @@
 // Orchestration only: every number comes from the packages.
 
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { type AttackOptions, runAttack, sampleAttack, voteAnchors } from '@dhta/attack';
@@ -15,11 +15,9 @@ import { type HashingNetwork, loadNetwork, type ModelSpec } from '@dhta/models';
 import { CliError } from './errors.js';
 import {
   appendLine,
-  closeSync,
   type Method,
   type MethodCurves,
   type MethodMetrics,
-  openSync,
   type RunHeader,
   readAllResults,
   resumeResults,

@@ -4,10 +4,8 @@
 // lines in query order.
 
 import {
-  closeSync,
   existsSync,
   fsyncSync,
-  openSync,
   readFileSync,
   renameSync,
   truncateSync,
@@ -293,5 +291,3 @@ export function writeResultsFile(path: string, header: RunHeader, lines: QueryRe
   );
   writeAtomic(path, `${[JSON.stringify({ header }), ...sorted.map((l) => JSON.stringify(l))].join('\n')}\n`);
 }
-
-export { closeSync, openSync };
