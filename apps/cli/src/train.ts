@@ -11,6 +11,7 @@ import {
   initWeights,
   type ModelSpec,
   PRESET_NAMES,
+  resolveTrainOptions,
   saveBundle,
   smallCnn,
   trainHashingNetwork,
@@ -37,6 +38,9 @@ interface TrainFlags {
   seed: number;
   batch?: number;
   lr?: number;
+  eta?: number;
+  weightDecay?: number;
+  lrSteps?: number[];
   trainPerClass?: number;
   heldOut?: number[];
   mapQueries: number;
@@ -58,6 +62,29 @@ const DEFAULT_LR: Record<string, number> = { 'small-cnn': 0.5, vgg11: 0.01, vide
  * of 1000 clips); at lr 1 it collapsed to one code for all clips, at 0.5 it trained.
  */
 const DEFAULT_BATCH: Record<string, number> = { video: 20 };
+
+function nonNegativeNumber(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!(n >= 0) || !Number.isFinite(n) || v.trim() === '')
+      throw new CliError(`${name} must be a number >= 0, found "${v}"`);
+    return n;
+  };
+}
+
+/** Comma-separated fractions in [0, 1], e.g. 0.5,0.75 (an empty string: no steps). */
+function fractionList(name: string) {
+  return (v: string): number[] => {
+    if (v.trim() === '') return [];
+    const list = v.split(',').map((x) => Number(x.trim()));
+    if (list.some((x) => !(x >= 0 && x <= 1))) {
+      throw new CliError(
+        `${name} must be comma-separated fractions between 0 and 1 (e.g. 0.5,0.75), found "${v}"`,
+      );
+    }
+    return list;
+  };
+}
 
 /** The preset shaped for the data set's items and normalisation. */
 export function presetFor(name: string, bits: number, data: OpenedDataset): ModelSpec {
@@ -154,6 +181,9 @@ async function train(gpu: Gpu, f: TrainFlags): Promise<Record<string, unknown>> 
       checkpointDir,
       resume: f.resume,
       balance: f.balance,
+      eta: f.eta,
+      weightDecay: f.weightDecay,
+      milestones: f.lrSteps,
       onProgress: (p) =>
         progress.update(
           `epoch ${p.epoch + 1}/${p.epochs}`,
@@ -164,6 +194,14 @@ async function train(gpu: Gpu, f: TrainFlags): Promise<Record<string, unknown>> 
     });
     if (result.resumedFrom > 0) progress.log(`resumed after epoch ${result.resumedFrom}`);
     const clean = await cleanMap(net, data, f.mapQueries, progress, f.data, f.seed);
+    const used = resolveTrainOptions(spec.task, {
+      epochs: f.epochs,
+      batch: f.batch ?? DEFAULT_BATCH[f.preset],
+      lr: f.lr ?? DEFAULT_LR[f.preset],
+      eta: f.eta,
+      weightDecay: f.weightDecay,
+      milestones: f.lrSteps,
+    });
     const card = {
       data: f.data,
       split: {
@@ -176,8 +214,12 @@ async function train(gpu: Gpu, f: TrainFlags): Promise<Record<string, unknown>> 
       preset: f.preset,
       heldOutClasses: f.heldOut ?? [],
       epochs: f.epochs,
-      batch: f.batch ?? DEFAULT_BATCH[f.preset] ?? (spec.task === 'video' ? 100 : 24),
-      lr: f.lr ?? DEFAULT_LR[f.preset],
+      batch: used.batch,
+      lr: used.lr,
+      lrSteps: used.milestones,
+      eta: used.eta,
+      weightDecay: used.weightDecay,
+      momentum: used.momentum,
       balance: f.balance,
       seed: f.seed,
       losses: result.losses.map((l) => Number(l.toPrecision(6))),
@@ -203,7 +245,7 @@ export function registerTrain(program: Command): void {
     .command('train')
     .description(
       "Trains a hashing model from a preset on a data set's training split (pairwise DPSH-style loss on tanh(f(x)) " +
-        'against a memory bank; SGD momentum 0.9 with weight decay; learning rate x0.1 at 50% and 75% of the epochs), ' +
+        'against a memory bank; SGD momentum 0.9 with weight decay; learning rate x0.1 at 50% and 75% of the epochs unless --lr-steps says otherwise), ' +
         'checkpointing after every epoch to OUT.checkpoint (atomically; removed once OUT is written), then prints the clean MAP on the query set ' +
         'and writes the bundle OUT (model.json with a model card, weights.safetensors).',
     )
@@ -232,6 +274,21 @@ export function registerTrain(program: Command): void {
       '--lr <L>',
       'initial learning rate (default: 0.5 small-cnn, 0.01 vgg11, 0.5 video)',
       positiveNumber('--lr'),
+    )
+    .option(
+      '--lr-steps <LIST>',
+      'fractions of the epochs at which the learning rate is multiplied by 0.1 (default: 0.5,0.75)',
+      fractionList('--lr-steps'),
+    )
+    .option(
+      '--eta <E>',
+      'weight of the quantisation term (default: 0.1 for images, 1e-4 for video)',
+      nonNegativeNumber('--eta'),
+    )
+    .option(
+      '--weight-decay <W>',
+      'SGD weight decay (default: 5e-4 for images, 1e-4 for video)',
+      nonNegativeNumber('--weight-decay'),
     )
     .option(
       '--train-per-class <N>',

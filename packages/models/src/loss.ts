@@ -37,6 +37,16 @@ export interface PairwiseLossInput {
   balance?: boolean;
 }
 
+function labelMasks(labels: Uint8Array, n: number, classes: number): Uint32Array {
+  const masks = new Uint32Array(n);
+  for (let i = 0; i < n; i++) {
+    let m = 0;
+    for (let c = 0; c < classes; c++) if (labels[i * classes + c]) m |= 1 << c;
+    masks[i] = m >>> 0;
+  }
+  return masks;
+}
+
 /**
  * The pairwise (DPSH-style) loss of PROTOCOL.md for a batch U against the memory bank, and dL/du:
  *   theta_ij = u_i . bank_j / 2,  s_ij = 1 when i and j share a label
@@ -67,6 +77,12 @@ export function pairwiseLoss(input: PairwiseLossInput): {
   }
   const norm = B * N;
   const grad = new Float64Array(B * K);
+  // With at most 32 classes a label row is one bit mask, and "shares a label" one AND (the training loop
+  // calls this for every batch against the whole bank: N x C comparisons per row otherwise).
+  const masks = C <= 32 ? labelMasks(bankLabels, N, C) : null;
+  const batchMasks = C <= 32 ? labelMasks(labels, B, C) : null;
+  const sim = (i: number, j: number): number =>
+    masks && batchMasks ? ((masks[j] & batchMasks[i]) !== 0 ? 1 : 0) : similar(labels, i, bankLabels, j, C);
   let likelihood = 0;
   let quantization = 0;
   for (let i = 0; i < B; i++) {
@@ -74,7 +90,7 @@ export function pairwiseLoss(input: PairwiseLossInput): {
     let wDis = 1;
     if (balance) {
       let nSim = 0;
-      for (let j = 0; j < N; j++) nSim += similar(labels, i, bankLabels, j, C);
+      for (let j = 0; j < N; j++) nSim += sim(i, j);
       if (nSim > 0 && nSim < N) {
         wSim = N / (2 * nSim);
         wDis = N / (2 * (N - nSim));
@@ -84,7 +100,7 @@ export function pairwiseLoss(input: PairwiseLossInput): {
       let dot = 0;
       for (let k = 0; k < K; k++) dot += u[i * K + k] * bank[j * K + k];
       const theta = dot / 2;
-      const s = similar(labels, i, bankLabels, j, C);
+      const s = sim(i, j);
       const w = s ? wSim : wDis;
       likelihood += w * (s * theta - softplus(theta));
       const coef = (-w * (s - sigmoid(theta))) / (2 * norm);

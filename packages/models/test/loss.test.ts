@@ -78,4 +78,45 @@ describe('pairwise loss', () => {
       }),
     ).toThrow(/shapes disagree/);
   });
+  it('gives the same loss with label masks (up to 32 classes) as with label rows (more classes)', () => {
+    // 32 classes take the bit-mask path; the same labels with an empty 33rd class take the row-by-row one.
+    const rng = new SeededRandom(9);
+    const B = 4;
+    const N = 11;
+    const K = 6;
+    const u = rng.uniformArray(B * K, -0.9, 0.9);
+    const bank = rng.uniformArray(N * K, -1, 1);
+    const rows = (n: number) => Uint8Array.from({ length: n * 32 }, () => (rng.next() < 0.08 ? 1 : 0));
+    const labels32 = rows(B);
+    const bankLabels32 = rows(N);
+    const widen = (l: Uint8Array, n: number) => {
+      const out = new Uint8Array(n * 33);
+      for (let i = 0; i < n; i++) out.set(l.subarray(i * 32, (i + 1) * 32), i * 33);
+      return out;
+    };
+    for (const balance of [false, true]) {
+      const a = pairwiseLoss({
+        u,
+        labels: labels32,
+        bank,
+        bankLabels: bankLabels32,
+        bits: K,
+        classes: 32,
+        eta: 0.2,
+        balance,
+      });
+      const b = pairwiseLoss({
+        u,
+        labels: widen(labels32, B),
+        bank,
+        bankLabels: widen(bankLabels32, N),
+        bits: K,
+        classes: 33,
+        eta: 0.2,
+        balance,
+      });
+      expect(a.loss).toBe(b.loss);
+      expect(Array.from(a.grad)).toEqual(Array.from(b.grad));
+    }
+  });
 });
