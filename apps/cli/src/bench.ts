@@ -2,6 +2,7 @@ import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { benchKernels, type KernelBenchRow } from '@dhta/kernels';
 import type { Command } from 'commander';
+import { registerBenchDriver } from './bench-driver.js';
 import { CliError } from './errors.js';
 import { backendOption, type GpuFlags, withGpu } from './gpu.js';
 import { formatTable, printJson } from './output.js';
@@ -75,5 +76,6 @@ export function registerBench(program: Command): Command {
         console.log(`\ntiming: ${rows[0]?.timing ?? '-'}; median of ${o.reps} runs after one warm-up`);
       });
     });
+  registerBenchDriver(bench);
   return bench;
 }

@@ -14,3 +14,11 @@ export { BufferPool } from './gpu/pool.js';
 export { type DType, shapeSize, Tensor } from './gpu/tensor.js';
 export { type GpuBackend, isSoftwareAdapter, listAdapters, platformBackends } from './gpu/webgpu.js';
 export * from './ops/index.js';
+export {
+  DRIVER_PROBES,
+  type DriverProbeName,
+  type DriverProbeOptions,
+  type DriverProbeResult,
+  type DriverProbeRow,
+  probeDriver,
+} from './probe.js';

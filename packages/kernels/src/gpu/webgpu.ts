@@ -61,6 +61,7 @@ export async function gpuEntry(backend?: GpuBackend, adapterName?: string): Prom
   const flags: string[] = [];
   if (backend) flags.push(`backend=${backend}`);
   if (adapterName) flags.push(`adapter=${adapterName}`);
+  if (process.env.DHTA_DAWN_FLAGS) flags.push(...process.env.DHTA_DAWN_FLAGS.split(' '));
   const key = flags.join('|');
   let gpu = instances.get(key);
   if (!gpu) {

@@ -348,8 +348,10 @@ export function convRowKey(c: ConvRowConfig): string {
  * Why this shape on llvmpipe: every storage load whose address is not a compile-time uniform becomes eight
  * scalar loads, each behind an exec-mask and a bounds branch, so loads, not multiply-adds, bound the kernel.
  * A run of tc pixels needs tc+KW input loads per kernel row for KW*tc*tr multiply-adds (neighbouring taps
- * share loads), and the channels (rows) come from the workgroup id alone, so their weight addresses are the
- * same in all lanes and LLVM folds the eight loads into one.
+ * share loads), and the channels (rows) come from the workgroup id alone, so their weights are the same in
+ * all lanes. (That alone does not make llvmpipe load them once: `dhta bench driver` measured addresses from
+ * the workgroup id at the per-lane rate, only compile-time constants on the scalar path; the subgroup path,
+ * one per-lane load per `subgroupUnit` weights handed round by subgroupBroadcast, is what cuts them.)
  */
 export function convRowShader(c: ConvRowConfig): string {
   const { tr, tc, wx, kh: KH, kw: KW } = c;
