@@ -20,4 +20,4 @@ done
 for bits in 32 16 48 64; do
   run "fashion-mnist-$bits" --data fashion-mnist --preset small-cnn --bits "$bits" --epochs 15 --train-per-class 500 --seed 0
 done
-run moving-mnist-32 --data moving-mnist --preset video --bits 32 --epochs 12 --lr 0.5 --batch 20 --seed 0
+run moving-mnist-32 --data moving-mnist --preset video --bits 32 --epochs 10 --lr 0.1 --batch 20 --train-per-class 500 --seed 0
