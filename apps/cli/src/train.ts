@@ -41,6 +41,7 @@ interface TrainFlags {
   eta?: number;
   weightDecay?: number;
   lrSteps?: number[];
+  initHashScale: number;
   trainPerClass?: number;
   heldOut?: number[];
   mapQueries: number;
@@ -168,7 +169,7 @@ async function train(gpu: Gpu, f: TrainFlags): Promise<Record<string, unknown>> 
       'add --resume to continue it, or delete it to start over',
     );
   }
-  const net = createNetwork(gpu, spec, initWeights(spec, f.seed));
+  const net = createNetwork(gpu, spec, initWeights(spec, f.seed, { hashScale: f.initHashScale }));
   try {
     progress.log(
       `training ${f.preset} (${f.bits} bits) on ${f.data}: ${data.train.length} training items, ${f.epochs} epochs`,
@@ -220,6 +221,7 @@ async function train(gpu: Gpu, f: TrainFlags): Promise<Record<string, unknown>> 
       eta: used.eta,
       weightDecay: used.weightDecay,
       momentum: used.momentum,
+      initHashScale: f.initHashScale,
       balance: f.balance,
       seed: f.seed,
       losses: result.losses.map((l) => Number(l.toPrecision(6))),
@@ -289,6 +291,13 @@ export function registerTrain(program: Command): void {
       '--weight-decay <W>',
       'SGD weight decay (default: 5e-4 for images, 1e-4 for video)',
       nonNegativeNumber('--weight-decay'),
+    )
+    .option(
+      '--init-hash-scale <S>',
+      'multiply the initial weights of the hash layer by S: larger first codes leave the all-zero saddle of the ' +
+        'pairwise loss at a lower --lr (Fashion-MNIST zoo models: 10 with --lr 0.1)',
+      positiveNumber('--init-hash-scale'),
+      1,
     )
     .option(
       '--train-per-class <N>',

@@ -10,7 +10,7 @@ export {
   WEIGHTS_FILE,
 } from './bundle.js';
 export { ModelError, type ModelErrorCode } from './errors.js';
-export { initWeights } from './init.js';
+export { type InitOptions, initWeights } from './init.js';
 export { type PairwiseLossInput, pairwiseLoss, similar, softplus } from './loss.js';
 export { createNetwork, loadNetwork, Network, type NetworkOptions } from './network.js';
 export {

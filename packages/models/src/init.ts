@@ -10,8 +10,17 @@ function uniform(rng: SeededRandom, n: number, bound: number): Float32Array {
   return out;
 }
 
+export interface InitOptions {
+  /**
+   * Multiplies the initial weight and bias of the hash layer (the last linear layer) by this factor (default
+   * 1). Larger initial outputs start the pairwise loss away from its all-zero saddle, so training from scratch
+   * leaves it at a lower learning rate (see the package README, "Training").
+   */
+  hashScale?: number;
+}
+
 /** Fresh weights for a spec, reproducible from `seed` (each tensor draws from its own stream). */
-export function initWeights(spec: ModelSpec, seed: number): Weights {
+export function initWeights(spec: ModelSpec, seed: number, options: InitOptions = {}): Weights {
   const weights: Weights = new Map();
   let stream = 0;
   const shapes = expectedWeights(spec);
@@ -26,6 +35,18 @@ export function initWeights(spec: ModelSpec, seed: number): Weights {
       fanIn = w.slice(1).reduce((a, b) => a * b, 1);
     } else fanIn = shape.slice(1).reduce((a, b) => a * b, 1);
     weights.set(name, { shape: [...shape], data: uniform(rng, n, 1 / Math.sqrt(fanIn)) });
+  }
+  const scale = options.hashScale ?? 1;
+  if (scale !== 1) {
+    const hashWeight = [...weights.keys()]
+      .filter((k) => !k.startsWith('lstm.') && k.endsWith('.weight'))
+      .pop();
+    if (hashWeight) {
+      for (const name of [hashWeight, hashWeight.replace(/\.weight$/, '.bias')]) {
+        const t = weights.get(name);
+        if (t) for (let i = 0; i < t.data.length; i++) t.data[i] *= scale;
+      }
+    }
   }
   return weights;
 }

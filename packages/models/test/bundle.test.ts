@@ -246,6 +246,21 @@ describe('model.json', () => {
     expect(Math.max(...w.map(Math.abs))).toBeLessThanOrEqual(bound);
     expect(Math.max(...w.map(Math.abs))).toBeGreaterThan(0.95 * bound);
   });
+
+  it('hashScale multiplies the hash layer (the last linear layer) and nothing else', () => {
+    for (const [spec, hash] of [
+      [smallCnn(16), 'layers.13'],
+      [videoNet(32), 'head.1'],
+    ] as const) {
+      const a = initWeights(spec, 5);
+      const b = initWeights(spec, 5, { hashScale: 10 });
+      for (const [name, t] of a) {
+        const scaled = b.get(name)!.data;
+        const factor = name.startsWith(`${hash}.`) ? 10 : 1;
+        expect(Array.from(scaled), name).toEqual(Array.from(t.data, (v) => Math.fround(v * factor)));
+      }
+    }
+  });
 });
 
 describe('bundles', () => {
