@@ -169,22 +169,27 @@ async function train(gpu: Gpu, f: TrainFlags): Promise<Record<string, unknown>> 
       'add --resume to continue it, or delete it to start over',
     );
   }
+  const trainOptions = {
+    epochs: f.epochs,
+    batch: f.batch ?? DEFAULT_BATCH[f.preset],
+    lr: f.lr ?? DEFAULT_LR[f.preset],
+    eta: f.eta,
+    weightDecay: f.weightDecay,
+    milestones: f.lrSteps,
+    seed: f.seed,
+    balance: f.balance,
+  };
+  // The settings in full (library defaults filled in), for the card; also checks them before any work.
+  const used = resolveTrainOptions(spec.task, trainOptions);
   const net = createNetwork(gpu, spec, initWeights(spec, f.seed, { hashScale: f.initHashScale }));
   try {
     progress.log(
       `training ${f.preset} (${f.bits} bits) on ${f.data}: ${data.train.length} training items, ${f.epochs} epochs`,
     );
     const result = await trainHashingNetwork(net, data.train, {
-      epochs: f.epochs,
-      batch: f.batch ?? DEFAULT_BATCH[f.preset],
-      lr: f.lr ?? DEFAULT_LR[f.preset],
-      seed: f.seed,
+      ...trainOptions,
       checkpointDir,
       resume: f.resume,
-      balance: f.balance,
-      eta: f.eta,
-      weightDecay: f.weightDecay,
-      milestones: f.lrSteps,
       onProgress: (p) =>
         progress.update(
           `epoch ${p.epoch + 1}/${p.epochs}`,
@@ -195,14 +200,6 @@ async function train(gpu: Gpu, f: TrainFlags): Promise<Record<string, unknown>> 
     });
     if (result.resumedFrom > 0) progress.log(`resumed after epoch ${result.resumedFrom}`);
     const clean = await cleanMap(net, data, f.mapQueries, progress, f.data, f.seed);
-    const used = resolveTrainOptions(spec.task, {
-      epochs: f.epochs,
-      batch: f.batch ?? DEFAULT_BATCH[f.preset],
-      lr: f.lr ?? DEFAULT_LR[f.preset],
-      eta: f.eta,
-      weightDecay: f.weightDecay,
-      milestones: f.lrSteps,
-    });
     const card = {
       data: f.data,
       split: {

@@ -29,6 +29,12 @@ describe('dhta train', () => {
       '2',
       '--train-per-class',
       '10',
+      '--lr-steps',
+      '0.5',
+      '--eta',
+      '0.2',
+      '--init-hash-scale',
+      '10',
       '--out',
       out,
     ];
@@ -43,6 +49,12 @@ describe('dhta train', () => {
       lr: 0.5,
       balance: true,
       cleanMapR: 60,
+      batch: 24,
+      lrSteps: [0.5],
+      eta: 0.2,
+      weightDecay: 5e-4,
+      momentum: 0.9,
+      initHashScale: 10,
     });
     expect(card.split).toMatchObject({ train: 30, database: 60, query: 15 });
     expect(card.losses).toHaveLength(2);
@@ -90,5 +102,10 @@ describe('dhta train', () => {
       join(root, 'v'),
     );
     expect(video.stderr).toMatch(/video is a video model; .* holds images/);
+    const badSteps = dhta(...args.slice(0, -1).map((a) => (a === '0.5' ? '2' : a)), join(root, 'bad'));
+    expect(badSteps.code).not.toBe(0);
+    expect(badSteps.stderr).toMatch(
+      /--lr-steps must be comma-separated fractions between 0 and 1 .*found "2"/,
+    );
   });
 });
