@@ -3,6 +3,7 @@
 import { loadavg } from 'node:os';
 import { DRIVER_PROBES, type DriverProbeResult, type DriverProbeRow, probeDriver } from '@dhta/kernels';
 import type { Command } from 'commander';
+import { positiveInt } from './attack.js';
 import { writeAtomic } from './bench.js';
 import { CliError } from './errors.js';
 import { backendOption, type GpuFlags, withGpu } from './gpu.js';
@@ -56,14 +57,6 @@ the driver and clamps only fixed-size arrays). Run once with
 DHTA_DAWN_FLAGS="enable-dawn-features=disable_robustness" to see what Dawn's clamping costs.
 The summary divides the fma peak (as multiply-adds per second) by the per-lane load rate: the multiply-adds
 a kernel needs per per-lane load before loads stop bounding it.`;
-
-function positiveInt(name: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1) throw new CliError(`${name} must be an integer >= 1, found "${v}"`);
-    return n;
-  };
-}
 
 function detailText(r: DriverProbeRow): string {
   if (!r.detail) return '';

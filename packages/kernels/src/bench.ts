@@ -221,7 +221,8 @@ function lstmCases(N: number, T: number, I: number, H: number): Case[] {
   }));
 }
 
-function median(xs: number[]): number {
+/** The middle value (the upper one of an even count). */
+export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)];
 }

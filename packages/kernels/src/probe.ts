@@ -1,6 +1,7 @@
 // Driver probes: tiny WGSL kernels that each stress one thing (multiply-adds, per-lane or uniform storage
 // loads, workgroup memory, barriers, dispatches) so the figures say what bounds compute kernels on a given
 // WebGPU implementation, llvmpipe in particular. `dhta bench driver` prints them.
+import { median } from './bench.js';
 import { type Gpu, grid } from './gpu/context.js';
 import type { Tensor } from './gpu/tensor.js';
 import { declareBindings } from './gpu/wgsl.js';
@@ -98,11 +99,6 @@ const fmaPerIter = (acc: number) => Math.max(64, acc);
 const LOADS_PER_ITER = 8;
 /** Loads per loop iteration of the fma-per-load probe. */
 const MIX_LOADS = 4;
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
 
 const GID = '@builtin(global_invocation_id) gid: vec3<u32>';
 
