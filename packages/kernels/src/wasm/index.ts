@@ -1,0 +1,3 @@
+export * from './cpu.wat.js';
+export * from './ops.js';
+export * from './runtime.js';

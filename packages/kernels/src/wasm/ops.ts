@@ -1,0 +1,434 @@
+// Float32 CPU ops of the WebAssembly engine on regions of its memory: convolution and linear layers as packed
+// GEMMs (cpu.wat.ts), with im2col, col2im, bias, ReLU and pooling as table-driven loops split over the
+// threads. Each op has the same float64 reference as its WGSL twin (src/reference); the tests compare them.
+import { argError } from '../errors.js';
+import { MR, NR } from './cpu.wat.js';
+import type { Region, WasmCpu } from './runtime.js';
+
+/** A matrix packed once for the GEMM core (weights): A panels (rows x K) or B panels (K x columns). */
+export interface PackedMatrix {
+  readonly region: Region;
+  /** A: rows; B: columns. */
+  readonly size: number;
+  readonly panels: number;
+  readonly K: number;
+}
+
+/** Marks a column as outside every input (reads 0, writes nothing). */
+const OUTSIDE = -(2 ** 30);
+
+/** Index tables of the gather/scatter loops (regions of i32). */
+interface ColumnTables {
+  ihb: Region;
+  iwb: Region;
+  base: Region;
+}
+interface RowTables {
+  kh: Region;
+  kw: Region;
+  koff: Region;
+}
+
+function uploadInts(cpu: WasmCpu, values: Int32Array): Region {
+  return cpu.upload(values);
+}
+
+/** Columns of a plain matrix: column q at base q * stride (q < count), padding columns outside. */
+function plainColumns(cpu: WasmCpu, count: number, padded: number, stride: number): ColumnTables {
+  const ihb = new Int32Array(padded).fill(OUTSIDE);
+  ihb.fill(0, 0, count);
+  const base = new Int32Array(padded);
+  for (let q = 0; q < count; q++) base[q] = q * stride;
+  return {
+    ihb: uploadInts(cpu, ihb),
+    iwb: uploadInts(cpu, new Int32Array(padded)),
+    base: uploadInts(cpu, base),
+  };
+}
+
+/** Rows of a plain matrix: row k at offset k * stride. */
+function plainRows(cpu: WasmCpu, count: number, stride: number): RowTables {
+  const koff = new Int32Array(count);
+  for (let k = 0; k < count; k++) koff[k] = k * stride;
+  const zeros = uploadInts(cpu, new Int32Array(count));
+  return { kh: zeros, kw: zeros, koff: uploadInts(cpu, koff) };
+}
+
+function gather(
+  cpu: WasmCpu,
+  src: Region,
+  dst: Region,
+  cols: ColumnTables,
+  rows: RowTables,
+  K: number,
+  width: number,
+  H: number,
+  W: number,
+  panels: number,
+): void {
+  cpu.run(
+    'gather',
+    [
+      src.byteOffset,
+      dst.byteOffset,
+      cols.ihb.byteOffset,
+      cols.iwb.byteOffset,
+      cols.base.byteOffset,
+      rows.kh.byteOffset,
+      rows.kw.byteOffset,
+      rows.koff.byteOffset,
+      K,
+      width,
+      H,
+      W,
+    ],
+    panels,
+  );
+}
+
+const ADD = 1;
+const RELU = 2;
+const BIAS_PER_COLUMN = 4;
+
+function scatter(
+  cpu: WasmCpu,
+  c: Region,
+  ldc: number,
+  dst: Region,
+  cols: ColumnTables,
+  rows: RowTables,
+  K: number,
+  H: number,
+  W: number,
+  bias: Region | null,
+  flags: number,
+  count: number,
+  align = 1,
+): void {
+  cpu.run(
+    'scatter',
+    [
+      c.byteOffset,
+      ldc,
+      dst.byteOffset,
+      cols.ihb.byteOffset,
+      cols.iwb.byteOffset,
+      cols.base.byteOffset,
+      rows.kh.byteOffset,
+      rows.kw.byteOffset,
+      rows.koff.byteOffset,
+      K,
+      H,
+      W,
+      bias ? bias.byteOffset : 0,
+      flags,
+    ],
+    count,
+    align,
+  );
+}
+
+/** Packs A (rows x K; element (r, k) = src[r * rowStride + k * kStride]) into the engine's memory. */
+export function packWeightA(
+  cpu: WasmCpu,
+  src: ArrayLike<number>,
+  rows: number,
+  K: number,
+  rowStride: number,
+  kStride: number,
+): PackedMatrix {
+  const panels = Math.ceil(rows / MR);
+  const region = cpu.alloc(panels * MR * K);
+  const dst = cpu.f32;
+  const at = region.byteOffset / 4;
+  for (let i = 0; i < panels; i++) {
+    for (let k = 0; k < K; k++) {
+      for (let r = 0; r < MR; r++) {
+        const row = i * MR + r;
+        dst[at + (i * K + k) * MR + r] = row < rows ? src[row * rowStride + k * kStride] : 0;
+      }
+    }
+  }
+  return { region, size: rows, panels, K };
+}
+
+/** Packs B (K x cols; element (k, c) = src[k * kStride + c * colStride]) into the engine's memory. */
+export function packWeightB(
+  cpu: WasmCpu,
+  src: ArrayLike<number>,
+  cols: number,
+  K: number,
+  kStride: number,
+  colStride: number,
+): PackedMatrix {
+  const panels = Math.ceil(cols / NR);
+  const region = cpu.alloc(panels * NR * K);
+  const dst = cpu.f32;
+  const at = region.byteOffset / 4;
+  for (let j = 0; j < panels; j++) {
+    for (let k = 0; k < K; k++) {
+      for (let c = 0; c < NR; c++) {
+        const col = j * NR + c;
+        dst[at + (j * K + k) * NR + c] = col < cols ? src[k * kStride + col * colStride] : 0;
+      }
+    }
+  }
+  return { region, size: cols, panels, K };
+}
+
+export interface ConvGeometry {
+  N: number;
+  C: number;
+  H: number;
+  W: number;
+  O: number;
+  KH: number;
+  KW: number;
+  stride: number;
+  padding: number;
+  OH: number;
+  OW: number;
+}
+
+export function convGeometry(
+  xShape: readonly number[],
+  O: number,
+  KH: number,
+  KW: number,
+  stride: number,
+  padding: number,
+): ConvGeometry {
+  const [N, C, H, W] = xShape;
+  const OH = Math.floor((H + 2 * padding - KH) / stride) + 1;
+  const OW = Math.floor((W + 2 * padding - KW) / stride) + 1;
+  if (OH < 1 || OW < 1) {
+    throw argError('wasm conv2d', `a ${KH}x${KW} kernel does not fit ${H}x${W} with padding ${padding}`);
+  }
+  return { N, C, H, W, O, KH, KW, stride, padding, OH, OW };
+}
+
+/** Conv weights [O, C, KH, KW] packed for the forward (A = W as O x C*KH*KW). */
+export function packConvForward(cpu: WasmCpu, w: ArrayLike<number>, O: number, K: number): PackedMatrix {
+  return packWeightA(cpu, w, O, K, K, 1);
+}
+
+/** Conv weights packed for the input gradient (A = W^T as C*KH*KW x O). */
+export function packConvBackwardInput(
+  cpu: WasmCpu,
+  w: ArrayLike<number>,
+  O: number,
+  K: number,
+): PackedMatrix {
+  return packWeightA(cpu, w, K, O, 1, K);
+}
+
+/** The im2col tables: column q = (image, oh, ow) of the whole batch, row k = (channel, kh, kw). */
+function im2colTables(
+  cpu: WasmCpu,
+  g: ConvGeometry,
+  padded: number,
+): { cols: ColumnTables; rows: RowTables } {
+  const { N, C, H, W, KH, KW, OH, OW, stride, padding } = g;
+  const P = OH * OW;
+  const ihb = new Int32Array(padded).fill(OUTSIDE);
+  const iwb = new Int32Array(padded);
+  const base = new Int32Array(padded);
+  for (let q = 0; q < N * P; q++) {
+    const n = Math.floor(q / P);
+    const p = q - n * P;
+    const oh = Math.floor(p / OW);
+    ihb[q] = oh * stride - padding;
+    iwb[q] = (p - oh * OW) * stride - padding;
+    base[q] = n * C * H * W + ihb[q] * W + iwb[q];
+  }
+  const K = C * KH * KW;
+  const kh = new Int32Array(K);
+  const kw = new Int32Array(K);
+  const koff = new Int32Array(K);
+  for (let k = 0; k < K; k++) {
+    const ch = Math.floor(k / (KH * KW));
+    const r = k - ch * KH * KW;
+    kh[k] = Math.floor(r / KW);
+    kw[k] = r - kh[k] * KW;
+    koff[k] = ch * H * W + kh[k] * W + kw[k];
+  }
+  return {
+    cols: { ihb: uploadInts(cpu, ihb), iwb: uploadInts(cpu, iwb), base: uploadInts(cpu, base) },
+    rows: { kh: uploadInts(cpu, kh), kw: uploadInts(cpu, kw), koff: uploadInts(cpu, koff) },
+  };
+}
+
+/**
+ * y [N, O, OH, OW] = conv2d(x [N, C, H, W], w) + bias, ReLU when asked: one GEMM (O x C*KH*KW) x (C*KH*KW x N*OH*OW)
+ * over an im2col of the whole batch packed straight into B panels. y is allocated on the engine's stack.
+ */
+export function conv2dForwardCpu(
+  cpu: WasmCpu,
+  x: Region,
+  g: ConvGeometry,
+  w: PackedMatrix,
+  bias: Region | null,
+  relu: boolean,
+): Region {
+  const { N, C, H, W, O, KH, KW, OH, OW } = g;
+  const K = C * KH * KW;
+  const P = OH * OW;
+  const cols = N * P;
+  const nPanels = Math.ceil(cols / NR);
+  const y = cpu.alloc(N * O * P);
+  const mark = cpu.mark();
+  const im = im2colTables(cpu, g, nPanels * NR);
+  const b = cpu.alloc(nPanels * NR * K);
+  gather(cpu, x, b, im.cols, im.rows, K, NR, H, W, nPanels);
+  const c = cpu.alloc(w.panels * MR * nPanels * NR);
+  cpu.gemm(w.region, b, c, w.panels, nPanels, K);
+  // C row o, column q = (n, p) -> y[(n*O + o)*P + p].
+  const outCols = plainColumns(cpu, cols, cols, 1);
+  const base = cpu.i32;
+  const b0 = outCols.base.byteOffset / 4;
+  for (let q = 0; q < cols; q++) {
+    const n = Math.floor(q / P);
+    base[b0 + q] = n * O * P + (q - n * P);
+  }
+  scatter(cpu, c, nPanels * NR, y, outCols, plainRows(cpu, O, P), O, 1, 1, bias, relu ? RELU : 0, cols);
+  cpu.reset(mark);
+  return y;
+}
+
+/**
+ * dx [N, C, H, W] from dy [N, O, OH, OW]: the GEMM W^T (C*KH*KW x O) x dy (O x N*OH*OW), then col2im (every
+ * column adds its C*KH*KW values back to the input positions it read; threads split whole images).
+ */
+export function conv2dBackwardInputCpu(cpu: WasmCpu, dy: Region, g: ConvGeometry, wT: PackedMatrix): Region {
+  const { N, C, H, W, O, KH, KW, OH, OW } = g;
+  const K = C * KH * KW;
+  const P = OH * OW;
+  const cols = N * P;
+  const nPanels = Math.ceil(cols / NR);
+  const dx = cpu.alloc(N * C * H * W);
+  cpu.f32.fill(0, dx.byteOffset / 4, dx.byteOffset / 4 + dx.floats);
+  const mark = cpu.mark();
+  // B = dy as O x (N*P): element (o, q = (n, p)) at dy[(n*O + o)*P + p].
+  const dyCols = plainColumns(cpu, cols, nPanels * NR, 1);
+  const base = cpu.i32;
+  const b0 = dyCols.base.byteOffset / 4;
+  for (let q = 0; q < cols; q++) {
+    const n = Math.floor(q / P);
+    base[b0 + q] = n * O * P + (q - n * P);
+  }
+  const b = cpu.alloc(nPanels * NR * O);
+  gather(cpu, dy, b, dyCols, plainRows(cpu, O, P), O, NR, 1, 1, nPanels);
+  const c = cpu.alloc(wT.panels * MR * nPanels * NR);
+  cpu.gemm(wT.region, b, c, wT.panels, nPanels, O);
+  const im = im2colTables(cpu, g, nPanels * NR);
+  scatter(cpu, c, nPanels * NR, dx, im.cols, im.rows, K, H, W, null, ADD, cols, P);
+  cpu.reset(mark);
+  return dx;
+}
+
+/** Linear weights [Out, In] packed for y = x W^T (B = W^T, In x Out). */
+export function packLinearForward(cpu: WasmCpu, w: ArrayLike<number>, Out: number, In: number): PackedMatrix {
+  return packWeightB(cpu, w, Out, In, 1, In);
+}
+
+/** Linear weights packed for dx = dy W (B = W, Out x In). */
+export function packLinearBackwardInput(
+  cpu: WasmCpu,
+  w: ArrayLike<number>,
+  Out: number,
+  In: number,
+): PackedMatrix {
+  return packWeightB(cpu, w, In, Out, In, 1);
+}
+
+/** y [n, cols] = x [n, K] B (+ bias per column, ReLU when asked), allocated on the engine's stack. */
+export function matmulPackedCpu(
+  cpu: WasmCpu,
+  x: Region,
+  n: number,
+  wB: PackedMatrix,
+  bias: Region | null,
+  relu: boolean,
+): Region {
+  const K = wB.K;
+  const cols = wB.size;
+  const mPanels = Math.ceil(n / MR);
+  const y = cpu.alloc(n * cols);
+  const mark = cpu.mark();
+  const a = cpu.alloc(mPanels * MR * K);
+  gather(cpu, x, a, plainColumns(cpu, n, mPanels * MR, K), plainRows(cpu, K, 1), K, MR, 1, 1, mPanels);
+  const c = cpu.alloc(mPanels * MR * wB.panels * NR);
+  cpu.gemm(a, wB.region, c, mPanels, wB.panels, K);
+  // C row r, column j -> y[r*cols + j]; rows of the scatter are the batch rows.
+  const flags = (relu ? RELU : 0) | (bias ? BIAS_PER_COLUMN : 0);
+  scatter(
+    cpu,
+    c,
+    wB.panels * NR,
+    y,
+    plainColumns(cpu, cols, cols, 1),
+    plainRows(cpu, n, cols),
+    n,
+    1,
+    1,
+    bias,
+    flags,
+    cols,
+  );
+  cpu.reset(mark);
+  return y;
+}
+
+/** 2-D max pooling [N, C, H, W] with the argmax in the plane (first maximum wins; a NaN wins and propagates). */
+export function maxPool2dCpu(
+  cpu: WasmCpu,
+  x: Region,
+  shape: readonly number[],
+  kernel: number,
+  stride: number,
+): { y: Region; argmax: Region; shape: [number, number, number, number] } {
+  const [N, C, H, W] = shape;
+  if (kernel > H || kernel > W)
+    throw argError('wasm maxPool2d', `kernel ${kernel} is larger than the plane ${H}x${W}`);
+  const OH = Math.floor((H - kernel) / stride) + 1;
+  const OW = Math.floor((W - kernel) / stride) + 1;
+  const y = cpu.alloc(N * C * OH * OW);
+  const argmax = cpu.alloc(N * C * OH * OW);
+  cpu.run('maxpool', [x.byteOffset, y.byteOffset, argmax.byteOffset, H, W, kernel, stride, OH, OW], N * C);
+  return { y, argmax, shape: [N, C, OH, OW] };
+}
+
+/**
+ * dx [N, C, H, W]: dy sent back to each window's argmax; with `reluOutput` (the pool's output y of a ReLU
+ * input) only where y > 0, which is the ReLU's backward folded in.
+ */
+export function maxPool2dBackwardCpu(
+  cpu: WasmCpu,
+  dy: Region,
+  argmax: Region,
+  yShape: readonly number[],
+  xShape: readonly number[],
+  reluOutput?: Region,
+): Region {
+  const [N, C, OH, OW] = yShape;
+  const plane = xShape[2] * xShape[3];
+  const dx = cpu.alloc(N * C * plane);
+  cpu.f32.fill(0, dx.byteOffset / 4, dx.byteOffset / 4 + dx.floats);
+  cpu.run(
+    'maxpool_backward',
+    [dy.byteOffset, argmax.byteOffset, reluOutput ? reluOutput.byteOffset : 0, dx.byteOffset, plane, OH * OW],
+    N * C,
+  );
+  return dx;
+}
+
+/** dy where y > 0, else 0 (the ReLU's backward from its output), on the engine's stack. */
+export function reluBackwardCpu(cpu: WasmCpu, dy: Region, y: Region): Region {
+  const dx = cpu.alloc(dy.floats);
+  const m = cpu.f32;
+  const d = dy.byteOffset / 4;
+  const v = y.byteOffset / 4;
+  const o = dx.byteOffset / 4;
+  for (let i = 0; i < dy.floats; i++) m[o + i] = m[v + i] > 0 ? m[d + i] : 0;
+  return dx;
+}

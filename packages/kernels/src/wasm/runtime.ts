@@ -1,0 +1,236 @@
+/// <reference path="./webassembly.d.ts" />
+// The WebAssembly CPU engine: one linear memory shared with a helper thread, a stack allocator over it, and
+// the routines of cpu.wat.ts run on two threads (this one and one worker) that split each call's range.
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import wabtFactory from 'wabt';
+import { KernelError } from '../errors.js';
+import { cpuModuleText, MR, NR } from './cpu.wat.js';
+
+const PAGE = 65536;
+/** 2 GiB of address space at most (the memory grows on demand; only what is used is committed). */
+const MAX_PAGES = 32768;
+/** Control block at the bottom of memory (i32): [0] generation, [1] done, [2] routine, [3..] its arguments. */
+const CONTROL_INTS = 32;
+const CONTROL_BYTES = CONTROL_INTS * 4;
+
+/** The exported routines; the last two arguments of each are the [from, to) range that threads split. */
+export const ROUTINES = ['gemm', 'gather', 'scatter', 'maxpool', 'maxpool_backward'] as const;
+export type Routine = (typeof ROUTINES)[number];
+
+// The helper thread: waits for a new generation, runs its share, reports done.
+const WORKER_SOURCE = `
+const { workerData } = require('node:worker_threads');
+const { module, memory, names } = workerData;
+const exports = new WebAssembly.Instance(module, { env: { memory } }).exports;
+const fns = names.map((n) => exports[n]);
+const ctl = new Int32Array(memory.buffer, 0, ${CONTROL_INTS});
+let seen = 0;
+for (;;) {
+  Atomics.wait(ctl, 0, seen);
+  seen = Atomics.load(ctl, 0);
+  if (seen < 0) break;
+  const f = fns[ctl[2]];
+  const argc = ctl[3];
+  f(...ctl.subarray(4, 4 + argc));
+  Atomics.store(ctl, 1, seen);
+  Atomics.notify(ctl, 1);
+}
+`;
+
+export interface WasmCpuOptions {
+  /** Threads: 1 or 2 (default: 2 when the host has at least 2 cores). */
+  threads?: number;
+}
+
+let compiled: Promise<WebAssembly.Module> | undefined;
+
+async function compileModule(): Promise<WebAssembly.Module> {
+  compiled ??= (async () => {
+    const wabt = await wabtFactory();
+    const parsed = wabt.parseWat('cpu.wat', cpuModuleText(true, MAX_PAGES), { simd: true, threads: true });
+    try {
+      const { buffer } = parsed.toBinary({});
+      return WebAssembly.compile(buffer);
+    } finally {
+      parsed.destroy();
+    }
+  })();
+  return compiled;
+}
+
+/** A region of the engine's memory: a byte offset and a length in 4-byte elements (f32 or i32). */
+export interface Region {
+  readonly byteOffset: number;
+  readonly floats: number;
+}
+
+export class WasmCpu {
+  readonly memory: WebAssembly.Memory;
+  readonly threads: number;
+  private readonly fns: Record<Routine, (...args: number[]) => void>;
+  private readonly worker: Worker | undefined;
+  private generation = 0;
+  private top = CONTROL_BYTES;
+  private f32View: Float32Array;
+  private i32View: Int32Array;
+  private destroyed = false;
+
+  private constructor(module: WebAssembly.Module, threads: number) {
+    this.memory = new WebAssembly.Memory({ initial: 16, maximum: MAX_PAGES, shared: true });
+    const exports = new WebAssembly.Instance(module, { env: { memory: this.memory } }).exports;
+    this.fns = Object.fromEntries(ROUTINES.map((n) => [n, exports[n]])) as Record<
+      Routine,
+      (...a: number[]) => void
+    >;
+    this.f32View = new Float32Array(this.memory.buffer);
+    this.i32View = new Int32Array(this.memory.buffer);
+    this.threads = threads;
+    if (threads > 1) {
+      this.worker = new Worker(WORKER_SOURCE, {
+        eval: true,
+        workerData: { module, memory: this.memory, names: [...ROUTINES] },
+      });
+      this.worker.unref();
+    }
+  }
+
+  /** Assembles the module (once per process) and starts the helper thread. */
+  static async create(options: WasmCpuOptions = {}): Promise<WasmCpu> {
+    const threads = options.threads ?? (availableParallelism() >= 2 ? 2 : 1);
+    if (threads !== 1 && threads !== 2) {
+      throw new KernelError('BAD_ARGUMENT', `WasmCpu: threads must be 1 or 2, found ${threads}`);
+    }
+    if (typeof SharedArrayBuffer === 'undefined') {
+      throw new KernelError(
+        'NO_WEBGPU',
+        'WasmCpu needs SharedArrayBuffer and WebAssembly threads (Node 20 or newer)',
+      );
+    }
+    return new WasmCpu(await compileModule(), threads);
+  }
+
+  /** The whole memory as f32 (take it again after an allocation: the memory may have grown). */
+  get f32(): Float32Array {
+    if (this.f32View.length * 4 !== this.memory.buffer.byteLength) this.refreshViews();
+    return this.f32View;
+  }
+
+  get i32(): Int32Array {
+    if (this.i32View.length * 4 !== this.memory.buffer.byteLength) this.refreshViews();
+    return this.i32View;
+  }
+
+  private refreshViews(): void {
+    this.f32View = new Float32Array(this.memory.buffer);
+    this.i32View = new Int32Array(this.memory.buffer);
+  }
+
+  /** Bytes in use (the top of the stack). */
+  get used(): number {
+    return this.top;
+  }
+
+  /** Allocates on the stack (64-byte aligned); free with reset(mark) for a mark taken before. */
+  alloc(floats: number): Region {
+    this.assertLive();
+    const byteOffset = this.top;
+    const end = byteOffset + Math.ceil((floats * 4) / 64) * 64;
+    const have = this.memory.buffer.byteLength;
+    if (end > have) {
+      const pages = Math.ceil((end - have) / PAGE);
+      if (have / PAGE + pages > MAX_PAGES) {
+        throw new KernelError(
+          'OUT_OF_MEMORY',
+          `WasmCpu: ${(end / 2 ** 20).toFixed(0)} MiB needed, more than the ${(MAX_PAGES * PAGE) / 2 ** 20} MiB a WebAssembly memory may hold; use a smaller batch`,
+        );
+      }
+      this.memory.grow(pages);
+    }
+    this.top = end;
+    return { byteOffset, floats };
+  }
+
+  /** Copies data into a new region. */
+  upload(data: Float32Array | Int32Array): Region {
+    const r = this.alloc(data.length);
+    (data instanceof Int32Array ? this.i32 : this.f32).set(data, r.byteOffset / 4);
+    return r;
+  }
+
+  /** A copy of a region's floats. */
+  read(r: Region): Float32Array {
+    return this.f32.slice(r.byteOffset / 4, r.byteOffset / 4 + r.floats);
+  }
+
+  /** A live view of a region (valid until the next allocation). */
+  view(r: Region): Float32Array {
+    return this.f32.subarray(r.byteOffset / 4, r.byteOffset / 4 + r.floats);
+  }
+
+  mark(): number {
+    return this.top;
+  }
+
+  /** Frees everything allocated after `mark`. */
+  reset(mark: number): void {
+    if (mark < CONTROL_BYTES || mark > this.top) {
+      throw new KernelError('BAD_ARGUMENT', `WasmCpu.reset: mark ${mark} is not below the top ${this.top}`);
+    }
+    this.top = mark;
+  }
+
+  /**
+   * Runs a routine over [0, total) with `args` before the range; with two threads the worker takes the upper
+   * part, split at a multiple of `align`.
+   */
+  run(routine: Routine, args: readonly number[], total: number, align = 1): void {
+    this.assertLive();
+    const fn = this.fns[routine];
+    const split = Math.floor(total / 2 / align) * align;
+    if (!this.worker || split === 0 || split >= total) {
+      fn(...args, 0, total);
+      return;
+    }
+    const ctl = this.i32;
+    ctl[2] = ROUTINES.indexOf(routine);
+    ctl[3] = args.length + 2;
+    ctl.set(args, 4);
+    ctl[4 + args.length] = split;
+    ctl[5 + args.length] = total;
+    this.generation = (this.generation % 0x3fffffff) + 1;
+    Atomics.store(ctl, 0, this.generation);
+    Atomics.notify(ctl, 0);
+    fn(...args, 0, split);
+    while (Atomics.load(ctl, 1) !== this.generation) Atomics.wait(ctl, 1, Atomics.load(ctl, 1), 1000);
+  }
+
+  /**
+   * C (padded, (mPanels*4) x (nPanels*8), ldc = nPanels*8) = packed A (mPanels panels of 4 rows x K) times packed
+   * B (nPanels panels of K x 8), split over the threads by B panels.
+   */
+  gemm(a: Region, b: Region, c: Region, mPanels: number, nPanels: number, K: number): void {
+    if (
+      a.floats < mPanels * MR * K ||
+      b.floats < nPanels * NR * K ||
+      c.floats < mPanels * MR * nPanels * NR
+    ) {
+      throw new KernelError('BAD_ARGUMENT', 'WasmCpu.gemm: a region is smaller than the panels it must hold');
+    }
+    this.run('gemm', [a.byteOffset, b.byteOffset, c.byteOffset, mPanels, K, nPanels * NR], nPanels);
+  }
+
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    if (this.worker) {
+      Atomics.store(this.i32, 0, -1);
+      Atomics.notify(this.i32, 0);
+      void this.worker.terminate();
+    }
+  }
+
+  private assertLive(): void {
+    if (this.destroyed) throw new KernelError('DESTROYED', 'WasmCpu: used after destroy()');
+  }
+}

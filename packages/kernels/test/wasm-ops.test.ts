@@ -1,0 +1,143 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as ref from '../src/reference/index.js';
+import {
+  conv2dBackwardInputCpu,
+  conv2dForwardCpu,
+  convGeometry,
+  matmulPackedCpu,
+  maxPool2dBackwardCpu,
+  maxPool2dCpu,
+  packConvBackwardInput,
+  packConvForward,
+  packLinearBackwardInput,
+  packLinearForward,
+  WasmCpu,
+} from '../src/wasm/index.js';
+import { expectClose, f32 } from './helpers.js';
+
+function randn(rng: ref.SeededRandom, n: number): Float64Array {
+  return f32(Array.from({ length: n }, () => rng.normal()));
+}
+
+// [N, C, H, W, O, K, stride, padding]: as the WGSL conv tests, plus columns that are not a multiple of 8
+// and rows that are not a multiple of 4.
+const convCases: Array<[number, number, number, number, number, number, number, number]> = [
+  [1, 1, 5, 5, 1, 1, 1, 0],
+  [1, 3, 7, 9, 5, 3, 1, 1],
+  [2, 4, 9, 8, 6, 3, 2, 1],
+  [3, 5, 6, 7, 37, 1, 2, 0],
+  [2, 19, 11, 10, 3, 5, 1, 2],
+  [2, 13, 9, 9, 4, 3, 1, 0],
+  [3, 1, 28, 28, 32, 3, 1, 1],
+];
+
+for (const threads of [1, 2]) {
+  describe(`WebAssembly CPU ops, ${threads} thread(s)`, () => {
+    let cpu: WasmCpu;
+    beforeAll(async () => {
+      cpu = await WasmCpu.create({ threads });
+    });
+    afterAll(() => cpu.destroy());
+    const rng = new ref.SeededRandom(11 + threads);
+
+    for (const [N, C, H, W, O, K, stride, padding] of convCases) {
+      it(`conv2d x [${N},${C},${H},${W}] w [${O},${C},${K},${K}] stride ${stride} padding ${padding}`, () => {
+        const p = { stride, padding };
+        const x = randn(rng, N * C * H * W);
+        const w = randn(rng, O * C * K * K);
+        const b = randn(rng, O);
+        const xShape = [N, C, H, W];
+        const wShape = [O, C, K, K];
+        const fwd = ref.conv2dForward(x, xShape, w, wShape, b, p);
+        const g = convGeometry(xShape, O, K, K, stride, padding);
+        const wf = packConvForward(cpu, w, O, C * K * K);
+        const mark = cpu.mark();
+        const tx = cpu.upload(Float32Array.from(x));
+        const tb = cpu.upload(Float32Array.from(b));
+        for (const relu of [false, true]) {
+          const y = conv2dForwardCpu(cpu, tx, g, wf, tb, relu);
+          expectClose(cpu.read(y), relu ? ref.relu(fwd.y) : fwd.y);
+        }
+        expectClose(
+          cpu.read(conv2dForwardCpu(cpu, tx, g, wf, null, false)),
+          ref.conv2dForward(x, xShape, w, wShape, null, p).y,
+        );
+        const dy = randn(rng, fwd.y.length);
+        const wt = packConvBackwardInput(cpu, w, O, C * K * K);
+        const dx = conv2dBackwardInputCpu(cpu, cpu.upload(Float32Array.from(dy)), g, wt);
+        expectClose(cpu.read(dx), ref.conv2dBackwardInput(dy, fwd.shape, w, wShape, xShape, p));
+        cpu.reset(mark);
+      });
+    }
+
+    for (const [n, In, Out] of [
+      [1, 1, 1],
+      [5, 13, 9],
+      [100, 1152, 512],
+      [7, 512, 64],
+    ]) {
+      it(`linear x [${n},${In}] w [${Out},${In}] and its input gradient`, () => {
+        const x = randn(rng, n * In);
+        const w = randn(rng, Out * In);
+        const b = randn(rng, Out);
+        const want = ref.linearForward(x, [n, In], w, [Out, In], b);
+        const wf = packLinearForward(cpu, w, Out, In);
+        const tx = cpu.upload(Float32Array.from(x));
+        const tb = cpu.upload(Float32Array.from(b));
+        expectClose(cpu.read(matmulPackedCpu(cpu, tx, n, wf, tb, false)), want);
+        expectClose(cpu.read(matmulPackedCpu(cpu, tx, n, wf, tb, true)), ref.relu(want));
+        const dy = randn(rng, n * Out);
+        const wb = packLinearBackwardInput(cpu, w, Out, In);
+        expectClose(
+          cpu.read(matmulPackedCpu(cpu, cpu.upload(Float32Array.from(dy)), n, wb, null, false)),
+          ref.linearBackwardInput(dy, [n, Out], w, [Out, In]),
+        );
+      });
+    }
+
+    it('max-pool forward, argmax and backward (with and without the ReLU gate) match the reference', () => {
+      for (const [N, C, H, W, k, s] of [
+        [2, 3, 7, 7, 2, 2],
+        [1, 2, 9, 8, 3, 2],
+        [2, 1, 6, 6, 3, 1],
+      ]) {
+        const x = randn(rng, N * C * H * W).map((v, i) => (i % 7 === 0 ? -Math.abs(v) : v));
+        const want = ref.maxPool2dForward(x, [N, C, H, W], { kernel: k, stride: s });
+        const got = maxPool2dCpu(cpu, cpu.upload(Float32Array.from(x)), [N, C, H, W], k, s);
+        expect(got.shape).toEqual(want.shape);
+        expect(
+          Array.from(
+            cpu.i32.subarray(got.argmax.byteOffset / 4, got.argmax.byteOffset / 4 + got.argmax.floats),
+          ),
+        ).toEqual(Array.from(want.argmax));
+        expectClose(cpu.read(got.y), want.y);
+        const dy = cpu.upload(Float32Array.from(randn(rng, want.y.length)));
+        const dy64 = Float64Array.from(cpu.read(dy));
+        expectClose(
+          cpu.read(maxPool2dBackwardCpu(cpu, dy, got.argmax, want.shape, [N, C, H, W])),
+          ref.maxPool2dBackward(dy64, want.argmax, want.shape, [N, C, H, W]),
+        );
+        const yRelu = ref.relu(want.y);
+        expectClose(
+          cpu.read(
+            maxPool2dBackwardCpu(
+              cpu,
+              dy,
+              got.argmax,
+              want.shape,
+              [N, C, H, W],
+              cpu.upload(Float32Array.from(yRelu)),
+            ),
+          ),
+          ref.maxPool2dReluBackward(dy64, yRelu, want.argmax, want.shape, [N, C, H, W]),
+        );
+      }
+    });
+  });
+}
+
+describe('WebAssembly CPU engine', () => {
+  it('rejects a thread count other than 1 or 2', async () => {
+    await expect(WasmCpu.create({ threads: 3 })).rejects.toThrow(/threads must be 1 or 2/);
+  });
+});
