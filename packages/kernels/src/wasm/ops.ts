@@ -432,3 +432,16 @@ export function reluBackwardCpu(cpu: WasmCpu, dy: Region, y: Region): Region {
   for (let i = 0; i < dy.floats; i++) m[o + i] = m[v + i] > 0 ? m[d + i] : 0;
   return dx;
 }
+
+/** max(x, 0) with NaN kept (as PyTorch), on the engine's stack. */
+export function reluCpu(cpu: WasmCpu, x: Region): Region {
+  const y = cpu.alloc(x.floats);
+  const m = cpu.f32;
+  const a = x.byteOffset / 4;
+  const b = y.byteOffset / 4;
+  for (let i = 0; i < x.floats; i++) {
+    const v = m[a + i];
+    m[b + i] = v > 0 || Number.isNaN(v) ? v : 0;
+  }
+  return y;
+}
