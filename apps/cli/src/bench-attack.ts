@@ -10,11 +10,27 @@ import { runAttack } from '@dhta/attack';
 import type { Gpu } from '@dhta/kernels';
 import { readNpyFile, writeNpyFile } from '@dhta/kernels/hamming';
 import { SeededRandom } from '@dhta/kernels/reference';
-import { createNetwork, type ImageModelSpec, initWeights, saveBundle, smallCnn, vgg11 } from '@dhta/models';
+import {
+  CpuImageNetwork,
+  createNetwork,
+  type ImageModelSpec,
+  initWeights,
+  saveBundle,
+  smallCnn,
+  vgg11,
+} from '@dhta/models';
 import type { Command } from 'commander';
 import { writeAtomic } from './bench.js';
 import { CliError } from './errors.js';
-import { backendOption, type GpuFlags, withGpu } from './gpu.js';
+import {
+  backendOption,
+  ENGINE_HELP,
+  type Engine,
+  engineOption,
+  type GpuFlags,
+  resolveEngine,
+  withGpu,
+} from './gpu.js';
 import { formatTable, printJson } from './output.js';
 
 export const ATTACK_BENCH_PRESETS = ['small-cnn', 'vgg11'] as const;
@@ -35,6 +51,8 @@ export interface AttackBenchOptions {
   /** Seed of the weights, pixels and anchors (default 1). */
   seed?: number;
   peer?: 'torch';
+  /** Where our attack loop runs (default auto: wasm on a software adapter). */
+  engine?: Engine;
   /** Python with PyTorch (default /usr/bin/python3). */
   python?: string;
   /** PyTorch threads (default 2). */
@@ -56,9 +74,13 @@ export interface AttackBenchResult {
   bits: number;
   iters: number;
   checkIters: number;
+  /** Our engine: the WGSL kernels through WebGPU, or the WebAssembly SIMD engine on the CPU. */
+  engine: 'webgpu' | 'wasm';
+  /** The WebGPU adapter, or for wasm the CPU threads. */
   device: string;
   software: boolean;
   date: string;
+  /** dispatchesPerIteration: GPU dispatches (0 for wasm). */
   ours: AttackBenchRun & { dispatchesPerIteration: number };
   peer?: AttackBenchRun & { engine: string; version: string; threads: number };
   /** ours / peer (query-iterations per second). */
@@ -157,7 +179,13 @@ export async function benchAttack(gpu: Gpu, o: AttackBenchOptions): Promise<Atta
   for (let i = 0; i < x.length; i++) x[i] = rng.next();
   const anchors = Int8Array.from({ length: o.batch * bits }, () => (rng.next() < 0.5 ? -1 : 1));
 
-  const net = createNetwork(gpu, spec, weights);
+  const engine = resolveEngine(o.engine, gpu, 'image');
+  const net =
+    engine === 'wasm' ? await CpuImageNetwork.create(spec, weights) : createNetwork(gpu, spec, weights);
+  const device =
+    net instanceof CpuImageNetwork
+      ? `WebAssembly SIMD, ${net.cpu.threads} CPU thread${net.cpu.threads > 1 ? 's' : ''}`
+      : gpu.adapter.description;
   const n = o.batch;
   let ours: AttackBenchResult['ours'];
   let check: Awaited<ReturnType<typeof runAttack>>;
@@ -185,8 +213,9 @@ export async function benchAttack(gpu: Gpu, o: AttackBenchOptions): Promise<Atta
     bits,
     iters,
     checkIters,
-    device: gpu.adapter.description,
-    software: gpu.adapter.isSoftware,
+    engine,
+    device,
+    software: engine === 'wasm' || gpu.adapter.isSoftware,
     date: new Date().toISOString(),
     ours,
   };
@@ -305,6 +334,7 @@ export function registerBenchAttack(program: Command): void {
     .option('--bits <K>', 'code length', positiveInt('--bits'), 64)
     .option('--size <S>', 'vgg11 input side, a multiple of 32 (default 224)', positiveInt('--size'))
     .option('--seed <S>', 'seed of weights, pixels and anchors', positiveInt('--seed'), 1)
+    .option('--engine <E>', `${ENGINE_HELP}: auto, webgpu or wasm`, engineOption)
     .option('--peer <name>', 'also time a peer on the same model and data: torch')
     .option('--python <path>', 'Python with PyTorch for --peer torch (default /usr/bin/python3)')
     .option('--threads <T>', 'PyTorch threads', positiveInt('--threads'), 2)
@@ -323,6 +353,7 @@ export function registerBenchAttack(program: Command): void {
           size?: number;
           seed: number;
           peer?: string;
+          engine?: Engine;
           python?: string;
           threads: number;
           out?: string;
@@ -341,6 +372,7 @@ export function registerBenchAttack(program: Command): void {
             size: o.size,
             seed: o.seed,
             peer: o.peer as 'torch' | undefined,
+            engine: o.engine,
             python: o.python,
             threads: o.threads,
             log: o.json ? undefined : (line) => process.stderr.write(`  ${line}\n`),
@@ -350,7 +382,7 @@ export function registerBenchAttack(program: Command): void {
           const shape = `${r.batch}x${r.input.join('x')}`;
           const rows: Array<Array<string | number>> = [
             [
-              'dhta',
+              `dhta (${r.engine})`,
               r.device,
               shape,
               r.iters,
@@ -373,7 +405,8 @@ export function registerBenchAttack(program: Command): void {
           console.log(
             formatTable(['engine', 'device', 'queries', 'iters', 'seconds', 'ms/iter', 'query-iter/s'], rows),
           );
-          console.log(`\ndispatches per iteration: ${r.ours.dispatchesPerIteration.toFixed(1)}`);
+          if (r.engine === 'webgpu')
+            console.log(`\ndispatches per iteration: ${r.ours.dispatchesPerIteration.toFixed(1)}`);
           if (r.ratio !== undefined && r.check) {
             const c = r.check;
             console.log(

@@ -1,4 +1,5 @@
 import { createGpu, type Gpu, type GpuBackend } from '@dhta/kernels';
+import { CliError } from './errors.js';
 
 export interface GpuFlags {
   backend?: string;
@@ -21,4 +22,36 @@ export async function withGpu<T>(flags: GpuFlags, fn: (gpu: Gpu) => Promise<T>):
   } finally {
     gpu.destroy();
   }
+}
+
+/** Where the attack loop runs: WebGPU kernels, or the WebAssembly SIMD engine on the CPU (image models). */
+export const ENGINES = ['auto', 'webgpu', 'wasm'] as const;
+export type Engine = (typeof ENGINES)[number];
+
+export function engineOption(value: string): Engine {
+  if (!(ENGINES as readonly string[]).includes(value))
+    throw new Error(`unknown engine "${value}"; expected one of ${ENGINES.join(', ')}`);
+  return value as Engine;
+}
+
+export const ENGINE_HELP =
+  'where the attack loop runs: webgpu (the WGSL kernels), wasm (WebAssembly SIMD on 2 CPU threads; image ' +
+  'models), or auto (default): wasm for image models when the WebGPU adapter is a software one (llvmpipe), ' +
+  'where it is several times faster, webgpu otherwise';
+
+/** The engine of a run: auto picks wasm for image models on a software adapter. */
+export function resolveEngine(
+  engine: Engine | undefined,
+  gpu: Gpu,
+  task: 'image' | 'video',
+): 'webgpu' | 'wasm' {
+  const e = engine ?? 'auto';
+  if (e === 'wasm' && task !== 'image') {
+    throw new CliError(
+      '--engine wasm runs image models only (the WebAssembly engine has no LSTM)',
+      'use --engine webgpu (or auto) for video models',
+    );
+  }
+  if (e === 'auto') return task === 'image' && gpu.adapter.isSoftware ? 'wasm' : 'webgpu';
+  return e;
 }

@@ -13,7 +13,8 @@ import {
   tanhScaledBackward,
 } from '@dhta/kernels';
 import { pcgHash, uniformAt } from '@dhta/kernels/reference';
-import type { HashingNetwork } from '@dhta/models';
+import { attackUpdateCpu, tanhScaledBackwardCpu } from '@dhta/kernels/wasm';
+import { CpuImageNetwork, type HashingNetwork } from '@dhta/models';
 import { AttackError } from './errors.js';
 import { type AlphaSchedule, alphaAt } from './schedule.js';
 
@@ -142,19 +143,22 @@ export function querySeed(seed: number, queryId: number): number {
   return pcgHash((pcgHash(seed >>> 0) ^ Math.imul(queryId >>> 0, 0x9e3779b1)) >>> 0);
 }
 
+/** What the attack needs to know of a network, on either engine. */
+type NetworkShape = Pick<HashingNetwork, 'spec' | 'bits' | 'inputSize' | 'channels' | 'planeSize'>;
+
 /** Per-channel eps in the normalised space. */
-function epsPerChannel(net: HashingNetwork, eps: number, space: EpsSpace): number[] {
+function epsPerChannel(net: NetworkShape, eps: number, space: EpsSpace): number[] {
   const std = net.spec.input.std;
   return std.map((s) => (space === 'pixel' ? eps / s : eps));
 }
 
 /** Per-channel box of the normalised image: the pixel box [0, 1] through (x - mean) / std. */
-function normalizedBox(net: HashingNetwork): { lo: number[]; hi: number[] } {
+function normalizedBox(net: NetworkShape): { lo: number[]; hi: number[] } {
   const { mean, std } = net.spec.input;
   return { lo: mean.map((m, c) => (0 - m) / std[c]), hi: mean.map((m, c) => (1 - m) / std[c]) };
 }
 
-function checkInputs(net: HashingNetwork, pixels: Float32Array, n: number): void {
+function checkInputs(net: NetworkShape, pixels: Float32Array, n: number): void {
   if (!Number.isInteger(n) || n < 0)
     throw new AttackError('BAD_INPUT', `query count must be an integer >= 0, found ${n}`);
   if (pixels.length !== n * net.inputSize) {
@@ -206,10 +210,11 @@ function meanHamming(features: Float32Array, anchors: Int8Array, rows: number, b
 
 /**
  * Attacks n queries (pixels in [0, 1], n x net.inputSize). `anchors` (n x bits, ±1) are the target codes for
- * DHTA and P2P (vote them first with the anchor module); HAG and Noise ignore them.
+ * DHTA and P2P (vote them first with the anchor module); HAG and Noise ignore them. `net` is a WebGPU network
+ * or an image network on the WebAssembly CPU engine (the same attack, float32 on either).
  */
 export async function runAttack(
-  net: HashingNetwork,
+  net: HashingNetwork | CpuImageNetwork,
   pixels: Float32Array,
   n: number,
   anchors: Int8Array | undefined,
@@ -247,30 +252,26 @@ export async function runAttack(
       batchAnchors = (await net.encode(x, rows)).codes;
     }
     if (batchAnchors) usedAnchors.set(batchAnchors, first * bits);
-    const out = await attackBatch(
-      net,
-      x,
-      rows,
-      batchIds,
-      batchAnchors,
-      settings,
-      (iteration, f) => {
-        if (!options.onProgress) return;
-        const now = performance.now();
-        options.onProgress({
-          method: settings.method,
-          iteration,
-          iterations: settings.method === 'noise' ? 0 : settings.iterations,
-          queriesDone: first,
-          queries: n,
-          batch: rows,
-          meanDistance: batchAnchors ? meanHamming(f, batchAnchors, rows, bits) : 0,
-          queryIterationsPerSecond:
-            ((queryIterations + rows * iteration) * 1000) / Math.max(1e-9, now - started),
-        });
-      },
-      options.progressEvery ?? 50,
-    );
+    const report = (iteration: number, f: Float32Array): void => {
+      if (!options.onProgress) return;
+      const now = performance.now();
+      options.onProgress({
+        method: settings.method,
+        iteration,
+        iterations: settings.method === 'noise' ? 0 : settings.iterations,
+        queriesDone: first,
+        queries: n,
+        batch: rows,
+        meanDistance: batchAnchors ? meanHamming(f, batchAnchors, rows, bits) : 0,
+        queryIterationsPerSecond:
+          ((queryIterations + rows * iteration) * 1000) / Math.max(1e-9, now - started),
+      });
+    };
+    const every = options.progressEvery ?? 50;
+    const out =
+      net instanceof CpuImageNetwork
+        ? await attackBatchCpu(net, x, rows, batchIds, batchAnchors, settings, report, every)
+        : await attackBatch(net, x, rows, batchIds, batchAnchors, settings, report, every);
     if (settings.method !== 'noise') queryIterations += rows * settings.iterations;
     adversarial.set(out.adversarial, first * net.inputSize);
     features.set(out.features, first * bits);
@@ -286,12 +287,7 @@ export async function runAttack(
 }
 
 /** delta for the random start or the Noise baseline: uniform in [-eps_c, eps_c] from each query's own stream. */
-function uniformDelta(
-  net: HashingNetwork,
-  ids: readonly number[],
-  seed: number,
-  epsC: number[],
-): Float32Array {
+function uniformDelta(net: NetworkShape, ids: readonly number[], seed: number, epsC: number[]): Float32Array {
   const size = net.inputSize;
   const out = new Float32Array(ids.length * size);
   for (let r = 0; r < ids.length; r++) {
@@ -376,16 +372,73 @@ async function attackBatch(
     const features = (await gpu.readF32(f)) as Float32Array;
     f.release();
     if (s.method !== 'noise' && progressEvery > 0) progress(s.iterations, features);
-    // Pixels: x + delta * std[c], clamped to [0, 1] against float rounding at the box edges.
-    const d = (await gpu.readF32(delta)) as Float32Array;
-    const std = net.spec.input.std;
-    const adversarial = new Float32Array(x.length);
-    for (let i = 0; i < x.length; i++) {
-      const c = Math.floor((i % net.inputSize) / net.planeSize) % net.channels;
-      adversarial[i] = Math.min(1, Math.max(0, x[i] + d[i] * std[c]));
-    }
-    return { adversarial, features };
+    return { adversarial: toPixels(net, x, (await gpu.readF32(delta)) as Float32Array), features };
   } finally {
     for (const t of tensors) t.release();
+  }
+}
+
+/** Pixels x + delta * std[c], clamped to [0, 1] against float rounding at the box edges. */
+function toPixels(net: NetworkShape, x: Float32Array, d: Float32Array): Float32Array {
+  const std = net.spec.input.std;
+  const adversarial = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i++) {
+    const c = Math.floor((i % net.inputSize) / net.planeSize) % net.channels;
+    adversarial[i] = Math.min(1, Math.max(0, x[i] + d[i] * std[c]));
+  }
+  return adversarial;
+}
+
+/** attackBatch on the WebAssembly CPU engine: the same steps, with delta, xn and xAdv in plain arrays. */
+async function attackBatchCpu(
+  net: CpuImageNetwork,
+  x: Float32Array,
+  rows: number,
+  ids: readonly number[],
+  anchors: Int8Array | undefined,
+  s: ResolvedAttackSettings,
+  progress: (iteration: number, features: Float32Array) => void,
+  progressEvery: number,
+): Promise<{ adversarial: Float32Array; features: Float32Array }> {
+  const cpu = net.cpu;
+  const bits = net.bits;
+  const { lo, hi } = normalizedBox(net);
+  const params = {
+    channels: net.channels,
+    planeSize: net.planeSize,
+    lo,
+    hi,
+    eps: epsPerChannel(net, s.eps, s.epsSpace),
+    lr: s.lr,
+  };
+  const xn = net.normalize(x, rows);
+  const delta =
+    s.method === 'noise' || s.randomStart
+      ? uniformDelta(net, ids, s.seed, params.eps)
+      : new Float32Array(xn.length);
+  const xAdv = new Float32Array(xn.length);
+  attackUpdateCpu(delta, null, xn, xAdv, rows, { ...params, mode: 'none' });
+  try {
+    if (s.method !== 'noise' && anchors) {
+      // dL/dtanh = -(1/K) * a for DHTA/P2P, +(1/K) * b for HAG; constant over the iterations.
+      const coef = s.method === 'hag' ? 1 / bits : -1 / bits;
+      const dTanh = Float32Array.from(anchors, (a) => coef * a);
+      for (let it = 0; it < s.iterations; it++) {
+        net.resetStack();
+        const { output, tape } = net.forward(cpu.upload(xAdv), rows, { tape: true });
+        if (!tape) throw new AttackError('INTERNAL', 'the network returned no tape for a taped forward pass');
+        const f = cpu.read(output);
+        if (progressEvery > 0 && it % progressEvery === 0) progress(it, f);
+        const dF = tanhScaledBackwardCpu(dTanh, f, alphaAt(it, s.iterations, s.alpha));
+        const g = cpu.view(net.backward(tape, cpu.upload(dF)));
+        attackUpdateCpu(delta, g, xn, xAdv, rows, { ...params, mode: s.step });
+      }
+    }
+    net.resetStack();
+    const features = cpu.read(net.forward(cpu.upload(xAdv), rows).output);
+    if (s.method !== 'noise' && progressEvery > 0) progress(s.iterations, features);
+    return { adversarial: toPixels(net, x, delta), features };
+  } finally {
+    net.resetStack();
   }
 }

@@ -1,5 +1,6 @@
 import { createGpu, type Gpu } from '@dhta/kernels';
 import { SeededRandom } from '@dhta/kernels/reference';
+import { CpuImageNetwork, type ModelSpec, type Weights } from '@dhta/models';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AttackOptions, type AttackProgress, resolveAttackSettings, runAttack } from '../src/attack.js';
 import { referenceAttack } from '../src/reference.js';
@@ -124,6 +125,68 @@ describe('runAttack against the float64 reference', () => {
         expect(Array.from(got.anchors)).toEqual(Array.from((await net.encode(x, n)).codes));
       if (full.method === 'noise') expect(got.anchors.length).toBe(0);
       net.destroy();
+    });
+  }
+});
+
+/** The tiny image net as a real model (flatten, linear, ReLU, linear) on the WebAssembly CPU engine. */
+async function tinyCpuNet(net: TinyNet, threads: number): Promise<CpuImageNetwork> {
+  const spec: ModelSpec = {
+    ...(net.spec as ModelSpec & { task: 'image' }),
+    layers: [
+      { type: 'flatten' },
+      { type: 'linear', out: net.o.hidden },
+      { type: 'relu' },
+      { type: 'linear', out: net.bits },
+    ],
+  };
+  const weights: Weights = new Map([
+    ['layers.1.weight', { shape: [net.o.hidden, net.inputSize], data: Float32Array.from(net.w1) }],
+    ['layers.1.bias', { shape: [net.o.hidden], data: Float32Array.from(net.b1) }],
+    ['layers.3.weight', { shape: [net.bits, net.o.hidden], data: Float32Array.from(net.w2) }],
+    ['layers.3.bias', { shape: [net.bits], data: Float32Array.from(net.b2) }],
+  ]);
+  return CpuImageNetwork.create(spec, weights, { threads });
+}
+
+describe('runAttack on the WebAssembly CPU engine against the float64 reference', () => {
+  const cases: [string, Partial<AttackOptions>, number][] = [
+    ['DHTA, l2 steps, paper alpha', { method: 'dhta', iterations: 40 }, 1],
+    ['DHTA, l2 steps, paper alpha, two threads', { method: 'dhta', iterations: 40 }, 2],
+    [
+      'P2P, sign steps, pixel eps',
+      { method: 'p2p', iterations: 25, step: 'sign', lr: 0.01, epsSpace: 'pixel', eps: 8 / 255 },
+      2,
+    ],
+    [
+      'DHTA, raw steps, random start',
+      { method: 'dhta', iterations: 20, step: 'raw', lr: 0.5, randomStart: true, alpha: 0.5, seed: 9 },
+      2,
+    ],
+    ['HAG', { method: 'hag', iterations: 30 }, 2],
+    ['Noise', { method: 'noise', seed: 4 }, 2],
+  ];
+  for (const [name, options, threads] of cases) {
+    it(name, async () => {
+      const tiny = new TinyNet(gpu, IMAGE);
+      const net = await tinyCpuNet(tiny, threads);
+      try {
+        const n = 5;
+        const x = queries(n, net.inputSize, 11);
+        const anchors = randomCodes(n, net.bits, 12);
+        const full = { method: 'dhta', ...options } as AttackOptions;
+        const got = await runAttack(net, x, n, anchors, { ...full, progressEvery: 0, batch: 3 });
+        const ref = referenceAttack(tiny.reference(), x, n, anchors, resolveAttackSettings('image', full));
+        expect(maxAbsDiff(got.adversarial, ref.adversarial)).toBeLessThan(2e-5);
+        expect(maxAbsDiff(got.features, ref.features)).toBeLessThan(1e-4);
+        expect(Array.from(got.codes)).toEqual(Array.from(ref.codes));
+        expect(maxAbsDiff(got.adversarial, x)).toBeGreaterThan(0);
+        if (full.method === 'hag')
+          expect(Array.from(got.anchors)).toEqual(Array.from(net.encode(x, n).codes));
+      } finally {
+        net.destroy();
+        tiny.destroy();
+      }
     });
   }
 });

@@ -117,8 +117,8 @@ const LOOPS_TEXT = `
             (local.set $v (f32.add (f32.load (i32.add (local.get $row) (local.get $q4))) (local.get $bk)))
             (if (i32.and (local.get $flags) (i32.const 4))
               (then (local.set $v (f32.add (local.get $v) (f32.load (i32.add (local.get $bias) (local.get $q4)))))))
-            (if (i32.and (i32.shr_u (local.get $flags) (i32.const 1)) (f32.le (local.get $v) (f32.const 0)))
-              (then (local.set $v (f32.const 0))))
+            (local.set $v (f32.reinterpret_i32 (select (i32.const 0) (i32.reinterpret_f32 (local.get $v))
+              (i32.and (i32.shr_u (local.get $flags) (i32.const 1)) (f32.le (local.get $v) (f32.const 0))))))
             (local.set $at (i32.add (local.get $dst)
               (i32.shl (i32.add (i32.load (i32.add (local.get $base) (local.get $q4))) (local.get $ko)) (i32.const 2))))
             (if (i32.and (local.get $flags) (i32.const 1))
@@ -135,7 +135,7 @@ const LOOPS_TEXT = `
       (param $k i32) (param $s i32) (param $OH i32) (param $OW i32) (param $p0 i32) (param $p1 i32)
     (local $p i32) (local $oh i32) (local $ow i32) (local $kh i32) (local $kw i32) (local $plane i32)
     (local $best f32) (local $bi i32) (local $idx i32) (local $v f32) (local $out i32) (local $rowi i32)
-    (local $start i32)
+    (local $start i32) (local $take i32)
     (if (i32.ge_u (local.get $p0) (local.get $p1)) (then (return)))
     (local.set $out (i32.mul (local.get $p0) (i32.mul (local.get $OH) (local.get $OW))))
     (local.set $p (local.get $p0))
@@ -155,9 +155,12 @@ const LOOPS_TEXT = `
             (loop $KW
               (local.set $idx (i32.add (local.get $rowi) (local.get $kw)))
               (local.set $v (f32.load (i32.add (local.get $plane) (i32.shl (local.get $idx) (i32.const 2)))))
-              (if (i32.and (f32.eq (local.get $best) (local.get $best))
-                    (i32.or (f32.gt (local.get $v) (local.get $best)) (f32.ne (local.get $v) (local.get $v))))
-                (then (local.set $best (local.get $v)) (local.set $bi (local.get $idx))))
+              ;; Branch-free: on activations the comparison is a coin toss for the predictor. The select is on the
+              ;; i32 bits, since V8 (11.x) turns an f32 select into a branch but an i32 one into a cmov (6x here).
+              (local.set $take (i32.and (f32.eq (local.get $best) (local.get $best))
+                    (i32.or (f32.gt (local.get $v) (local.get $best)) (f32.ne (local.get $v) (local.get $v)))))
+              (local.set $best (f32.reinterpret_i32 (select (i32.reinterpret_f32 (local.get $v)) (i32.reinterpret_f32 (local.get $best)) (local.get $take))))
+              (local.set $bi (select (local.get $idx) (local.get $bi) (local.get $take)))
               (local.set $kw (i32.add (local.get $kw) (i32.const 1)))
               (br_if $KW (i32.lt_u (local.get $kw) (local.get $k))))
             (local.set $kh (i32.add (local.get $kh) (i32.const 1)))
@@ -183,16 +186,181 @@ const LOOPS_TEXT = `
       (local.set $i (i32.const 0))
       (loop $I
         (local.set $o (i32.shl (i32.add (i32.mul (local.get $p) (local.get $planeOut)) (local.get $i)) (i32.const 2)))
-        (if (i32.or (i32.eqz (local.get $y)) (f32.gt (f32.load (i32.add (local.get $y) (local.get $o))) (f32.const 0)))
-          (then
-            (local.set $at (i32.add (local.get $dx) (i32.shl (i32.add (i32.mul (local.get $p) (local.get $planeIn))
-              (i32.load (i32.add (local.get $am) (local.get $o)))) (i32.const 2))))
-            (f32.store (local.get $at) (f32.add (f32.load (local.get $at)) (f32.load (i32.add (local.get $dy) (local.get $o)))))))
+        ;; The gate as an i32 select (0 where y <= 0), not a branch (see maxpool).
+        (local.set $at (i32.add (local.get $dx) (i32.shl (i32.add (i32.mul (local.get $p) (local.get $planeIn))
+          (i32.load (i32.add (local.get $am) (local.get $o)))) (i32.const 2))))
+        (f32.store (local.get $at) (f32.add (f32.load (local.get $at))
+          (f32.reinterpret_i32 (select (i32.load (i32.add (local.get $dy) (local.get $o))) (i32.const 0)
+            (i32.or (i32.eqz (local.get $y)) (f32.gt (f32.load (i32.add (local.get $y) (local.get $o))) (f32.const 0)))))))
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br_if $I (i32.lt_u (local.get $i) (local.get $planeOut))))
       (local.set $p (i32.add (local.get $p) (i32.const 1)))
       (br_if $P (i32.lt_u (local.get $p) (local.get $p1)))))
+  ;; The conv output from C: for images n0 <= n < n1 and channels o, the run of P values
+  ;; y[(n*O + o)*P + p] = C[o*ldc + n*P + p] + bias[o] (bias 0: none), ReLU when relu != 0 (NaN kept).
+  (func (export "unpack_conv") (param $cm i32) (param $ldc i32) (param $y i32) (param $O i32) (param $P i32)
+      (param $bias i32) (param $relu i32) (param $n0 i32) (param $n1 i32)
+    (local $n i32) (local $o i32) (local $src i32) (local $dst i32) (local $end i32) (local $b f32) (local $v f32)
+    (local $bv v128) (local $zero v128) (local $vv v128) (local $end4 i32)
+    (if (i32.or (i32.ge_u (local.get $n0) (local.get $n1)) (i32.eqz (local.get $P))) (then (return)))
+    (local.set $n (local.get $n0))
+    (loop $N
+      (local.set $o (i32.const 0))
+      (loop $Ol
+        (local.set $b (f32.const 0))
+        (if (local.get $bias)
+          (then (local.set $b (f32.load (i32.add (local.get $bias) (i32.shl (local.get $o) (i32.const 2)))))))
+        (local.set $bv (f32x4.splat (local.get $b)))
+        (local.set $src (i32.add (local.get $cm)
+          (i32.shl (i32.add (i32.mul (local.get $o) (local.get $ldc)) (i32.mul (local.get $n) (local.get $P))) (i32.const 2))))
+        (local.set $dst (i32.add (local.get $y)
+          (i32.shl (i32.mul (i32.add (i32.mul (local.get $n) (local.get $O)) (local.get $o)) (local.get $P)) (i32.const 2))))
+        (local.set $end (i32.add (local.get $dst) (i32.shl (local.get $P) (i32.const 2))))
+        (local.set $end4 (i32.sub (local.get $end) (i32.const 12)))
+        ;; Four at a time (ReLU as f32x4.max with 0, which keeps NaN, as the scalar tail does).
+        (block $vecDone
+          (loop $V
+            (br_if $vecDone (i32.ge_s (local.get $dst) (local.get $end4)))
+            (local.set $vv (f32x4.add (v128.load (local.get $src)) (local.get $bv)))
+            (if (local.get $relu) (then (local.set $vv (f32x4.max (local.get $vv) (v128.const f32x4 0 0 0 0)))))
+            (v128.store (local.get $dst) (local.get $vv))
+            (local.set $src (i32.add (local.get $src) (i32.const 16)))
+            (local.set $dst (i32.add (local.get $dst) (i32.const 16)))
+            (br $V)))
+        (block $done
+          (loop $S
+            (br_if $done (i32.ge_u (local.get $dst) (local.get $end)))
+            (local.set $v (f32.add (f32.load (local.get $src)) (local.get $b)))
+            (if (i32.and (i32.ne (local.get $relu) (i32.const 0)) (f32.le (local.get $v) (f32.const 0)))
+              (then (local.set $v (f32.const 0))))
+            (f32.store (local.get $dst) (local.get $v))
+            (local.set $src (i32.add (local.get $src) (i32.const 4)))
+            (local.set $dst (i32.add (local.get $dst) (i32.const 4)))
+            (br $S)))
+        (local.set $o (i32.add (local.get $o) (i32.const 1)))
+        (br_if $Ol (i32.lt_u (local.get $o) (local.get $O))))
+      (local.set $n (i32.add (local.get $n) (i32.const 1)))
+      (br_if $N (i32.lt_u (local.get $n) (local.get $n1)))))
+
+  ;; 2x2 max pooling with stride 2 (the common case, unrolled) for planes p0 <= p < p1; same rules as maxpool.
+  (func (export "maxpool2") (param $x i32) (param $y i32) (param $am i32) (param $H i32) (param $W i32)
+      (param $OH i32) (param $OW i32) (param $p0 i32) (param $p1 i32)
+    (local $p i32) (local $oh i32) (local $ow i32) (local $row i32) (local $i i32) (local $out i32)
+    (local $best f32) (local $bi i32) (local $v f32) (local $plane i32) (local $take i32)
+    (if (i32.ge_u (local.get $p0) (local.get $p1)) (then (return)))
+    (local.set $out (i32.shl (i32.mul (local.get $p0) (i32.mul (local.get $OH) (local.get $OW))) (i32.const 2)))
+    (local.set $p (local.get $p0))
+    (loop $P
+      (local.set $plane (i32.add (local.get $x) (i32.shl (i32.mul (local.get $p) (i32.mul (local.get $H) (local.get $W))) (i32.const 2))))
+      (local.set $oh (i32.const 0))
+      (loop $OHl
+        (local.set $row (i32.mul (i32.shl (local.get $oh) (i32.const 1)) (local.get $W)))
+        (local.set $ow (i32.const 0))
+        (loop $OWl
+          (local.set $i (i32.add (local.get $row) (i32.shl (local.get $ow) (i32.const 1))))
+          (local.set $bi (local.get $i))
+          (local.set $best (f32.load (i32.add (local.get $plane) (i32.shl (local.get $i) (i32.const 2)))))
+          (local.set $v (f32.load (i32.add (local.get $plane) (i32.shl (i32.add (local.get $i) (i32.const 1)) (i32.const 2)))))
+          (local.set $take (i32.and (f32.eq (local.get $best) (local.get $best))
+                (i32.or (f32.gt (local.get $v) (local.get $best)) (f32.ne (local.get $v) (local.get $v)))))
+          (local.set $best (f32.reinterpret_i32 (select (i32.reinterpret_f32 (local.get $v)) (i32.reinterpret_f32 (local.get $best)) (local.get $take))))
+          (local.set $bi (select (i32.add (local.get $i) (i32.const 1)) (local.get $bi) (local.get $take)))
+          (local.set $v (f32.load (i32.add (local.get $plane) (i32.shl (i32.add (local.get $i) (local.get $W)) (i32.const 2)))))
+          (local.set $take (i32.and (f32.eq (local.get $best) (local.get $best))
+                (i32.or (f32.gt (local.get $v) (local.get $best)) (f32.ne (local.get $v) (local.get $v)))))
+          (local.set $best (f32.reinterpret_i32 (select (i32.reinterpret_f32 (local.get $v)) (i32.reinterpret_f32 (local.get $best)) (local.get $take))))
+          (local.set $bi (select (i32.add (local.get $i) (local.get $W)) (local.get $bi) (local.get $take)))
+          (local.set $v (f32.load (i32.add (local.get $plane) (i32.shl (i32.add (i32.add (local.get $i) (local.get $W)) (i32.const 1)) (i32.const 2)))))
+          (local.set $take (i32.and (f32.eq (local.get $best) (local.get $best))
+                (i32.or (f32.gt (local.get $v) (local.get $best)) (f32.ne (local.get $v) (local.get $v)))))
+          (local.set $best (f32.reinterpret_i32 (select (i32.reinterpret_f32 (local.get $v)) (i32.reinterpret_f32 (local.get $best)) (local.get $take))))
+          (local.set $bi (select (i32.add (i32.add (local.get $i) (local.get $W)) (i32.const 1)) (local.get $bi) (local.get $take)))
+          (f32.store (i32.add (local.get $y) (local.get $out)) (local.get $best))
+          (i32.store (i32.add (local.get $am) (local.get $out)) (local.get $bi))
+          (local.set $out (i32.add (local.get $out) (i32.const 4)))
+          (local.set $ow (i32.add (local.get $ow) (i32.const 1)))
+          (br_if $OWl (i32.lt_u (local.get $ow) (local.get $OW))))
+        (local.set $oh (i32.add (local.get $oh) (i32.const 1)))
+        (br_if $OHl (i32.lt_u (local.get $oh) (local.get $OH))))
+      (local.set $p (i32.add (local.get $p) (i32.const 1)))
+      (br_if $P (i32.lt_u (local.get $p) (local.get $p1)))))
 `;
+
+/**
+ * gather8 and col2im8: the loops of gather/scatter for panels of 8 columns, with the 8 columns' tables held in
+ * locals and no branches: an element outside the input reads the zero float at `zero` (gather) or adds into
+ * the throw-away float at `sink` (col2im), chosen by an i32 select.
+ */
+function panelLoops(): string {
+  const cols = Array.from({ length: NR }, (_, c) => c);
+  const colLocals = cols.map((c) => `(local $ih${c} i32) (local $iw${c} i32) (local $b${c} i32)`).join(' ');
+  const loadCols = cols
+    .map(
+      (c) =>
+        `(local.set $ih${c} (i32.load offset=${c * 4} (i32.add (local.get $ihb) (local.get $q4))))
+        (local.set $iw${c} (i32.load offset=${c * 4} (i32.add (local.get $iwb) (local.get $q4))))
+        (local.set $b${c} (i32.load offset=${c * 4} (i32.add (local.get $base) (local.get $q4))))`,
+    )
+    .join('\n        ');
+  const inside = (c: number) =>
+    `(i32.and (i32.lt_u (i32.add (local.get $ih${c}) (local.get $khk)) (local.get $H))
+                   (i32.lt_u (i32.add (local.get $iw${c}) (local.get $kwk)) (local.get $W)))`;
+  const addr = (c: number, buf: string, other: string) =>
+    `(select (i32.add (local.get ${buf}) (i32.shl (i32.add (local.get $b${c}) (local.get $ko)) (i32.const 2)))
+                 (local.get ${other}) ${inside(c)})`;
+  const loadRow = `(local.set $khk (i32.load (i32.add (local.get $kh) (local.get $k4))))
+          (local.set $kwk (i32.load (i32.add (local.get $kw) (local.get $k4))))
+          (local.set $ko (i32.load (i32.add (local.get $koff) (local.get $k4))))`;
+  const gatherBody = cols
+    .map((c) => `(f32.store offset=${c * 4} (local.get $out) (f32.load ${addr(c, '$src', '$zero')}))`)
+    .join('\n          ');
+  const col2imBody = cols
+    .map(
+      (c) => `(local.set $at ${addr(c, '$dst', '$sink')})
+          (f32.store (local.get $at) (f32.add (f32.load (local.get $at)) (f32.load offset=${c * 4} (local.get $row))))`,
+    )
+    .join('\n          ');
+  const frame = (name: string, params: string, init: string, body: string, step: string) => `
+  (func (export "${name}") ${params} (param $ihb i32) (param $iwb i32) (param $base i32) (param $kh i32)
+      (param $kw i32) (param $koff i32) (param $K i32) (param $H i32) (param $W i32) (param $j0 i32) (param $j1 i32)
+    ${colLocals}
+    (local $j i32) (local $k4 i32) (local $K4 i32) (local $q4 i32) (local $khk i32) (local $kwk i32) (local $ko i32)
+    (local $out i32) (local $row i32) (local $at i32)
+    (if (i32.or (i32.ge_u (local.get $j0) (local.get $j1)) (i32.eqz (local.get $K))) (then (return)))
+    (local.set $K4 (i32.shl (local.get $K) (i32.const 2)))
+    (local.set $j (local.get $j0))
+    (loop $J
+      (local.set $q4 (i32.shl (local.get $j) (i32.const 5)))
+      ${loadCols}
+      ${init}
+      (local.set $k4 (i32.const 0))
+      (loop $Kl
+          ${loadRow}
+          ${body}
+          ${step}
+        (local.set $k4 (i32.add (local.get $k4) (i32.const 4)))
+        (br_if $Kl (i32.lt_u (local.get $k4) (local.get $K4))))
+      (local.set $j (i32.add (local.get $j) (i32.const 1)))
+      (br_if $J (i32.lt_u (local.get $j) (local.get $j1)))))`;
+  return (
+    frame(
+      'gather8',
+      '(param $src i32) (param $dst i32) (param $zero i32)',
+      '(local.set $out (i32.add (local.get $dst) (i32.mul (local.get $j) (i32.shl (local.get $K) (i32.const 5)))))',
+      gatherBody,
+      '(local.set $out (i32.add (local.get $out) (i32.const 32)))',
+    ) +
+    frame(
+      'col2im8',
+      '(param $cm i32) (param $ldc i32) (param $dst i32) (param $sink i32)',
+      // The second thread (j0 > 0) writes its throw-away floats one cache line further on.
+      '(local.set $row (i32.add (local.get $cm) (local.get $q4))) ' +
+        '(local.set $sink (i32.add (local.get $sink) (select (i32.const 64) (i32.const 0) (local.get $j0))))',
+      col2imBody,
+      '(local.set $row (i32.add (local.get $row) (i32.shl (local.get $ldc) (i32.const 2))))',
+    )
+  );
+}
 
 /**
  * The module: imports its memory as env.memory (shared when `shared`), exports
@@ -239,5 +407,5 @@ export function cpuModuleText(shared: boolean, maxPages: number): string {
         (br_if $I (i32.lt_u (local.get $i) (local.get $mPanels))))
       (local.set $j (i32.add (local.get $j) (i32.const 1)))
       (br_if $J (i32.lt_u (local.get $j) (local.get $j1)))))
-${LOOPS_TEXT})`;
+${LOOPS_TEXT}${panelLoops()})`;
 }

@@ -3,7 +3,7 @@
 // threads. Each op has the same float64 reference as its WGSL twin (src/reference); the tests compare them.
 import { argError } from '../errors.js';
 import { MR, NR } from './cpu.wat.js';
-import type { Region, WasmCpu } from './runtime.js';
+import { type Region, SINK_ADDRESS, type WasmCpu, ZERO_ADDRESS } from './runtime.js';
 
 /** A matrix packed once for the GEMM core (weights): A panels (rows x K) or B panels (K x columns). */
 export interface PackedMatrix {
@@ -66,6 +66,28 @@ function gather(
   W: number,
   panels: number,
 ): void {
+  if (width === NR) {
+    // B panels: the unrolled, branch-free loop.
+    cpu.run(
+      'gather8',
+      [
+        src.byteOffset,
+        dst.byteOffset,
+        ZERO_ADDRESS,
+        cols.ihb.byteOffset,
+        cols.iwb.byteOffset,
+        cols.base.byteOffset,
+        rows.kh.byteOffset,
+        rows.kw.byteOffset,
+        rows.koff.byteOffset,
+        K,
+        H,
+        W,
+      ],
+      panels,
+    );
+    return;
+  }
   cpu.run(
     'gather',
     [
@@ -228,6 +250,27 @@ function im2colTables(
   g: ConvGeometry,
   padded: number,
 ): { cols: ColumnTables; rows: RowTables } {
+  const key = `im2col,${g.N},${g.C},${g.H},${g.W},${g.KH},${g.KW},${g.stride},${g.padding},${padded}`;
+  const [ihb, iwb, base, kh, kw, koff] = cached(key, () => buildIm2colTables(g, padded)).map((a) =>
+    uploadInts(cpu, a),
+  );
+  return { cols: { ihb, iwb, base }, rows: { kh, kw, koff } };
+}
+
+/** Index tables by geometry (built once; copied into the engine's memory per call). */
+const tableCache = new Map<string, Int32Array[]>();
+
+function cached(key: string, build: () => Int32Array[]): Int32Array[] {
+  let t = tableCache.get(key);
+  if (!t) {
+    t = build();
+    if (tableCache.size >= 64) tableCache.delete(tableCache.keys().next().value as string);
+    tableCache.set(key, t);
+  }
+  return t;
+}
+
+function buildIm2colTables(g: ConvGeometry, padded: number): Int32Array[] {
   const { N, C, H, W, KH, KW, OH, OW, stride, padding } = g;
   const P = OH * OW;
   const ihb = new Int32Array(padded).fill(OUTSIDE);
@@ -252,10 +295,7 @@ function im2colTables(
     kw[k] = r - kh[k] * KW;
     koff[k] = ch * H * W + kh[k] * W + kw[k];
   }
-  return {
-    cols: { ihb: uploadInts(cpu, ihb), iwb: uploadInts(cpu, iwb), base: uploadInts(cpu, base) },
-    rows: { kh: uploadInts(cpu, kh), kw: uploadInts(cpu, kw), koff: uploadInts(cpu, koff) },
-  };
+  return [ihb, iwb, base, kh, kw, koff];
 }
 
 /**
@@ -282,15 +322,12 @@ export function conv2dForwardCpu(
   gather(cpu, x, b, im.cols, im.rows, K, NR, H, W, nPanels);
   const c = cpu.alloc(w.panels * MR * nPanels * NR);
   cpu.gemm(w.region, b, c, w.panels, nPanels, K);
-  // C row o, column q = (n, p) -> y[(n*O + o)*P + p].
-  const outCols = plainColumns(cpu, cols, cols, 1);
-  const base = cpu.i32;
-  const b0 = outCols.base.byteOffset / 4;
-  for (let q = 0; q < cols; q++) {
-    const n = Math.floor(q / P);
-    base[b0 + q] = n * O * P + (q - n * P);
-  }
-  scatter(cpu, c, nPanels * NR, y, outCols, plainRows(cpu, O, P), O, 1, 1, bias, relu ? RELU : 0, cols);
+  // C row o, column q = (n, p) -> y[(n*O + o)*P + p], split over the images.
+  cpu.run(
+    'unpack_conv',
+    [c.byteOffset, nPanels * NR, y.byteOffset, O, P, bias ? bias.byteOffset : 0, relu ? 1 : 0],
+    N,
+  );
   cpu.reset(mark);
   return y;
 }
@@ -309,19 +346,44 @@ export function conv2dBackwardInputCpu(cpu: WasmCpu, dy: Region, g: ConvGeometry
   cpu.f32.fill(0, dx.byteOffset / 4, dx.byteOffset / 4 + dx.floats);
   const mark = cpu.mark();
   // B = dy as O x (N*P): element (o, q = (n, p)) at dy[(n*O + o)*P + p].
-  const dyCols = plainColumns(cpu, cols, nPanels * NR, 1);
-  const base = cpu.i32;
-  const b0 = dyCols.base.byteOffset / 4;
-  for (let q = 0; q < cols; q++) {
-    const n = Math.floor(q / P);
-    base[b0 + q] = n * O * P + (q - n * P);
-  }
+  const [ihb, iwb, base, kh, kw, koff] = cached(`dy,${N},${O},${P},${nPanels}`, () => {
+    const t = [0, 1, 2].map(() => new Int32Array(nPanels * NR));
+    t[0].fill(OUTSIDE, cols);
+    for (let q = 0; q < cols; q++) {
+      const n = Math.floor(q / P);
+      t[2][q] = n * O * P + (q - n * P);
+    }
+    const rowOffsets = Int32Array.from({ length: O }, (_, o) => o * P);
+    return [...t, new Int32Array(O), new Int32Array(O), rowOffsets];
+  }).map((a) => uploadInts(cpu, a));
   const b = cpu.alloc(nPanels * NR * O);
-  gather(cpu, dy, b, dyCols, plainRows(cpu, O, P), O, NR, 1, 1, nPanels);
+  gather(cpu, dy, b, { ihb, iwb, base }, { kh, kw, koff }, O, NR, 1, 1, nPanels);
   const c = cpu.alloc(wT.panels * MR * nPanels * NR);
   cpu.gemm(wT.region, b, c, wT.panels, nPanels, O);
   const im = im2colTables(cpu, g, nPanels * NR);
-  scatter(cpu, c, nPanels * NR, dx, im.cols, im.rows, K, H, W, null, ADD, cols, P);
+  // col2im over panels of 8 columns; the threads split at panels that start an image, so that no two write
+  // the same image (lcm(8, P) columns).
+  const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
+  cpu.run(
+    'col2im8',
+    [
+      c.byteOffset,
+      nPanels * NR,
+      dx.byteOffset,
+      SINK_ADDRESS,
+      im.cols.ihb.byteOffset,
+      im.cols.iwb.byteOffset,
+      im.cols.base.byteOffset,
+      im.rows.kh.byteOffset,
+      im.rows.kw.byteOffset,
+      im.rows.koff.byteOffset,
+      K,
+      H,
+      W,
+    ],
+    nPanels,
+    P / gcd(P, NR),
+  );
   cpu.reset(mark);
   return dx;
 }
@@ -394,7 +456,10 @@ export function maxPool2dCpu(
   const OW = Math.floor((W - kernel) / stride) + 1;
   const y = cpu.alloc(N * C * OH * OW);
   const argmax = cpu.alloc(N * C * OH * OW);
-  cpu.run('maxpool', [x.byteOffset, y.byteOffset, argmax.byteOffset, H, W, kernel, stride, OH, OW], N * C);
+  if (kernel === 2 && stride === 2)
+    cpu.run('maxpool2', [x.byteOffset, y.byteOffset, argmax.byteOffset, H, W, OH, OW], N * C);
+  else
+    cpu.run('maxpool', [x.byteOffset, y.byteOffset, argmax.byteOffset, H, W, kernel, stride, OH, OW], N * C);
   return { y, argmax, shape: [N, C, OH, OW] };
 }
 
@@ -444,4 +509,78 @@ export function reluCpu(cpu: WasmCpu, x: Region): Region {
     m[b + i] = v > 0 || Number.isNaN(v) ? v : 0;
   }
   return y;
+}
+
+/** dF = dTanh * alpha * (1 - tanh(alpha f)^2), element-wise (float32 out). */
+export function tanhScaledBackwardCpu(dTanh: Float32Array, f: Float32Array, alpha: number): Float32Array {
+  if (dTanh.length !== f.length) {
+    throw argError(
+      'tanhScaledBackwardCpu',
+      `dTanh has ${dTanh.length} values, f ${f.length}; they must agree`,
+    );
+  }
+  const out = new Float32Array(f.length);
+  for (let i = 0; i < f.length; i++) {
+    const t = Math.tanh(alpha * f[i]);
+    out[i] = dTanh[i] * alpha * (1 - t * t);
+  }
+  return out;
+}
+
+export interface AttackUpdateParams {
+  /** 'l2': delta -= lr * g / ||g||_2 per row; 'sign'; 'raw'; 'none': only the projection. */
+  mode: 'l2' | 'sign' | 'raw' | 'none';
+  lr: number;
+  channels: number;
+  planeSize: number;
+  /** Per-channel box of the normalised image and per-channel eps. */
+  lo: readonly number[];
+  hi: readonly number[];
+  eps: readonly number[];
+}
+
+/**
+ * One attack update in place, as the fused WGSL kernel: the step (l2 / sign / raw), then the image xn + delta
+ * clamped to its channel's box, then delta clamped to [-eps, eps], then xAdv = xn + delta. Rows of
+ * channels x planeSize floats.
+ */
+export function attackUpdateCpu(
+  delta: Float32Array,
+  g: Float32Array | null,
+  xn: Float32Array,
+  xAdv: Float32Array,
+  rows: number,
+  p: AttackUpdateParams,
+): void {
+  const cols = p.channels * p.planeSize;
+  if (delta.length !== rows * cols || xn.length !== rows * cols || xAdv.length !== rows * cols) {
+    throw argError('attackUpdateCpu', `delta, xn and xAdv must hold ${rows} x ${cols} floats`);
+  }
+  if (p.mode !== 'none' && (!g || g.length < rows * cols)) {
+    throw argError('attackUpdateCpu', `the gradient must hold ${rows} x ${cols} floats`);
+  }
+  for (let r = 0; r < rows; r++) {
+    const o = r * cols;
+    let scale = p.lr;
+    if (p.mode === 'l2' && g) {
+      let ss = 0;
+      for (let i = 0; i < cols; i++) ss += g[o + i] * g[o + i];
+      const norm = Math.sqrt(ss);
+      scale = norm > 0 ? p.lr / norm : 0;
+    }
+    for (let c = 0; c < p.channels; c++) {
+      const lo = p.lo[c];
+      const hi = p.hi[c];
+      const eps = p.eps[c];
+      const start = o + c * p.planeSize;
+      for (let i = start; i < start + p.planeSize; i++) {
+        let d = delta[i];
+        if (g && p.mode !== 'none') d -= p.mode === 'sign' ? p.lr * Math.sign(g[i]) : scale * g[i];
+        const image = Math.min(Math.max(xn[i] + d, lo), hi);
+        const dd = Math.fround(Math.min(Math.max(Math.fround(image - xn[i]), -eps), eps));
+        delta[i] = dd;
+        xAdv[i] = xn[i] + dd;
+      }
+    }
+  }
 }

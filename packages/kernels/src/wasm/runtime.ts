@@ -10,12 +10,30 @@ import { cpuModuleText, MR, NR } from './cpu.wat.js';
 const PAGE = 65536;
 /** 2 GiB of address space at most (the memory grows on demand; only what is used is committed). */
 const MAX_PAGES = 32768;
-/** Control block at the bottom of memory (i32): [0] generation, [1] done, [2] routine, [3..] its arguments. */
+/**
+ * Control block at the bottom of memory (i32): [0] generation, [1] done, [2] routine, [3] argument count,
+ * [4..30] the arguments, [31] a float that stays 0 (ZERO). Then two 64-byte lines of throw-away floats (SINK),
+ * one per thread, so that the threads' writes there do not bounce one cache line between the cores.
+ */
 const CONTROL_INTS = 32;
-const CONTROL_BYTES = CONTROL_INTS * 4;
+const CONTROL_BYTES = CONTROL_INTS * 4 + 128;
+/** Byte address of the first thread's throw-away float; the second thread's is 64 bytes further. */
+export const SINK_ADDRESS = CONTROL_INTS * 4;
+/** Byte address of a float that is always 0, read for elements outside the input. */
+export const ZERO_ADDRESS = 31 * 4;
 
 /** The exported routines; the last two arguments of each are the [from, to) range that threads split. */
-export const ROUTINES = ['gemm', 'gather', 'scatter', 'maxpool', 'maxpool_backward'] as const;
+export const ROUTINES = [
+  'gemm',
+  'gather',
+  'gather8',
+  'col2im8',
+  'scatter',
+  'maxpool',
+  'maxpool2',
+  'maxpool_backward',
+  'unpack_conv',
+] as const;
 export type Routine = (typeof ROUTINES)[number];
 
 // The helper thread: waits for a new generation, runs its share, reports done.
