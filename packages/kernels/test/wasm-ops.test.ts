@@ -29,7 +29,24 @@ const convCases: Array<[number, number, number, number, number, number, number, 
   [2, 19, 11, 10, 3, 5, 1, 2],
   [2, 13, 9, 9, 4, 3, 1, 0],
   [3, 1, 28, 28, 32, 3, 1, 1],
+  // The small CNN's middle layer at batch 8: many panels per thread.
+  [8, 16, 14, 14, 32, 3, 1, 1],
 ];
+
+/**
+ * Runs `op` and checks that it wrote nothing below `mark` (the weights and inputs allocated before it), past
+ * the control block and the throw-away lines (the first 256 bytes).
+ */
+function expectNoStrayWrites<T>(cpu: WasmCpu, op: () => T): T {
+  const end = cpu.mark() / 4;
+  const before = cpu.f32.slice(64, end);
+  const out = op();
+  const after = cpu.f32.subarray(64, end);
+  let changed = 0;
+  for (let i = 0; i < before.length; i++) if (!Object.is(before[i], after[i])) changed++;
+  expect(changed, 'floats changed below the stack mark').toBe(0);
+  return out;
+}
 
 for (const threads of [1, 2]) {
   describe(`WebAssembly CPU ops, ${threads} thread(s)`, () => {
@@ -55,7 +72,7 @@ for (const threads of [1, 2]) {
         const tx = cpu.upload(Float32Array.from(x));
         const tb = cpu.upload(Float32Array.from(b));
         for (const relu of [false, true]) {
-          const y = conv2dForwardCpu(cpu, tx, g, wf, tb, relu);
+          const y = expectNoStrayWrites(cpu, () => conv2dForwardCpu(cpu, tx, g, wf, tb, relu));
           expectClose(cpu.read(y), relu ? ref.relu(fwd.y) : fwd.y);
         }
         expectClose(
@@ -64,7 +81,8 @@ for (const threads of [1, 2]) {
         );
         const dy = randn(rng, fwd.y.length);
         const wt = packConvBackwardInput(cpu, w, O, C * K * K);
-        const dx = conv2dBackwardInputCpu(cpu, cpu.upload(Float32Array.from(dy)), g, wt);
+        const tdy = cpu.upload(Float32Array.from(dy));
+        const dx = expectNoStrayWrites(cpu, () => conv2dBackwardInputCpu(cpu, tdy, g, wt));
         expectClose(cpu.read(dx), ref.conv2dBackwardInput(dy, fwd.shape, w, wShape, xShape, p));
         cpu.reset(mark);
       });

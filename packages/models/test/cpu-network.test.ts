@@ -36,7 +36,7 @@ function oddNet(): ModelSpec {
 describe('CpuImageNetwork (WebAssembly engine) against the WebGPU network', () => {
   const gpu = useGpu();
   for (const [label, spec, n] of [
-    ['small CNN, 16 bits', smallCnn(16), 5],
+    ['small CNN, 16 bits', smallCnn(16), 9],
     ['odd shapes', oddNet(), 6],
   ] as const) {
     for (const threads of [1, 2]) {

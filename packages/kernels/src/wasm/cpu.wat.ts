@@ -320,7 +320,7 @@ function panelLoops(): string {
           (f32.store (local.get $at) (f32.add (f32.load (local.get $at)) (f32.load offset=${c * 4} (local.get $row))))`,
     )
     .join('\n          ');
-  const frame = (name: string, params: string, init: string, body: string, step: string) => `
+  const frame = (name: string, params: string, init: string, body: string, step: string, prologue = '') => `
   (func (export "${name}") ${params} (param $ihb i32) (param $iwb i32) (param $base i32) (param $kh i32)
       (param $kw i32) (param $koff i32) (param $K i32) (param $H i32) (param $W i32) (param $j0 i32) (param $j1 i32)
     ${colLocals}
@@ -328,6 +328,7 @@ function panelLoops(): string {
     (local $out i32) (local $row i32) (local $at i32)
     (if (i32.or (i32.ge_u (local.get $j0) (local.get $j1)) (i32.eqz (local.get $K))) (then (return)))
     (local.set $K4 (i32.shl (local.get $K) (i32.const 2)))
+    ${prologue}
     (local.set $j (local.get $j0))
     (loop $J
       (local.set $q4 (i32.shl (local.get $j) (i32.const 5)))
@@ -353,11 +354,11 @@ function panelLoops(): string {
     frame(
       'col2im8',
       '(param $cm i32) (param $ldc i32) (param $dst i32) (param $sink i32)',
-      // The second thread (j0 > 0) writes its throw-away floats one cache line further on.
-      '(local.set $row (i32.add (local.get $cm) (local.get $q4))) ' +
-        '(local.set $sink (i32.add (local.get $sink) (select (i32.const 64) (i32.const 0) (local.get $j0))))',
+      '(local.set $row (i32.add (local.get $cm) (local.get $q4)))',
       col2imBody,
       '(local.set $row (i32.add (local.get $row) (i32.shl (local.get $ldc) (i32.const 2))))',
+      // The second thread (j0 > 0) writes its throw-away floats one cache line further on.
+      '(local.set $sink (i32.add (local.get $sink) (select (i32.const 64) (i32.const 0) (local.get $j0))))',
     )
   );
 }
