@@ -4,11 +4,11 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { type AttackMethod, type AttackOptions, runAttack, voteAnchors } from '@dhta/attack';
 import { readNpyFile, writeNpyFile } from '@dhta/kernels/hamming';
-import { loadNetwork } from '@dhta/models';
+import { CpuImageNetwork, loadBundle, loadNetwork } from '@dhta/models';
 import type { Command } from 'commander';
 import { CliError } from './errors.js';
 import { fmt, METHODS, type Method, type ProtocolResult, runProtocol } from './experiment.js';
-import { backendOption, withGpu } from './gpu.js';
+import { backendOption, ENGINE_HELP, type Engine, engineOption, resolveEngine, withGpu } from './gpu.js';
 import { formatTable, printJson } from './output.js';
 import { createProgress } from './progress.js';
 
@@ -92,6 +92,7 @@ export interface AttackSettingFlags {
   randomStart?: boolean;
   seed: number;
   batch?: number;
+  engine?: Engine;
   backend?: string;
   adapter?: string;
 }
@@ -141,7 +142,8 @@ export function addAttackSettings(cmd: Command): Command {
     )
     .option('--random-start', 'start delta uniformly in the eps ball instead of at 0')
     .option('--batch <B>', 'queries attacked per GPU pass (default 100)', positiveInt('--batch'))
-    .option('--seed <S>', 'seed of every random choice', nonNegativeInt('--seed'), 0);
+    .option('--seed <S>', 'seed of every random choice', nonNegativeInt('--seed'), 0)
+    .option('--engine <E>', `${ENGINE_HELP}: auto, webgpu or wasm`, engineOption);
 }
 
 export function attackSettingsOf(f: AttackSettingFlags): Omit<AttackOptions, 'method'> {
@@ -170,7 +172,8 @@ export function printProtocolTable(result: ProtocolResult): void {
   process.stdout.write(
     `${formatTable(['method', 't-MAP %', 'MAP %', 'perceptibility', 'd(anchor)', 'seconds'], rows)}\n` +
       `(${result.data}, ${result.bits} bits, ${result.queries} queries, n_t ${result.nT}, ${result.iterations} iterations, ` +
-      `R ${result.R}, zero-hit queries: ${result.zeroHits === 'skip' ? 'left out' : 'counted as 0'})\n`,
+      `R ${result.R}, zero-hit queries: ${result.zeroHits === 'skip' ? 'left out' : 'counted as 0'}` +
+      `${result.engine ? `, attack engine ${result.engine}` : ''})\n`,
   );
 }
 
@@ -186,6 +189,10 @@ async function attackFiles(f: AttackFlags): Promise<void> {
     throw new CliError(`--input ${f.input}: expected float32 pixels in [0, 1], found ${x.dtype}`);
   await withGpu(f, async (gpu) => {
     const net = await loadNetwork(gpu, f.model);
+    const attackNet =
+      resolveEngine(f.engine, gpu, net.spec.task) === 'wasm'
+        ? await CpuImageNetwork.create(net.spec, (await loadBundle(f.model)).weights)
+        : net;
     try {
       const itemShape =
         net.spec.task === 'video'
@@ -221,7 +228,7 @@ async function attackFiles(f: AttackFlags): Promise<void> {
         anchors = t.shape.length === 3 ? voteAnchors(codes, t.shape[1], net.bits) : codes;
       }
       const progress = createProgress({ quiet: f.json });
-      const out = await runAttack(net, x.data as Float32Array, n, anchors, {
+      const out = await runAttack(attackNet, x.data as Float32Array, n, anchors, {
         ...attackSettingsOf(f),
         method: f.method,
         onProgress: (p) =>
@@ -244,6 +251,7 @@ async function attackFiles(f: AttackFlags): Promise<void> {
         iterations: out.iterations,
         seconds: out.seconds,
         queryIterationsPerSecond: out.iterations ? (n * out.iterations) / out.seconds : null,
+        engine: attackNet instanceof CpuImageNetwork ? 'wasm' : 'webgpu',
         outDir: f.outDir,
       };
       if (f.json) printJson(summary);
@@ -253,6 +261,7 @@ async function attackFiles(f: AttackFlags): Promise<void> {
             `${out.anchors.length ? ', anchors.npy' : ''}\n`,
         );
     } finally {
+      if (attackNet !== net) attackNet.destroy();
       net.destroy();
     }
   });
@@ -275,6 +284,7 @@ async function attackData(f: AttackFlags): Promise<void> {
       resume: f.resume,
       shard: f.shard,
       targetClasses: f.targetClasses,
+      engine: f.engine,
       log: (l) => progress.log(l),
       progress: (phase, done, total, extra) => progress.update(phase, done, total, extra),
     }),

@@ -85,6 +85,7 @@ export function registerDemo(program: Command): void {
         attack: settings,
         zeroHits: 'skip',
         outDir: f.outDir,
+        engine: f.engine,
         log: (l) => progress.log(l),
         progress: (phase, done, total, extra) => progress.update(phase, done, total, extra),
       }),

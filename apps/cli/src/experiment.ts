@@ -11,8 +11,9 @@ import { type Dataset, type OpenedDataset, openDataset } from '@dhta/data';
 import { defaultNs, perceptibility, RetrievalDatabase } from '@dhta/eval';
 import type { Gpu } from '@dhta/kernels';
 import { writeNpyFile } from '@dhta/kernels/hamming';
-import { type HashingNetwork, loadNetwork, type ModelSpec } from '@dhta/models';
+import { CpuImageNetwork, type HashingNetwork, loadBundle, loadNetwork, type ModelSpec } from '@dhta/models';
 import { CliError } from './errors.js';
+import { type Engine, resolveEngine } from './gpu.js';
 import {
   appendLine,
   type Method,
@@ -49,6 +50,8 @@ export interface ProtocolOptions {
   resume?: boolean;
   /** Run only slice `index` of `count` of the sampled queries. */
   shard?: { index: number; count: number };
+  /** Where the attack loop runs (default auto: wasm for image models on a software adapter). */
+  engine?: Engine;
   /** Progress lines/bars. */
   log: (line: string) => void;
   progress?: (phase: string, done: number, total: number, extra?: string) => void;
@@ -71,6 +74,8 @@ export interface ProtocolResult {
   seconds: { encode: number; total: number };
   /** Whether the database codes came from the cache. */
   databaseCached: boolean;
+  /** Where the attack loop ran (absent for merged shards). */
+  engine?: 'webgpu' | 'wasm';
 }
 
 export function cacheDir(): string {
@@ -192,7 +197,12 @@ export async function runProtocol(gpu: Gpu, o: ProtocolOptions): Promise<Protoco
   const modelDir = resolve(o.modelDir);
   mkdirSync(o.outDir, { recursive: true });
   const net = await loadNetwork(gpu, modelDir);
+  // The attack loop may run on the WebAssembly engine; the database and the clean queries are encoded by the
+  // WebGPU network either way (the cached database codes stay the same whatever the engine).
+  let attackNet: HashingNetwork | CpuImageNetwork = net;
   try {
+    if (resolveEngine(o.engine, gpu, net.spec.task) === 'wasm')
+      attackNet = await CpuImageNetwork.create(net.spec, (await loadBundle(modelDir)).weights);
     const data = await openDataset(o.data, { seed: o.seed });
     const itemSize = data.query.itemSize;
     if (itemSize !== net.inputSize) {
@@ -310,7 +320,7 @@ export async function runProtocol(gpu: Gpu, o: ProtocolOptions): Promise<Protoco
           codes = clean.codes.slice(first * bits, (first + count) * bits);
         } else {
           const out = await runAttack(
-            net,
+            attackNet,
             x,
             count,
             method === 'dhta' || method === 'p2p'
@@ -407,6 +417,7 @@ export async function runProtocol(gpu: Gpu, o: ProtocolOptions): Promise<Protoco
       shard: shard.count > 1 ? `${shard.index}/${shard.count}` : null,
       seconds: { encode: encodeSeconds, total: (performance.now() - started) / 1000 },
       databaseCached: db.cached,
+      engine: attackNet instanceof CpuImageNetwork ? 'wasm' : 'webgpu',
     };
     writeRunOutputs(o.outDir, result, curves, o.attack, {
       data: o.data,
@@ -419,6 +430,7 @@ export async function runProtocol(gpu: Gpu, o: ProtocolOptions): Promise<Protoco
     });
     return result;
   } finally {
+    if (attackNet !== net) attackNet.destroy();
     net.destroy();
   }
 }

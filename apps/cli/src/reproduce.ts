@@ -217,6 +217,7 @@ async function reproduce(gpu: Gpu, name: string, f: ReproduceFlags): Promise<Rec
       resume: f.resume,
       shard: f.shard,
       targetClasses: heldOut.get(cell.bits),
+      engine: f.engine,
       log: (l) => progress.log(l),
       progress: (phase, done, total, extra) => progress.update(phase, done, total, extra),
     });

@@ -63,6 +63,39 @@ describe('dhta attack', () => {
       moved = Math.max(moved, d);
     }
     expect(moved).toBeGreaterThan(eps / 2);
+    // On the software adapter, auto runs the loop on the WebAssembly engine; --engine webgpu on the WGSL
+    // kernels gives the same attack (float32 either way, up to summation order).
+    expect(summary.engine).toBe('wasm');
+    const outGpu = join(root, 'out-files-webgpu');
+    const g = dhta(
+      'attack',
+      '--model',
+      model,
+      '--input',
+      join(root, 'x.npy'),
+      '--targets',
+      join(root, 't.npy'),
+      '--iters',
+      '20',
+      '--engine',
+      'webgpu',
+      '--out-dir',
+      outGpu,
+      '--json',
+    );
+    expect(g.code).toBe(0);
+    expect(lastJson(g).engine).toBe('webgpu');
+    const advGpu = (await readNpyFile(join(outGpu, 'adversarial.npy'))).data as Float32Array;
+    let diff = 0;
+    for (let i = 0; i < advGpu.length; i++)
+      diff = Math.max(diff, Math.abs(advGpu[i] - (adv.data as Float32Array)[i]));
+    expect(diff).toBeLessThan(1e-4);
+    expect(Array.from((await readNpyFile(join(outGpu, 'codes.npy'))).data as Int8Array)).toEqual(
+      Array.from(codes.data as Int8Array),
+    );
+    const badEngine = dhta('attack', '--model', model, '--input', join(root, 'x.npy'), '--engine', 'cuda');
+    expect(badEngine.code).not.toBe(0);
+    expect(badEngine.stderr).toMatch(/unknown engine "cuda"; expected one of auto, webgpu, wasm/);
   });
 
   it('runs the protocol on a data set and writes results, metrics, curves and retrieval grids', async () => {

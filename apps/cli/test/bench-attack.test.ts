@@ -36,6 +36,8 @@ describe('dhta bench attack', () => {
           '1',
           '--bits',
           '16',
+          '--engine',
+          'webgpu',
           '--json',
           '--out',
           out,
@@ -55,6 +57,7 @@ describe('dhta bench attack', () => {
       bits: 16,
       iters: 2,
       checkIters: 1,
+      engine: 'webgpu',
     });
     expect(typeof r.device).toBe('string');
     expect(r.ours.seconds).toBeGreaterThan(0);
@@ -65,6 +68,43 @@ describe('dhta bench attack', () => {
     expect(r.ratio).toBeUndefined();
     expect(JSON.parse(readFileSync(out, 'utf8'))).toEqual(r);
     expect(readdirSync(dir)).toEqual(['r.json']); // no temporary file left behind
+  });
+
+  it('--engine wasm runs the same loop on the WebAssembly engine (no GPU dispatches)', async () => {
+    const lines: string[] = [];
+    const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      lines.push(String(chunk));
+      return true;
+    });
+    try {
+      await program().parseAsync(
+        [
+          'bench',
+          'attack',
+          '--preset',
+          'small-cnn',
+          '--batch',
+          '3',
+          '--iters',
+          '2',
+          '--check-iters',
+          '1',
+          '--bits',
+          '16',
+          '--engine',
+          'wasm',
+          '--json',
+        ],
+        { from: 'user' },
+      );
+    } finally {
+      spy.mockRestore();
+    }
+    const r = JSON.parse(lines.filter((l) => l.trim().startsWith('{'))[0]);
+    expect(r).toMatchObject({ engine: 'wasm', software: true, batch: 3, iters: 2 });
+    expect(r.device).toMatch(/^WebAssembly SIMD, [12] CPU threads?$/);
+    expect(r.ours.dispatchesPerIteration).toBe(0);
+    expect(r.ours.queryIterationsPerSecond).toBeGreaterThan(0);
   });
 
   it('refuses an unknown preset or peer, and --size on the small CNN, with one clear message', async () => {
