@@ -108,7 +108,6 @@ function gather(
   );
 }
 
-const ADD = 1;
 const RELU = 2;
 const BIAS_PER_COLUMN = 4;
 
