@@ -2,7 +2,7 @@
 // --peer torch the same loop in PyTorch (bench/torch_attack.py) on the same model, pixels and anchors, in
 // the same run, after a short check run whose codes and deltas are compared.
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -50,6 +50,8 @@ export interface AttackBenchOptions {
   size?: number;
   /** Seed of the weights, pixels and anchors (default 1). */
   seed?: number;
+  /** Timed runs of each side, taking turns with the peer; medians are reported (default 1). */
+  repeat?: number;
   peer?: 'torch';
   /** Where our attack loop runs (default auto: wasm on a software adapter). */
   engine?: Engine;
@@ -74,6 +76,7 @@ export interface AttackBenchResult {
   bits: number;
   iters: number;
   checkIters: number;
+  repeat: number;
   /** Our engine: the WGSL kernels through WebGPU, or the WebAssembly SIMD engine on the CPU. */
   engine: 'webgpu' | 'wasm';
   /** The WebGPU adapter, or for wasm the CPU threads. */
@@ -83,8 +86,10 @@ export interface AttackBenchResult {
   /** dispatchesPerIteration: GPU dispatches (0 for wasm). */
   ours: AttackBenchRun & { dispatchesPerIteration: number };
   peer?: AttackBenchRun & { engine: string; version: string; threads: number };
-  /** ours / peer (query-iterations per second). */
+  /** ours / peer (query-iterations per second, medians with --repeat). */
   ratio?: number;
+  /** With --repeat: every timed run's query-iterations per second, in order. */
+  runs?: { ours: number[]; peer?: number[] };
   check?: {
     iterations: number;
     identicalBitFraction: number;
@@ -187,25 +192,9 @@ export async function benchAttack(gpu: Gpu, o: AttackBenchOptions): Promise<Atta
       ? `WebAssembly SIMD, ${net.cpu.threads} CPU thread${net.cpu.threads > 1 ? 's' : ''}`
       : gpu.adapter.description;
   const n = o.batch;
-  let ours: AttackBenchResult['ours'];
-  let check: Awaited<ReturnType<typeof runAttack>>;
-  try {
-    // The check run doubles as the warm-up: it compiles every shader the timed run uses.
-    log(`dhta: check run, ${checkIters} iterations of ${n} queries`);
-    check = await runAttack(net, x, n, anchors, {
-      method: 'dhta',
-      iterations: Math.max(1, checkIters),
-      progressEvery: 0,
-    });
-    log(`dhta: timed run, ${iters} iterations`);
-    const d0 = gpu.dispatches;
-    const t0 = performance.now();
-    await runAttack(net, x, n, anchors, { method: 'dhta', iterations: iters, progressEvery: 0 });
-    const seconds = (performance.now() - t0) / 1000;
-    ours = { ...runOf(n, iters, seconds), dispatchesPerIteration: (gpu.dispatches - d0) / iters };
-  } finally {
-    net.destroy();
-  }
+  const repeat = o.repeat ?? 1;
+  if (!Number.isInteger(repeat) || repeat < 1)
+    throw new CliError(`--repeat must be an integer >= 1, found ${o.repeat}`);
   const result: AttackBenchResult = {
     preset: o.preset,
     input: [channels, height, width],
@@ -213,39 +202,78 @@ export async function benchAttack(gpu: Gpu, o: AttackBenchOptions): Promise<Atta
     bits,
     iters,
     checkIters,
+    repeat,
     engine,
     device,
     software: engine === 'wasm' || gpu.adapter.isSoftware,
     date: new Date().toISOString(),
-    ours,
+    ours: { seconds: 0, queryIterationsPerSecond: 0, msPerIteration: 0, dispatchesPerIteration: 0 },
   };
-  if (!o.peer) return result;
-
   const dir = mkdtempSync(join(tmpdir(), 'dhta-bench-attack-'));
   try {
+    // The check run doubles as the warm-up: it compiles every shader the timed run uses.
+    log(`dhta: check run, ${checkIters} iterations of ${n} queries`);
+    const check = await runAttack(net, x, n, anchors, {
+      method: 'dhta',
+      iterations: Math.max(1, checkIters),
+      progressEvery: 0,
+    });
+    const oursRuns: Array<AttackBenchResult['ours']> = [];
+    const timeOurs = async (r: number): Promise<void> => {
+      log(`dhta: timed run${repeat > 1 ? ` ${r + 1}/${repeat}` : ''}, ${iters} iterations`);
+      const d0 = gpu.dispatches;
+      const t0 = performance.now();
+      await runAttack(net, x, n, anchors, { method: 'dhta', iterations: iters, progressEvery: 0 });
+      const seconds = (performance.now() - t0) / 1000;
+      oursRuns.push({ ...runOf(n, iters, seconds), dispatchesPerIteration: (gpu.dispatches - d0) / iters });
+    };
+    if (!o.peer) {
+      for (let r = 0; r < repeat; r++) await timeOurs(r);
+      result.ours = medianRun(oursRuns);
+      if (repeat > 1) result.runs = { ours: oursRuns.map((u) => u.queryIterationsPerSecond) };
+      return result;
+    }
+
     const bundle = join(dir, 'model');
     await saveBundle(bundle, { spec, weights });
     await writeNpyFile(join(dir, 'x.npy'), x, [n, channels, height, width]);
     await writeNpyFile(join(dir, 'anchors.npy'), anchors, [n, bits]);
     const python = o.python ?? (existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3');
-    log(`torch: check run (${checkIters} iterations), then ${iters} timed iterations`);
-    const p = await runTorch(python, [
-      torchScript(),
-      '--bundle',
-      bundle,
-      '--x',
-      join(dir, 'x.npy'),
-      '--anchors',
-      join(dir, 'anchors.npy'),
-      '--iters',
-      String(iters),
-      '--check-iters',
-      String(Math.max(1, checkIters)),
-      '--threads',
-      String(o.threads ?? 2),
-      '--out-dir',
-      dir,
-    ]);
+    // Ours and the peer take turns, so that both see the same phases of a shared, noisy machine.
+    const peerRuns: TorchOutput[] = [];
+    mkdirSync(join(dir, 'later'));
+    for (let r = 0; r < repeat; r++) {
+      await timeOurs(r);
+      log(
+        r === 0
+          ? `torch: check run (${checkIters} iterations), then ${iters} timed iterations`
+          : `torch: timed run ${r + 1}/${repeat}, ${iters} iterations`,
+      );
+      peerRuns.push(
+        await runTorch(python, [
+          torchScript(),
+          '--bundle',
+          bundle,
+          '--x',
+          join(dir, 'x.npy'),
+          '--anchors',
+          join(dir, 'anchors.npy'),
+          '--iters',
+          String(iters),
+          '--check-iters',
+          String(r === 0 ? Math.max(1, checkIters) : 1),
+          '--threads',
+          String(o.threads ?? 2),
+          '--out-dir',
+          r === 0 ? dir : join(dir, 'later'),
+        ]),
+      );
+    }
+    result.ours = medianRun(oursRuns);
+    const sortedPeer = [...peerRuns].sort(
+      (a, b) => a.query_iterations_per_second - b.query_iterations_per_second,
+    );
+    const peerMedian = sortedPeer[Math.floor(sortedPeer.length / 2)];
     const codes = (await readNpyFile(join(dir, 'check_codes.npy'))).data as Int8Array;
     const delta = (await readNpyFile(join(dir, 'check_delta.npy'))).data as Float32Array;
     const features = (await readNpyFile(join(dir, 'check_features.npy'))).data as Float32Array;
@@ -286,17 +314,30 @@ export async function benchAttack(gpu: Gpu, o: AttackBenchOptions): Promise<Atta
     };
     result.peer = {
       engine: 'pytorch',
-      version: p.version,
-      threads: p.threads,
-      seconds: p.seconds,
-      queryIterationsPerSecond: p.query_iterations_per_second,
-      msPerIteration: (p.seconds * 1000) / iters,
+      version: peerMedian.version,
+      threads: peerMedian.threads,
+      seconds: peerMedian.seconds,
+      queryIterationsPerSecond: peerMedian.query_iterations_per_second,
+      msPerIteration: (peerMedian.seconds * 1000) / iters,
     };
-    result.ratio = ours.queryIterationsPerSecond / p.query_iterations_per_second;
+    result.ratio = result.ours.queryIterationsPerSecond / peerMedian.query_iterations_per_second;
+    if (repeat > 1) {
+      result.runs = {
+        ours: oursRuns.map((u) => u.queryIterationsPerSecond),
+        peer: peerRuns.map((u) => u.query_iterations_per_second),
+      };
+    }
     return result;
   } finally {
+    net.destroy();
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** The run with the median query-iterations per second (the upper middle one of an even count). */
+function medianRun<T extends AttackBenchRun>(runs: T[]): T {
+  const sorted = [...runs].sort((a, b) => a.queryIterationsPerSecond - b.queryIterationsPerSecond);
+  return sorted[Math.floor(sorted.length / 2)];
 }
 
 function positiveInt(name: string) {
@@ -334,6 +375,12 @@ export function registerBenchAttack(program: Command): void {
     .option('--bits <K>', 'code length', positiveInt('--bits'), 64)
     .option('--size <S>', 'vgg11 input side, a multiple of 32 (default 224)', positiveInt('--size'))
     .option('--seed <S>', 'seed of weights, pixels and anchors', positiveInt('--seed'), 1)
+    .option(
+      '--repeat <R>',
+      'timed runs of each side, ours and the peer taking turns; medians reported (default 1)',
+      positiveInt('--repeat'),
+      1,
+    )
     .option('--engine <E>', `${ENGINE_HELP}: auto, webgpu or wasm`, engineOption)
     .option('--peer <name>', 'also time a peer on the same model and data: torch')
     .option('--python <path>', 'Python with PyTorch for --peer torch (default /usr/bin/python3)')
@@ -352,6 +399,7 @@ export function registerBenchAttack(program: Command): void {
           bits: number;
           size?: number;
           seed: number;
+          repeat: number;
           peer?: string;
           engine?: Engine;
           python?: string;
@@ -371,6 +419,7 @@ export function registerBenchAttack(program: Command): void {
             bits: o.bits,
             size: o.size,
             seed: o.seed,
+            repeat: o.repeat,
             peer: o.peer as 'torch' | undefined,
             engine: o.engine,
             python: o.python,
@@ -407,6 +456,13 @@ export function registerBenchAttack(program: Command): void {
           );
           if (r.engine === 'webgpu')
             console.log(`\ndispatches per iteration: ${r.ours.dispatchesPerIteration.toFixed(1)}`);
+          if (r.runs) {
+            const fmt = (v: number[]) => v.map((q) => q.toFixed(1)).join(', ');
+            console.log(
+              `\n${r.repeat} timed runs each (medians above): dhta ${fmt(r.runs.ours)}` +
+                `${r.runs.peer ? `; pytorch ${fmt(r.runs.peer)}` : ''} query-iter/s`,
+            );
+          }
           if (r.ratio !== undefined && r.check) {
             const c = r.check;
             console.log(

@@ -93,6 +93,8 @@ describe('dhta bench attack', () => {
           '16',
           '--engine',
           'wasm',
+          '--repeat',
+          '2',
           '--json',
         ],
         { from: 'user' },
@@ -101,7 +103,10 @@ describe('dhta bench attack', () => {
       spy.mockRestore();
     }
     const r = JSON.parse(lines.filter((l) => l.trim().startsWith('{'))[0]);
-    expect(r).toMatchObject({ engine: 'wasm', software: true, batch: 3, iters: 2 });
+    expect(r).toMatchObject({ engine: 'wasm', software: true, batch: 3, iters: 2, repeat: 2 });
+    // --repeat 2: both timed runs listed; the reported run is the upper middle one.
+    expect(r.runs.ours).toHaveLength(2);
+    expect(r.ours.queryIterationsPerSecond).toBe(Math.max(...r.runs.ours));
     expect(r.device).toMatch(/^WebAssembly SIMD, [12] CPU threads?$/);
     expect(r.ours.dispatchesPerIteration).toBe(0);
     expect(r.ours.queryIterationsPerSecond).toBeGreaterThan(0);
