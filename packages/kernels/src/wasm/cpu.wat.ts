@@ -357,8 +357,6 @@ function panelLoops(): string {
       '(local.set $row (i32.add (local.get $cm) (local.get $q4)))',
       col2imBody,
       '(local.set $row (i32.add (local.get $row) (i32.shl (local.get $ldc) (i32.const 2))))',
-      // The second thread (j0 > 0) writes its throw-away floats one cache line further on.
-      '(local.set $sink (i32.add (local.get $sink) (select (i32.const 64) (i32.const 0) (local.get $j0))))',
     )
   );
 }

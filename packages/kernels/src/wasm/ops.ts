@@ -360,29 +360,26 @@ export function conv2dBackwardInputCpu(cpu: WasmCpu, dy: Region, g: ConvGeometry
   const c = cpu.alloc(wT.panels * MR * nPanels * NR);
   cpu.gemm(wT.region, b, c, wT.panels, nPanels, O);
   const im = im2colTables(cpu, g, nPanels * NR);
-  // col2im over panels of 8 columns; the threads split at panels that start an image, so that no two write
-  // the same image (lcm(8, P) columns).
+  // col2im over panels of 8 columns; the threads take chunks that start at an image, so that no two write
+  // the same image (multiples of lcm(8, P) columns).
   const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
-  cpu.run(
-    'col2im8',
-    [
-      c.byteOffset,
-      nPanels * NR,
-      dx.byteOffset,
-      SINK_ADDRESS,
-      im.cols.ihb.byteOffset,
-      im.cols.iwb.byteOffset,
-      im.cols.base.byteOffset,
-      im.rows.kh.byteOffset,
-      im.rows.kw.byteOffset,
-      im.rows.koff.byteOffset,
-      K,
-      H,
-      W,
-    ],
-    nPanels,
-    P / gcd(P, NR),
-  );
+  const col2imArgs = (sink: number) => [
+    c.byteOffset,
+    nPanels * NR,
+    dx.byteOffset,
+    sink,
+    im.cols.ihb.byteOffset,
+    im.cols.iwb.byteOffset,
+    im.cols.base.byteOffset,
+    im.rows.kh.byteOffset,
+    im.rows.kw.byteOffset,
+    im.rows.koff.byteOffset,
+    K,
+    H,
+    W,
+  ];
+  // Each thread writes its throw-away floats to its own cache line.
+  cpu.run('col2im8', col2imArgs(SINK_ADDRESS), nPanels, P / gcd(P, NR), col2imArgs(SINK_ADDRESS + 64));
   cpu.reset(mark);
   return dx;
 }
@@ -435,6 +432,7 @@ export function matmulPackedCpu(
     bias,
     flags,
     cols,
+    16, // chunks of 16 columns = whole 64-byte lines of y: threads writing one line would bounce it
   );
   cpu.reset(mark);
   return y;

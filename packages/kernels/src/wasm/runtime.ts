@@ -13,10 +13,20 @@ const PAGE = 65536;
 const MAX_PAGES = 32768;
 /**
  * Control block at the bottom of memory (i32): [0] generation, [1] done, [2] routine, [3] argument count,
- * [4..30] the arguments, [31] a float that stays 0 (ZERO). Then two 64-byte lines of throw-away floats (SINK),
- * one per thread, so that the threads' writes there do not bounce one cache line between the cores.
+ * [4] the next unclaimed index of the range (claimed with Atomics.add), [5] the range's end, [6] the chunk,
+ * [7..30] the worker's arguments, [31] a float that stays 0 (ZERO). Then two 64-byte lines of throw-away
+ * floats (SINK), one per thread, so that the threads' writes there do not bounce one line between the cores.
  */
 const CONTROL_INTS = 32;
+/** How long a thread polls for work before it sleeps (ms). */
+const SPIN_MS = 2;
+const C_ROUTINE = 2;
+const C_ARGC = 3;
+const C_NEXT = 4;
+const C_TOTAL = 5;
+const C_CHUNK = 6;
+const C_ARGS = 7;
+const MAX_ARGS = 31 - C_ARGS;
 const CONTROL_BYTES = CONTROL_INTS * 4 + 128;
 /** Byte address of the first thread's throw-away float; the second thread's is 64 bytes further. */
 export const SINK_ADDRESS = CONTROL_INTS * 4;
@@ -37,7 +47,7 @@ export const ROUTINES = [
 ] as const;
 export type Routine = (typeof ROUTINES)[number];
 
-// The helper thread: waits for a new generation, runs its share, reports done.
+// The helper thread: waits for a new generation, then takes chunks of the range until none is left.
 const WORKER_SOURCE = `
 const { workerData } = require('node:worker_threads');
 const { module, memory, names } = workerData;
@@ -46,12 +56,27 @@ const fns = names.map((n) => exports[n]);
 const ctl = new Int32Array(memory.buffer, 0, ${CONTROL_INTS});
 let seen = 0;
 for (;;) {
-  Atomics.wait(ctl, 0, seen);
+  // Poll for up to SPIN_MS before sleeping: waking a sleeping thread (a halted virtual CPU) took up to
+  // ~0.6 ms per call on the development VM, and an attack calls the engine every few hundred microseconds.
+  const start = performance.now();
+  let polls = 0;
+  while (Atomics.load(ctl, 0) === seen) {
+    if ((++polls & 1023) === 0 && performance.now() - start > ${SPIN_MS}) {
+      Atomics.wait(ctl, 0, seen);
+      break;
+    }
+  }
   seen = Atomics.load(ctl, 0);
   if (seen < 0) break;
-  const f = fns[ctl[2]];
-  const argc = ctl[3];
-  f(...ctl.subarray(4, 4 + argc));
+  const f = fns[ctl[${C_ROUTINE}]];
+  const args = Array.from(ctl.subarray(${C_ARGS}, ${C_ARGS} + ctl[${C_ARGC}]));
+  const total = ctl[${C_TOTAL}];
+  const chunk = ctl[${C_CHUNK}];
+  for (;;) {
+    const from = Atomics.add(ctl, ${C_NEXT}, chunk);
+    if (from >= total) break;
+    f(...args, from, Math.min(from + chunk, total));
+  }
   Atomics.store(ctl, 1, seen);
   Atomics.notify(ctl, 1);
 }
@@ -209,28 +234,49 @@ export class WasmCpu {
   }
 
   /**
-   * Runs a routine over [0, total) with `args` before the range; with two threads the worker takes the upper
-   * part, split at a multiple of `align`.
+   * Runs a routine over [0, total), `args` before the range. With two threads both take chunks (multiples of
+   * `align`) of the range until none is left, so that a thread slowed by other work on its core does less
+   * (the machines we run on are shared). `workerArgs` (same length) replaces `args` in the worker.
    */
-  run(routine: Routine, args: readonly number[], total: number, align = 1): void {
+  run(routine: Routine, args: readonly number[], total: number, align = 1, workerArgs = args): void {
     this.assertLive();
     const fn = this.fns[routine];
-    const split = Math.floor(total / 2 / align) * align;
-    if (!this.worker || split === 0 || split >= total) {
+    if (args.length > MAX_ARGS || workerArgs.length !== args.length) {
+      throw new KernelError(
+        'BAD_ARGUMENT',
+        `WasmCpu.run: ${routine} takes at most ${MAX_ARGS} arguments, the same count per thread`,
+      );
+    }
+    // About 8 chunks per thread: enough to even out, few enough that claiming one costs nothing.
+    const chunk = Math.max(1, Math.ceil(total / (8 * this.threads) / align)) * align;
+    if (!this.worker || chunk >= total) {
       fn(...args, 0, total);
       return;
     }
     const ctl = this.i32;
-    ctl[2] = ROUTINES.indexOf(routine);
-    ctl[3] = args.length + 2;
-    ctl.set(args, 4);
-    ctl[4 + args.length] = split;
-    ctl[5 + args.length] = total;
+    ctl[C_ROUTINE] = ROUTINES.indexOf(routine);
+    ctl[C_ARGC] = workerArgs.length;
+    ctl.set(workerArgs, C_ARGS);
+    ctl[C_TOTAL] = total;
+    ctl[C_CHUNK] = chunk;
+    Atomics.store(ctl, C_NEXT, 0);
     this.generation = (this.generation % 0x3fffffff) + 1;
     Atomics.store(ctl, 0, this.generation);
     Atomics.notify(ctl, 0);
-    fn(...args, 0, split);
-    while (Atomics.load(ctl, 1) !== this.generation) Atomics.wait(ctl, 1, Atomics.load(ctl, 1), 1000);
+    for (;;) {
+      const from = Atomics.add(ctl, C_NEXT, chunk);
+      if (from >= total) break;
+      fn(...args, from, Math.min(from + chunk, total));
+    }
+    // The worker is finishing its last chunk: poll, then sleep if it takes long.
+    const start = performance.now();
+    let polls = 0;
+    while (Atomics.load(ctl, 1) !== this.generation) {
+      if ((++polls & 1023) === 0 && performance.now() - start > SPIN_MS) {
+        const seen = Atomics.load(ctl, 1);
+        if (seen !== this.generation) Atomics.wait(ctl, 1, seen, 1000);
+      }
+    }
   }
 
   /**
@@ -245,7 +291,8 @@ export class WasmCpu {
     ) {
       throw new KernelError('BAD_ARGUMENT', 'WasmCpu.gemm: a region is smaller than the panels it must hold');
     }
-    this.run('gemm', [a.byteOffset, b.byteOffset, c.byteOffset, mPanels, K, nPanels * NR], nPanels);
+    // Chunks of 2 panels: 16 columns, whole 64-byte lines of C per thread.
+    this.run('gemm', [a.byteOffset, b.byteOffset, c.byteOffset, mPanels, K, nPanels * NR], nPanels, 2);
   }
 
   destroy(): void {
