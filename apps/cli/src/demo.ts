@@ -24,7 +24,7 @@ export function zooDir(): string {
 }
 
 interface DemoFlags extends AttackSettingFlags {
-  outDir: string;
+  outDir?: string;
   model?: string;
   data: string;
   queries?: number;
@@ -50,7 +50,10 @@ export function registerDemo(program: Command): void {
         'settings), t-MAP / MAP table printed; writes OUT/results.jsonl, metrics.json, report.html, report.md and figures/. --full runs the ' +
         "paper's settings (100 queries, 2000 iterations).",
     )
-    .option('--out-dir <DIR>', 'where the outputs go', 'dhta-demo')
+    .option(
+      '--out-dir <DIR>',
+      'where the outputs go (default dhta-demo, dhta-demo-full with --full); a finished demo there is reused, an interrupted one continued',
+    )
     .option('--model <DIR>', 'model bundle (default: the zoo model for --data at 32 bits)')
     .option('--data <NAME>', 'mnist or fashion-mnist', 'mnist')
     .option('--queries <N>', `queries (default ${DEMO_QUICK.queries}; 100 with --full)`, (v) => Number(v))
@@ -67,6 +70,7 @@ export function registerDemo(program: Command): void {
     const queries = f.queries ?? (f.full ? 100 : DEMO_QUICK.queries);
     if (!Number.isInteger(queries) || queries < 1)
       throw new CliError(`--queries must be an integer >= 1, found ${f.queries}`);
+    const outDir = f.outDir ?? (f.full ? 'dhta-demo-full' : 'dhta-demo');
     const progress = createProgress({ quiet: f.json });
     const settings = attackSettingsOf(f);
     settings.iterations = f.iters ?? (f.full ? 2000 : DEMO_QUICK.iterations);
@@ -84,14 +88,16 @@ export function registerDemo(program: Command): void {
         methods: ['original', 'noise', 'p2p', 'dhta'],
         attack: settings,
         zeroHits: 'skip',
-        outDir: f.outDir,
+        outDir,
+        // Running the demo again reuses (or continues) the same run's results instead of refusing them.
+        resume: existsSync(join(outDir, 'results.jsonl')),
         engine: f.engine,
         log: (l) => progress.log(l),
         progress: (phase, done, total, extra) => progress.update(phase, done, total, extra),
       }),
     );
     progress.stop();
-    const report = await writeReport(f.outDir);
+    const report = await writeReport(outDir);
     if (f.json) {
       printJson({
         data: result.data,

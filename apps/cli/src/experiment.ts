@@ -82,9 +82,14 @@ export function cacheDir(): string {
   return process.env['DHTA_CACHE'] ?? join(homedir(), '.cache', 'dhta');
 }
 
+/** What encodes: a WebGPU network or one on the WebAssembly engine. */
+type Encoder = Pick<HashingNetwork, 'bits' | 'spec'> & {
+  encode(pixels: Float32Array, n: number): Promise<{ codes: Int8Array }> | { codes: Int8Array };
+};
+
 /** Codes of every item of a data set, in chunks (progress through `onChunk`). */
 export async function encodeDataset(
-  net: HashingNetwork,
+  net: Encoder,
   ds: Dataset,
   onChunk?: (done: number, total: number) => void,
   chunk = 1000,
@@ -111,12 +116,19 @@ export function codesCacheFile(
   dataName: string,
   seed: number,
   n: number,
+  engine: 'webgpu' | 'wasm' = 'webgpu',
 ): string {
   const { card: _card, ...plain } = spec;
   const hash = createHash('sha256');
   hash.update(JSON.stringify(plain));
   hash.update(weightsBytes);
-  hash.update(JSON.stringify({ data: dataName, seed, n, v: 2 }));
+  // Codes from the two engines may differ in a bit whose feature rounds to the other side of 0: each engine
+  // keeps its own entry, so that a run's figures do not depend on which engine filled the cache first.
+  hash.update(
+    JSON.stringify(
+      engine === 'wasm' ? { data: dataName, seed, n, v: 2, engine } : { data: dataName, seed, n, v: 2 },
+    ),
+  );
   return join(cacheDir(), 'codes', `${hash.digest('hex').slice(0, 32)}.i8`);
 }
 
@@ -128,7 +140,7 @@ export function cacheCodes(file: string, codes: Int8Array): void {
 
 /** Database codes, from the cache or encoded (then cached). */
 async function databaseCodes(
-  net: HashingNetwork,
+  net: Encoder,
   modelDir: string,
   data: OpenedDataset,
   o: ProtocolOptions,
@@ -139,6 +151,7 @@ async function databaseCodes(
     o.data,
     data.info.seed,
     data.database.length,
+    net instanceof CpuImageNetwork ? 'wasm' : 'webgpu',
   );
   try {
     const bytes = readFileSync(file);
@@ -197,8 +210,8 @@ export async function runProtocol(gpu: Gpu, o: ProtocolOptions): Promise<Protoco
   const modelDir = resolve(o.modelDir);
   mkdirSync(o.outDir, { recursive: true });
   const net = await loadNetwork(gpu, modelDir);
-  // The attack loop may run on the WebAssembly engine; the database and the clean queries are encoded by the
-  // WebGPU network either way (the cached database codes stay the same whatever the engine).
+  // The attack loop may run on the WebAssembly engine; the database and the clean queries are then encoded
+  // there too, so that every code of a run comes from one engine (cached per engine).
   let attackNet: HashingNetwork | CpuImageNetwork = net;
   try {
     if (resolveEngine(o.engine, gpu, net.spec.task) === 'wasm')
@@ -215,12 +228,7 @@ export async function runProtocol(gpu: Gpu, o: ProtocolOptions): Promise<Protoco
     const bits = net.bits;
     const C = data.info.classes;
     o.log(`data ${o.data}: database ${data.database.length}, queries ${data.query.length}, ${C} classes`);
-    const encodeStart = performance.now();
-    const db = await databaseCodes(net, modelDir, data, o);
-    const encodeSeconds = (performance.now() - encodeStart) / 1000;
-    o.log(`database codes: ${db.cached ? 'from the cache' : `encoded in ${encodeSeconds.toFixed(1)} s`}`);
     const dbLabels = data.database.labels();
-    const retrieval = new RetrievalDatabase(bits, db.codes, dbLabels);
     const R = o.R ?? defaultR(data);
 
     const sample = sampleAttack(data.query.labels(), dbLabels, C, {
@@ -231,17 +239,6 @@ export async function runProtocol(gpu: Gpu, o: ProtocolOptions): Promise<Protoco
     });
     const nq = sample.queryIndices.length;
     const queryIdx = Array.from(sample.queryIndices);
-    const pixels = await data.query.load(queryIdx);
-    const allQueryLabels = data.query.labels();
-    const queryLabels = new Uint8Array(nq * C);
-    for (let q = 0; q < nq; q++)
-      queryLabels.set(allQueryLabels.subarray(queryIdx[q] * C, (queryIdx[q] + 1) * C), q * C);
-    const targetCodes = rowsOf(db.codes, sample.targetIndices, bits);
-    const anchorsDhta = voteAnchors(targetCodes, o.nT, bits);
-    // P2P: one random object of the target label, the first of the n_t drawn (drawn at random).
-    const firstTargets = Array.from({ length: nq }, (_, q) => sample.targetIndices[q * o.nT]);
-    const anchorsP2p = rowsOf(db.codes, firstTargets, bits);
-    const clean = await net.encode(pixels, nq);
 
     // This shard's slice of the sampled queries (the whole list without --shard).
     const shard = o.shard ?? { index: 0, count: 1 };
@@ -265,8 +262,26 @@ export async function runProtocol(gpu: Gpu, o: ProtocolOptions): Promise<Protoco
       targetClasses: o.targetClasses ?? null,
       shard,
     };
+    // Checked before the (long) database encoding: a results file of this run or of another one.
     const done = resumeResults(resultsPath, header, Boolean(o.resume));
     if (done.size) o.log(`resuming: ${done.size} query results already in ${resultsPath}`);
+
+    const encodeStart = performance.now();
+    const db = await databaseCodes(attackNet, modelDir, data, o);
+    const encodeSeconds = (performance.now() - encodeStart) / 1000;
+    o.log(`database codes: ${db.cached ? 'from the cache' : `encoded in ${encodeSeconds.toFixed(1)} s`}`);
+    const retrieval = new RetrievalDatabase(bits, db.codes, dbLabels);
+    const pixels = await data.query.load(queryIdx);
+    const allQueryLabels = data.query.labels();
+    const queryLabels = new Uint8Array(nq * C);
+    for (let q = 0; q < nq; q++)
+      queryLabels.set(allQueryLabels.subarray(queryIdx[q] * C, (queryIdx[q] + 1) * C), q * C);
+    const targetCodes = rowsOf(db.codes, sample.targetIndices, bits);
+    const anchorsDhta = voteAnchors(targetCodes, o.nT, bits);
+    // P2P: one random object of the target label, the first of the n_t drawn (drawn at random).
+    const firstTargets = Array.from({ length: nq }, (_, q) => sample.targetIndices[q * o.nT]);
+    const anchorsP2p = rowsOf(db.codes, firstTargets, bits);
+    const clean = await attackNet.encode(pixels, nq);
     const fd = openSync(resultsPath, done.size ? 'a' : 'w');
     if (!done.size) appendLine(fd, { header });
 

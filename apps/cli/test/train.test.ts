@@ -63,9 +63,12 @@ describe('dhta train', () => {
     expect(spec.card.cleanMap).toBe(card.cleanMap);
     expect(existsSync(join(out, 'weights.safetensors'))).toBe(true);
     expect(existsSync(`${out}.checkpoint`)).toBe(false);
-    // The database codes computed for the clean MAP are in the protocol's cache (the card aside).
+    // The database codes computed for the clean MAP are in the protocol's cache (the card aside), for the
+    // WebGPU engine that computed them (the WebAssembly engine keeps its own entries).
     const attack = dhta(
       'attack',
+      '--engine',
+      'webgpu',
       '--model',
       out,
       '--data',
