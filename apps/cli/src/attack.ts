@@ -93,6 +93,7 @@ export interface AttackSettingFlags {
   seed: number;
   batch?: number;
   engine?: Engine;
+  cpuThreads?: number;
   backend?: string;
   adapter?: string;
 }
@@ -143,7 +144,12 @@ export function addAttackSettings(cmd: Command): Command {
     .option('--random-start', 'start delta uniformly in the eps ball instead of at 0')
     .option('--batch <B>', 'queries attacked per GPU pass (default 100)', positiveInt('--batch'))
     .option('--seed <S>', 'seed of every random choice', nonNegativeInt('--seed'), 0)
-    .option('--engine <E>', `${ENGINE_HELP}: auto, webgpu or wasm`, engineOption);
+    .option('--engine <E>', `${ENGINE_HELP}: auto, webgpu or wasm`, engineOption)
+    .option(
+      '--cpu-threads <T>',
+      'threads of the WebAssembly engine, 1 to 16 (default: the logical CPUs, at most 16)',
+      positiveInt('--cpu-threads'),
+    );
 }
 
 export function attackSettingsOf(f: AttackSettingFlags): Omit<AttackOptions, 'method'> {
@@ -191,7 +197,9 @@ async function attackFiles(f: AttackFlags): Promise<void> {
     const net = await loadNetwork(gpu, f.model);
     const attackNet =
       resolveEngine(f.engine, gpu, net.spec.task) === 'wasm'
-        ? await CpuImageNetwork.create(net.spec, (await loadBundle(f.model)).weights)
+        ? await CpuImageNetwork.create(net.spec, (await loadBundle(f.model)).weights, {
+            threads: f.cpuThreads,
+          })
         : net;
     try {
       const itemShape =
@@ -285,6 +293,7 @@ async function attackData(f: AttackFlags): Promise<void> {
       shard: f.shard,
       targetClasses: f.targetClasses,
       engine: f.engine,
+      cpuThreads: f.cpuThreads,
       log: (l) => progress.log(l),
       progress: (phase, done, total, extra) => progress.update(phase, done, total, extra),
     }),

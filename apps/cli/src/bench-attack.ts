@@ -57,7 +57,7 @@ export interface AttackBenchOptions {
   engine?: Engine;
   /** Python with PyTorch (default /usr/bin/python3). */
   python?: string;
-  /** PyTorch threads (default 2). */
+  /** Threads of PyTorch and of the WebAssembly engine (default 2). */
   threads?: number;
   /** Progress lines (stderr). */
   log?: (line: string) => void;
@@ -186,7 +186,9 @@ export async function benchAttack(gpu: Gpu, o: AttackBenchOptions): Promise<Atta
 
   const engine = resolveEngine(o.engine, gpu, 'image');
   const net =
-    engine === 'wasm' ? await CpuImageNetwork.create(spec, weights) : createNetwork(gpu, spec, weights);
+    engine === 'wasm'
+      ? await CpuImageNetwork.create(spec, weights, { threads: o.threads ?? 2 })
+      : createNetwork(gpu, spec, weights);
   const device =
     net instanceof CpuImageNetwork
       ? `WebAssembly SIMD, ${net.cpu.threads} CPU thread${net.cpu.threads > 1 ? 's' : ''}`
@@ -384,7 +386,7 @@ export function registerBenchAttack(program: Command): void {
     .option('--engine <E>', `${ENGINE_HELP}: auto, webgpu or wasm`, engineOption)
     .option('--peer <name>', 'also time a peer on the same model and data: torch')
     .option('--python <path>', 'Python with PyTorch for --peer torch (default /usr/bin/python3)')
-    .option('--threads <T>', 'PyTorch threads', positiveInt('--threads'), 2)
+    .option('--threads <T>', 'threads of PyTorch and of our WebAssembly engine', positiveInt('--threads'), 2)
     .option('--out <file>', 'also write the result as JSON to this file (atomically)')
     .option('--backend <name>', 'Dawn backend', backendOption)
     .option('--adapter <name>', 'adapter name')

@@ -92,6 +92,7 @@ export function registerDemo(program: Command): void {
         // Running the demo again reuses (or continues) the same run's results instead of refusing them.
         resume: existsSync(join(outDir, 'results.jsonl')),
         engine: f.engine,
+        cpuThreads: f.cpuThreads,
         log: (l) => progress.log(l),
         progress: (phase, done, total, extra) => progress.update(phase, done, total, extra),
       }),

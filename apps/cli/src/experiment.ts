@@ -52,6 +52,8 @@ export interface ProtocolOptions {
   shard?: { index: number; count: number };
   /** Where the attack loop runs (default auto: wasm for image models on a software adapter). */
   engine?: Engine;
+  /** Threads of the WebAssembly engine (default: the logical CPUs, at most 16). */
+  cpuThreads?: number;
   /** Progress lines/bars. */
   log: (line: string) => void;
   progress?: (phase: string, done: number, total: number, extra?: string) => void;
@@ -215,7 +217,9 @@ export async function runProtocol(gpu: Gpu, o: ProtocolOptions): Promise<Protoco
   let attackNet: HashingNetwork | CpuImageNetwork = net;
   try {
     if (resolveEngine(o.engine, gpu, net.spec.task) === 'wasm')
-      attackNet = await CpuImageNetwork.create(net.spec, (await loadBundle(modelDir)).weights);
+      attackNet = await CpuImageNetwork.create(net.spec, (await loadBundle(modelDir)).weights, {
+        threads: o.cpuThreads,
+      });
     const data = await openDataset(o.data, { seed: o.seed });
     const itemSize = data.query.itemSize;
     if (itemSize !== net.inputSize) {

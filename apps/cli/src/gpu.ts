@@ -35,7 +35,7 @@ export function engineOption(value: string): Engine {
 }
 
 export const ENGINE_HELP =
-  'where the attack loop runs: webgpu (the WGSL kernels), wasm (WebAssembly SIMD on 2 CPU threads; image ' +
+  'where the attack loop runs: webgpu (the WGSL kernels), wasm (WebAssembly SIMD on the CPU cores; image ' +
   'models), or auto (default): wasm for image models when the WebGPU adapter is a software one (llvmpipe), ' +
   'where it is several times faster, webgpu otherwise';
 

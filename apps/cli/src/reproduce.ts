@@ -218,6 +218,7 @@ async function reproduce(gpu: Gpu, name: string, f: ReproduceFlags): Promise<Rec
       shard: f.shard,
       targetClasses: heldOut.get(cell.bits),
       engine: f.engine,
+      cpuThreads: f.cpuThreads,
       log: (l) => progress.log(l),
       progress: (phase, done, total, extra) => progress.update(phase, done, total, extra),
     });

@@ -11,6 +11,7 @@ import {
   packConvForward,
   packLinearBackwardInput,
   packLinearForward,
+  RESERVED_BYTES,
   WasmCpu,
 } from '../src/wasm/index.js';
 import { expectClose, f32 } from './helpers.js';
@@ -35,20 +36,21 @@ const convCases: Array<[number, number, number, number, number, number, number, 
 
 /**
  * Runs `op` and checks that it wrote nothing below `mark` (the weights and inputs allocated before it), past
- * the control block and the throw-away lines (the first 256 bytes).
+ * the control block and the throw-away lines (RESERVED_BYTES).
  */
 function expectNoStrayWrites<T>(cpu: WasmCpu, op: () => T): T {
   const end = cpu.mark() / 4;
-  const before = cpu.f32.slice(64, end);
+  const before = cpu.f32.slice(RESERVED_BYTES / 4, end);
   const out = op();
-  const after = cpu.f32.subarray(64, end);
+  const after = cpu.f32.subarray(RESERVED_BYTES / 4, end);
   let changed = 0;
   for (let i = 0; i < before.length; i++) if (!Object.is(before[i], after[i])) changed++;
   expect(changed, 'floats changed below the stack mark').toBe(0);
   return out;
 }
 
-for (const threads of [1, 2]) {
+// 3 threads on this 2-core machine: more threads than cores, and a count that splits nothing evenly.
+for (const threads of [1, 2, 3]) {
   describe(`WebAssembly CPU ops, ${threads} thread(s)`, () => {
     let cpu: WasmCpu;
     beforeAll(async () => {
@@ -155,7 +157,11 @@ for (const threads of [1, 2]) {
 }
 
 describe('WebAssembly CPU engine', () => {
-  it('rejects a thread count other than 1 or 2', async () => {
-    await expect(WasmCpu.create({ threads: 3 })).rejects.toThrow(/threads must be 1 or 2/);
+  it('rejects a thread count outside 1 to 16', async () => {
+    await expect(WasmCpu.create({ threads: 0 })).rejects.toThrow(
+      /threads must be an integer from 1 to 16, found 0/,
+    );
+    await expect(WasmCpu.create({ threads: 17 })).rejects.toThrow(/from 1 to 16, found 17/);
+    await expect(WasmCpu.create({ threads: 1.5 })).rejects.toThrow(/found 1.5/);
   });
 });

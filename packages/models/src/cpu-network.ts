@@ -56,7 +56,7 @@ export interface CpuTape {
 }
 
 export interface CpuNetworkOptions {
-  /** Threads of the engine: 1 or 2 (default: 2 on hosts with 2 or more cores). */
+  /** Threads of the engine, 1 to 16 (default: the logical CPUs, at most 16). */
   threads?: number;
 }
 

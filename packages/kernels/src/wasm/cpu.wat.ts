@@ -357,6 +357,8 @@ function panelLoops(): string {
       '(local.set $row (i32.add (local.get $cm) (local.get $q4)))',
       col2imBody,
       '(local.set $row (i32.add (local.get $row) (i32.shl (local.get $ldc) (i32.const 2))))',
+      // Each thread's throw-away float is on its own cache line.
+      '(local.set $sink (i32.add (local.get $sink) (i32.shl (global.get $thread) (i32.const 6))))',
     )
   );
 }
@@ -373,6 +375,9 @@ export function cpuModuleText(shared: boolean, maxPages: number): string {
   const mem = shared ? `(memory 1 ${maxPages} shared)` : `(memory 1 ${maxPages})`;
   return `(module
   (import "env" "memory" ${mem})
+  ;; This instance's thread index (each thread has its own instance over the shared memory).
+  (global $thread (mut i32) (i32.const 0))
+  (func (export "set_thread") (param $t i32) (global.set $thread (local.get $t)))
   (func (export "gemm") (param $ap i32) (param $bp i32) (param $c i32) (param $mPanels i32)
       (param $K i32) (param $ldcFloats i32) (param $j0 i32) (param $j1 i32)
     ${locals.join(' ')}

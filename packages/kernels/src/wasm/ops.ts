@@ -363,11 +363,11 @@ export function conv2dBackwardInputCpu(cpu: WasmCpu, dy: Region, g: ConvGeometry
   // col2im over panels of 8 columns; the threads take chunks that start at an image, so that no two write
   // the same image (multiples of lcm(8, P) columns).
   const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
-  const col2imArgs = (sink: number) => [
+  const col2imArgs = [
     c.byteOffset,
     nPanels * NR,
     dx.byteOffset,
-    sink,
+    SINK_ADDRESS, // + 64 x the thread's index, added by the routine
     im.cols.ihb.byteOffset,
     im.cols.iwb.byteOffset,
     im.cols.base.byteOffset,
@@ -378,8 +378,7 @@ export function conv2dBackwardInputCpu(cpu: WasmCpu, dy: Region, g: ConvGeometry
     H,
     W,
   ];
-  // Each thread writes its throw-away floats to its own cache line.
-  cpu.run('col2im8', col2imArgs(SINK_ADDRESS), nPanels, P / gcd(P, NR), col2imArgs(SINK_ADDRESS + 64));
+  cpu.run('col2im8', col2imArgs, nPanels, P / gcd(P, NR));
   cpu.reset(mark);
   return dx;
 }

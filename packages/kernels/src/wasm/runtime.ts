@@ -12,12 +12,14 @@ const PAGE = 65536;
 /** 2 GiB of address space at most (the memory grows on demand; only what is used is committed). */
 const MAX_PAGES = 32768;
 /**
- * Control block at the bottom of memory (i32): [0] generation, [1] done, [2] routine, [3] argument count,
- * [4] the next unclaimed index of the range (claimed with Atomics.add), [5] the range's end, [6] the chunk,
- * [7..30] the worker's arguments, [31] a float that stays 0 (ZERO). Then two 64-byte lines of throw-away
- * floats (SINK), one per thread, so that the threads' writes there do not bounce one line between the cores.
+ * Control block at the bottom of memory (i32): [0] generation, [1] workers done with it, [2] routine,
+ * [3] argument count, [4] the next unclaimed index of the range (claimed with Atomics.add), [5] the range's
+ * end, [6] the chunk, [7..30] the workers' arguments, [31] a float that stays 0 (ZERO). Then one 64-byte line
+ * of throw-away floats per thread (SINK), so that the threads' writes there do not bounce a line between cores.
  */
 const CONTROL_INTS = 32;
+/** Threads at most (one throw-away line each). */
+export const MAX_THREADS = 16;
 /** How long a thread polls for work before it sleeps (ms). */
 const SPIN_MS = 2;
 const C_ROUTINE = 2;
@@ -27,8 +29,9 @@ const C_TOTAL = 5;
 const C_CHUNK = 6;
 const C_ARGS = 7;
 const MAX_ARGS = 31 - C_ARGS;
-const CONTROL_BYTES = CONTROL_INTS * 4 + 128;
-/** Byte address of the first thread's throw-away float; the second thread's is 64 bytes further. */
+/** Bytes at the bottom of memory that the engine keeps for itself (control block and throw-away lines). */
+export const RESERVED_BYTES = CONTROL_INTS * 4 + 64 * MAX_THREADS;
+/** Byte address of thread 0's throw-away float; thread t's is 64 * t bytes further (the module adds it). */
 export const SINK_ADDRESS = CONTROL_INTS * 4;
 /** Byte address of a float that is always 0, read for elements outside the input. */
 export const ZERO_ADDRESS = 31 * 4;
@@ -50,8 +53,9 @@ export type Routine = (typeof ROUTINES)[number];
 // The helper thread: waits for a new generation, then takes chunks of the range until none is left.
 const WORKER_SOURCE = `
 const { workerData } = require('node:worker_threads');
-const { module, memory, names } = workerData;
+const { module, memory, names, tid } = workerData;
 const exports = new WebAssembly.Instance(module, { env: { memory } }).exports;
+exports.set_thread(tid);
 const fns = names.map((n) => exports[n]);
 const ctl = new Int32Array(memory.buffer, 0, ${CONTROL_INTS});
 let seen = 0;
@@ -77,14 +81,19 @@ for (;;) {
     if (from >= total) break;
     f(...args, from, Math.min(from + chunk, total));
   }
-  Atomics.store(ctl, 1, seen);
+  Atomics.add(ctl, 1, 1);
   Atomics.notify(ctl, 1);
 }
 `;
 
 export interface WasmCpuOptions {
-  /** Threads: 1 or 2 (default: 2 when the host has at least 2 cores). */
+  /** Threads, 1 to 16 (default: the host's logical CPUs, at most 16). */
   threads?: number;
+}
+
+/** The default thread count: the host's logical CPUs, at most MAX_THREADS. */
+export function defaultThreads(): number {
+  return Math.max(1, Math.min(MAX_THREADS, availableParallelism()));
 }
 
 let compiled: Promise<WebAssembly.Module> | undefined;
@@ -122,9 +131,9 @@ export class WasmCpu {
   readonly memory: WebAssembly.Memory;
   readonly threads: number;
   private readonly fns: Record<Routine, (...args: number[]) => void>;
-  private readonly worker: Worker | undefined;
+  private readonly workers: Worker[] = [];
   private generation = 0;
-  private top = CONTROL_BYTES;
+  private top = RESERVED_BYTES;
   private f32View: Float32Array;
   private i32View: Int32Array;
   private destroyed = false;
@@ -132,6 +141,7 @@ export class WasmCpu {
   private constructor(module: WebAssembly.Module, threads: number) {
     this.memory = new WebAssembly.Memory({ initial: 16, maximum: MAX_PAGES, shared: true });
     const exports = new WebAssembly.Instance(module, { env: { memory: this.memory } }).exports;
+    (exports.set_thread as (tid: number) => void)(0);
     this.fns = Object.fromEntries(ROUTINES.map((n) => [n, exports[n]])) as Record<
       Routine,
       (...a: number[]) => void
@@ -139,20 +149,24 @@ export class WasmCpu {
     this.f32View = new Float32Array(this.memory.buffer);
     this.i32View = new Int32Array(this.memory.buffer);
     this.threads = threads;
-    if (threads > 1) {
-      this.worker = new Worker(WORKER_SOURCE, {
+    for (let tid = 1; tid < threads; tid++) {
+      const worker = new Worker(WORKER_SOURCE, {
         eval: true,
-        workerData: { module, memory: this.memory, names: [...ROUTINES] },
+        workerData: { module, memory: this.memory, names: [...ROUTINES], tid },
       });
-      this.worker.unref();
+      worker.unref();
+      this.workers.push(worker);
     }
   }
 
   /** Assembles the module (once per process) and starts the helper thread. */
   static async create(options: WasmCpuOptions = {}): Promise<WasmCpu> {
-    const threads = options.threads ?? (availableParallelism() >= 2 ? 2 : 1);
-    if (threads !== 1 && threads !== 2) {
-      throw new KernelError('BAD_ARGUMENT', `WasmCpu: threads must be 1 or 2, found ${threads}`);
+    const threads = options.threads ?? defaultThreads();
+    if (!Number.isInteger(threads) || threads < 1 || threads > MAX_THREADS) {
+      throw new KernelError(
+        'BAD_ARGUMENT',
+        `WasmCpu: threads must be an integer from 1 to ${MAX_THREADS}, found ${threads}`,
+      );
     }
     if (typeof SharedArrayBuffer === 'undefined') {
       throw new KernelError(
@@ -227,39 +241,38 @@ export class WasmCpu {
 
   /** Frees everything allocated after `mark`. */
   reset(mark: number): void {
-    if (mark < CONTROL_BYTES || mark > this.top) {
+    if (mark < RESERVED_BYTES || mark > this.top) {
       throw new KernelError('BAD_ARGUMENT', `WasmCpu.reset: mark ${mark} is not below the top ${this.top}`);
     }
     this.top = mark;
   }
 
   /**
-   * Runs a routine over [0, total), `args` before the range. With two threads both take chunks (multiples of
-   * `align`) of the range until none is left, so that a thread slowed by other work on its core does less
-   * (the machines we run on are shared). `workerArgs` (same length) replaces `args` in the worker.
+   * Runs a routine over [0, total), `args` before the range. With several threads all take chunks (multiples
+   * of `align`) of the range until none is left, so that a thread slowed by other work on its core does less
+   * (the machines we run on are shared).
    */
-  run(routine: Routine, args: readonly number[], total: number, align = 1, workerArgs = args): void {
+  run(routine: Routine, args: readonly number[], total: number, align = 1): void {
     this.assertLive();
     const fn = this.fns[routine];
-    if (args.length > MAX_ARGS || workerArgs.length !== args.length) {
-      throw new KernelError(
-        'BAD_ARGUMENT',
-        `WasmCpu.run: ${routine} takes at most ${MAX_ARGS} arguments, the same count per thread`,
-      );
+    if (args.length > MAX_ARGS) {
+      throw new KernelError('BAD_ARGUMENT', `WasmCpu.run: ${routine} takes at most ${MAX_ARGS} arguments`);
     }
     // About 8 chunks per thread: enough to even out, few enough that claiming one costs nothing.
     const chunk = Math.max(1, Math.ceil(total / (8 * this.threads) / align)) * align;
-    if (!this.worker || chunk >= total) {
+    const workers = this.workers.length;
+    if (workers === 0 || chunk >= total) {
       fn(...args, 0, total);
       return;
     }
     const ctl = this.i32;
     ctl[C_ROUTINE] = ROUTINES.indexOf(routine);
-    ctl[C_ARGC] = workerArgs.length;
-    ctl.set(workerArgs, C_ARGS);
+    ctl[C_ARGC] = args.length;
+    ctl.set(args, C_ARGS);
     ctl[C_TOTAL] = total;
     ctl[C_CHUNK] = chunk;
     Atomics.store(ctl, C_NEXT, 0);
+    Atomics.store(ctl, 1, 0);
     this.generation = (this.generation % 0x3fffffff) + 1;
     Atomics.store(ctl, 0, this.generation);
     Atomics.notify(ctl, 0);
@@ -268,14 +281,13 @@ export class WasmCpu {
       if (from >= total) break;
       fn(...args, from, Math.min(from + chunk, total));
     }
-    // The worker is finishing its last chunk: poll, then sleep if it takes long.
+    // The workers are finishing their last chunks: poll, then sleep if it takes long.
     const start = performance.now();
     let polls = 0;
-    while (Atomics.load(ctl, 1) !== this.generation) {
-      if ((++polls & 1023) === 0 && performance.now() - start > SPIN_MS) {
-        const seen = Atomics.load(ctl, 1);
-        if (seen !== this.generation) Atomics.wait(ctl, 1, seen, 1000);
-      }
+    for (;;) {
+      const done = Atomics.load(ctl, 1);
+      if (done === workers) break;
+      if ((++polls & 1023) === 0 && performance.now() - start > SPIN_MS) Atomics.wait(ctl, 1, done, 1000);
     }
   }
 
@@ -298,10 +310,10 @@ export class WasmCpu {
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
-    if (this.worker) {
+    if (this.workers.length) {
       Atomics.store(this.i32, 0, -1);
       Atomics.notify(this.i32, 0);
-      void this.worker.terminate();
+      for (const w of this.workers) void w.terminate();
     }
   }
 
