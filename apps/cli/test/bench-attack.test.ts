@@ -5,6 +5,21 @@ import { Command } from 'commander';
 import { describe, expect, it, vi } from 'vitest';
 import { registerBenchAttack } from '../src/bench-attack.js';
 
+/** Runs the program with these arguments and returns what it wrote to stdout, line by line. */
+async function stdoutOf(args: string[]): Promise<string[]> {
+  const lines: string[] = [];
+  const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    lines.push(String(chunk));
+    return true;
+  });
+  try {
+    await program().parseAsync(args, { from: 'user' });
+  } finally {
+    spy.mockRestore();
+  }
+  return lines;
+}
+
 function program(): Command {
   const p = new Command().exitOverride();
   p.command('bench');
@@ -16,37 +31,25 @@ describe('dhta bench attack', () => {
   it('--json prints one line with our query-iterations per second; --out writes the same JSON', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'dhta-bench-attack-'));
     const out = join(dir, 'r.json');
-    const lines: string[] = [];
-    const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-      lines.push(String(chunk));
-      return true;
-    });
-    try {
-      await program().parseAsync(
-        [
-          'bench',
-          'attack',
-          '--preset',
-          'small-cnn',
-          '--batch',
-          '3',
-          '--iters',
-          '2',
-          '--check-iters',
-          '1',
-          '--bits',
-          '16',
-          '--engine',
-          'webgpu',
-          '--json',
-          '--out',
-          out,
-        ],
-        { from: 'user' },
-      );
-    } finally {
-      spy.mockRestore();
-    }
+    const lines = await stdoutOf([
+      'bench',
+      'attack',
+      '--preset',
+      'small-cnn',
+      '--batch',
+      '3',
+      '--iters',
+      '2',
+      '--check-iters',
+      '1',
+      '--bits',
+      '16',
+      '--engine',
+      'webgpu',
+      '--json',
+      '--out',
+      out,
+    ]);
     const json = lines.filter((l) => l.trim().startsWith('{'));
     expect(json).toHaveLength(1);
     const r = JSON.parse(json[0]);
@@ -71,37 +74,25 @@ describe('dhta bench attack', () => {
   });
 
   it('--engine wasm runs the same loop on the WebAssembly engine (no GPU dispatches)', async () => {
-    const lines: string[] = [];
-    const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-      lines.push(String(chunk));
-      return true;
-    });
-    try {
-      await program().parseAsync(
-        [
-          'bench',
-          'attack',
-          '--preset',
-          'small-cnn',
-          '--batch',
-          '3',
-          '--iters',
-          '2',
-          '--check-iters',
-          '1',
-          '--bits',
-          '16',
-          '--engine',
-          'wasm',
-          '--repeat',
-          '2',
-          '--json',
-        ],
-        { from: 'user' },
-      );
-    } finally {
-      spy.mockRestore();
-    }
+    const lines = await stdoutOf([
+      'bench',
+      'attack',
+      '--preset',
+      'small-cnn',
+      '--batch',
+      '3',
+      '--iters',
+      '2',
+      '--check-iters',
+      '1',
+      '--bits',
+      '16',
+      '--engine',
+      'wasm',
+      '--repeat',
+      '2',
+      '--json',
+    ]);
     const r = JSON.parse(lines.filter((l) => l.trim().startsWith('{'))[0]);
     expect(r).toMatchObject({ engine: 'wasm', software: true, batch: 3, iters: 2, repeat: 2 });
     // --repeat 2: both timed runs listed; the reported run is the upper middle one.

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, expect } from 'vitest';
 import { createGpu, type Gpu } from '../src/gpu/context.js';
+import type { SeededRandom } from '../src/reference/index.js';
 
 /** Opens one poisoned, error-checked GPU context for a test file and destroys it afterwards. */
 export function useGpu(): () => Gpu {
@@ -39,4 +40,9 @@ export function expectClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
 /** Float32 rounding of float64 data, so CPU references see exactly the GPU's inputs. */
 export function f32(x: ArrayLike<number>): Float64Array {
   return Float64Array.from(Float32Array.from(x));
+}
+
+/** n standard normal values, rounded to float32 (see f32). */
+export function randn(rng: SeededRandom, n: number): Float64Array {
+  return f32(Array.from({ length: n }, () => rng.normal()));
 }

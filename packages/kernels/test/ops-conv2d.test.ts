@@ -1,11 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { conv2d, conv2dBackwardInput, conv2dBackwardWeight } from '../src/ops/conv2d.js';
 import * as ref from '../src/reference/index.js';
-import { expectClose, f32, useGpu } from './helpers.js';
-
-function randn(rng: ref.SeededRandom, n: number): Float64Array {
-  return f32(Array.from({ length: n }, () => rng.normal()));
-}
+import { expectClose, randn, useGpu } from './helpers.js';
 
 // [N, C, H, W, O, K, stride, padding]: batch 1, 1x1 kernels, stride 2, odd sizes, more channels than a tile.
 const cases: Array<[number, number, number, number, number, number, number, number]> = [

@@ -2,11 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { linear, linearBackwardBias, linearBackwardInput, linearBackwardWeight } from '../src/ops/linear.js';
 import { matmul } from '../src/ops/matmul.js';
 import * as ref from '../src/reference/index.js';
-import { expectClose, f32, useGpu } from './helpers.js';
-
-function randn(rng: ref.SeededRandom, n: number): Float64Array {
-  return f32(Array.from({ length: n }, () => rng.normal()));
-}
+import { expectClose, randn, useGpu } from './helpers.js';
 
 describe('matmul', () => {
   const gpu = useGpu();

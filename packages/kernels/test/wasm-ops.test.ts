@@ -14,11 +14,7 @@ import {
   RESERVED_BYTES,
   WasmCpu,
 } from '../src/wasm/index.js';
-import { expectClose, f32 } from './helpers.js';
-
-function randn(rng: ref.SeededRandom, n: number): Float64Array {
-  return f32(Array.from({ length: n }, () => rng.normal()));
-}
+import { expectClose, randn } from './helpers.js';
 
 // [N, C, H, W, O, K, stride, padding]: as the WGSL conv tests, plus columns that are not a multiple of 8
 // and rows that are not a multiple of 4.

@@ -2,6 +2,7 @@
 // GEMMs (cpu.wat.ts), with im2col, col2im, bias, ReLU and pooling as table-driven loops split over the
 // threads. Each op has the same float64 reference as its WGSL twin (src/reference); the tests compare them.
 import { argError } from '../errors.js';
+import { type Conv2dGeometry, conv2dGeometry } from '../ops/conv2d.js';
 import { MR, NR } from './cpu.wat.js';
 import { type Region, SINK_ADDRESS, type WasmCpu, ZERO_ADDRESS } from './runtime.js';
 
@@ -149,6 +150,34 @@ function scatter(
   );
 }
 
+/**
+ * Packs `count` rows (A, width 4) or columns (B, width 8) of K values into panels of `width`, k-major, in the
+ * engine's long-lived memory: element (r, k) is src[r * stride + k * kStride]; past `count`, zeros.
+ */
+function packPanels(
+  cpu: WasmCpu,
+  src: ArrayLike<number>,
+  count: number,
+  K: number,
+  width: number,
+  stride: number,
+  kStride: number,
+): PackedMatrix {
+  const panels = Math.ceil(count / width);
+  const region = cpu.alloc(panels * width * K);
+  const dst = cpu.f32;
+  const at = region.byteOffset / 4;
+  for (let i = 0; i < panels; i++) {
+    for (let k = 0; k < K; k++) {
+      for (let r = 0; r < width; r++) {
+        const row = i * width + r;
+        dst[at + (i * K + k) * width + r] = row < count ? src[row * stride + k * kStride] : 0;
+      }
+    }
+  }
+  return { region, size: count, panels, K };
+}
+
 /** Packs A (rows x K; element (r, k) = src[r * rowStride + k * kStride]) into the engine's memory. */
 export function packWeightA(
   cpu: WasmCpu,
@@ -158,19 +187,7 @@ export function packWeightA(
   rowStride: number,
   kStride: number,
 ): PackedMatrix {
-  const panels = Math.ceil(rows / MR);
-  const region = cpu.alloc(panels * MR * K);
-  const dst = cpu.f32;
-  const at = region.byteOffset / 4;
-  for (let i = 0; i < panels; i++) {
-    for (let k = 0; k < K; k++) {
-      for (let r = 0; r < MR; r++) {
-        const row = i * MR + r;
-        dst[at + (i * K + k) * MR + r] = row < rows ? src[row * rowStride + k * kStride] : 0;
-      }
-    }
-  }
-  return { region, size: rows, panels, K };
+  return packPanels(cpu, src, rows, K, MR, rowStride, kStride);
 }
 
 /** Packs B (K x cols; element (k, c) = src[k * kStride + c * colStride]) into the engine's memory. */
@@ -182,35 +199,13 @@ export function packWeightB(
   kStride: number,
   colStride: number,
 ): PackedMatrix {
-  const panels = Math.ceil(cols / NR);
-  const region = cpu.alloc(panels * NR * K);
-  const dst = cpu.f32;
-  const at = region.byteOffset / 4;
-  for (let j = 0; j < panels; j++) {
-    for (let k = 0; k < K; k++) {
-      for (let c = 0; c < NR; c++) {
-        const col = j * NR + c;
-        dst[at + (j * K + k) * NR + c] = col < cols ? src[k * kStride + col * colStride] : 0;
-      }
-    }
-  }
-  return { region, size: cols, panels, K };
+  return packPanels(cpu, src, cols, K, NR, colStride, kStride);
 }
 
-export interface ConvGeometry {
-  N: number;
-  C: number;
-  H: number;
-  W: number;
-  O: number;
-  KH: number;
-  KW: number;
-  stride: number;
-  padding: number;
-  OH: number;
-  OW: number;
-}
+/** The convolution's geometry (the WGSL ops' type and checks). */
+export type ConvGeometry = Conv2dGeometry;
 
+/** Checks and returns the geometry of a conv of x [N, C, H, W] with O filters of KH x KW. */
 export function convGeometry(
   xShape: readonly number[],
   O: number,
@@ -219,13 +214,7 @@ export function convGeometry(
   stride: number,
   padding: number,
 ): ConvGeometry {
-  const [N, C, H, W] = xShape;
-  const OH = Math.floor((H + 2 * padding - KH) / stride) + 1;
-  const OW = Math.floor((W + 2 * padding - KW) / stride) + 1;
-  if (OH < 1 || OW < 1) {
-    throw argError('wasm conv2d', `a ${KH}x${KW} kernel does not fit ${H}x${W} with padding ${padding}`);
-  }
-  return { N, C, H, W, O, KH, KW, stride, padding, OH, OW };
+  return conv2dGeometry('wasm conv2d', xShape, [O, xShape[1], KH, KW], { stride, padding });
 }
 
 /** Conv weights [O, C, KH, KW] packed for the forward (A = W as O x C*KH*KW). */
@@ -249,7 +238,7 @@ function im2colTables(
   g: ConvGeometry,
   padded: number,
 ): { cols: ColumnTables; rows: RowTables } {
-  const key = `im2col,${g.N},${g.C},${g.H},${g.W},${g.KH},${g.KW},${g.stride},${g.padding},${padded}`;
+  const key = `im2col,${g.N},${g.C},${g.H},${g.W},${g.KH},${g.KW},${g.stride},${g.pad},${padded}`;
   const [ihb, iwb, base, kh, kw, koff] = cached(key, () => buildIm2colTables(g, padded)).map((a) =>
     uploadInts(cpu, a),
   );
@@ -270,7 +259,7 @@ function cached(key: string, build: () => Int32Array[]): Int32Array[] {
 }
 
 function buildIm2colTables(g: ConvGeometry, padded: number): Int32Array[] {
-  const { N, C, H, W, KH, KW, OH, OW, stride, padding } = g;
+  const { N, C, H, W, KH, KW, OH, OW, stride, pad: padding } = g;
   const P = OH * OW;
   const ihb = new Int32Array(padded).fill(OUTSIDE);
   const iwb = new Int32Array(padded);
