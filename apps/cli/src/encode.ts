@@ -2,10 +2,18 @@
 import { mkdirSync, renameSync, rmSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { readNpyFile, writeNpyFile } from '@dhta/kernels/hamming';
-import { loadNetwork, type ModelSpec } from '@dhta/models';
+import { CpuImageNetwork, loadBundle, loadNetwork, type ModelSpec } from '@dhta/models';
 import type { Command } from 'commander';
 import { CliError } from './errors.js';
-import { backendOption, type GpuFlags, withGpu } from './gpu.js';
+import {
+  backendOption,
+  ENGINE_HELP,
+  type Engine,
+  engineOption,
+  type GpuFlags,
+  resolveEngine,
+  withGpu,
+} from './gpu.js';
 import { printJson } from './output.js';
 
 export interface EncodeOptions extends GpuFlags {
@@ -14,6 +22,8 @@ export interface EncodeOptions extends GpuFlags {
   out: string;
   features?: string;
   batch?: number;
+  engine?: Engine;
+  cpuThreads?: number;
   json?: boolean;
   quiet?: boolean;
 }
@@ -23,7 +33,9 @@ export interface EncodeSummary {
   bits: number;
   task: string;
   seconds: number;
+  /** Where it ran: the WebGPU adapter, or the WebAssembly engine and its threads. */
   device: string;
+  engine: 'webgpu' | 'wasm';
   out: string;
   features?: string;
 }
@@ -74,7 +86,13 @@ export async function runEncode(o: EncodeOptions): Promise<EncodeSummary> {
     throw new CliError('--out and --features must be different files');
   }
   return withGpu(o, async (gpu) => {
-    const net = await loadNetwork(gpu, o.model);
+    const gpuNet = await loadNetwork(gpu, o.model);
+    const net =
+      resolveEngine(o.engine, gpu, gpuNet.spec.task) === 'wasm'
+        ? await CpuImageNetwork.create(gpuNet.spec, (await loadBundle(o.model)).weights, {
+            threads: o.cpuThreads,
+          })
+        : gpuNet;
     try {
       const { data, n } = await readInput(o.input, net.spec);
       const t0 = performance.now();
@@ -111,12 +129,17 @@ export async function runEncode(o: EncodeOptions): Promise<EncodeSummary> {
         bits: net.bits,
         task: net.spec.task,
         seconds,
-        device: gpu.adapter.description,
+        device:
+          net instanceof CpuImageNetwork
+            ? `WebAssembly SIMD, ${net.cpu.threads} CPU thread${net.cpu.threads > 1 ? 's' : ''}`
+            : gpu.adapter.description,
+        engine: net instanceof CpuImageNetwork ? 'wasm' : 'webgpu',
         out: o.out,
         ...(o.features ? { features: o.features } : {}),
       };
     } finally {
-      net.destroy();
+      if (net !== gpuNet) net.destroy();
+      gpuNet.destroy();
     }
   });
 }
@@ -145,9 +168,19 @@ export function registerEncode(program: Command): void {
       'objects per GPU chunk (default: as many as fit the device)',
       positiveInt('--batch'),
     )
+    .option(
+      '--engine <E>',
+      `${ENGINE_HELP.replace('the attack loop runs', 'the network runs')}: auto, webgpu or wasm`,
+      engineOption,
+    )
+    .option(
+      '--cpu-threads <T>',
+      'threads of the WebAssembly engine, 1 to 16 (default: the logical CPUs)',
+      positiveInt('--cpu-threads'),
+    )
     .option('--backend <B>', 'WebGPU backend (vulkan, metal, d3d12, ...)', backendOption)
     .option('--adapter <name>', 'adapter name as Dawn reports it')
-    .option('--json', 'print one JSON line: {n, bits, task, seconds, device, out, features}')
+    .option('--json', 'print one JSON line: {n, bits, task, seconds, device, engine, out, features}')
     .option('--quiet', 'no progress lines')
     .action(async (o: EncodeOptions) => {
       const s = await runEncode(o);

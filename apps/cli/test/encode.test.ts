@@ -28,15 +28,30 @@ function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
 describe('dhta encode', () => {
   it('writes int8 +-1 codes and float32 features matching PyTorch, for images and videos', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'dhta-encode-'));
-    for (const name of ['layers', 'video-mean']) {
+    // On this machine's software adapter, auto puts image models on the WebAssembly engine: both engines
+    // are checked against PyTorch's features.
+    for (const [name, engine, ran] of [
+      ['layers', 'auto', 'wasm'],
+      ['layers', 'webgpu', 'webgpu'],
+      ['video-mean', 'auto', 'webgpu'],
+    ] as const) {
       const d = caseData(name);
       const x = d.get('x')!;
       const input = join(dir, `${name}-x.npy`);
       await writeNpyFile(input, x.data, x.shape);
       const out = join(dir, name, 'codes.npy');
       const features = join(dir, name, 'f.npy');
-      const s = await runEncode({ model: join(fixtures, name), input, out, features, batch: 2, quiet: true });
+      const s = await runEncode({
+        model: join(fixtures, name),
+        input,
+        out,
+        features,
+        batch: 2,
+        engine,
+        quiet: true,
+      });
       expect(s.n).toBe(x.shape[0]);
+      expect(s.engine).toBe(ran);
       const codes = await readNpyFile(out);
       const f = await readNpyFile(features);
       const want = d.get('f')!;

@@ -298,7 +298,7 @@ export class CpuImageNetwork {
   encode(
     pixels: Float32Array,
     n: number,
-    options: { batch?: number } = {},
+    options: { batch?: number; onProgress?: (done: number, total: number) => void } = {},
   ): { features: Float32Array; codes: Int8Array } {
     this.assertLive();
     const batch = options.batch ?? 256;
@@ -313,6 +313,7 @@ export class CpuImageNetwork {
         this.normalize(pixels.subarray(start * this.inputSize, (start + m) * this.inputSize), m),
       );
       features.set(this.cpu.read(this.forward(x, m).output), start * this.bits);
+      options.onProgress?.(start + m, n);
     }
     this.resetStack();
     return { features, codes: Int8Array.from(features, (v) => (v < 0 ? -1 : 1)) };
