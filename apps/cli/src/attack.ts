@@ -4,11 +4,18 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { type AttackMethod, type AttackOptions, runAttack, voteAnchors } from '@dhta/attack';
 import { readNpyFile, writeNpyFile } from '@dhta/kernels/hamming';
-import { CpuImageNetwork, loadBundle, loadNetwork } from '@dhta/models';
+import { CpuImageNetwork } from '@dhta/models';
 import type { Command } from 'commander';
 import { CliError } from './errors.js';
 import { fmt, METHODS, type Method, type ProtocolResult, runProtocol } from './experiment.js';
-import { backendOption, ENGINE_HELP, type Engine, engineOption, resolveEngine, withGpu } from './gpu.js';
+import {
+  backendOption,
+  ENGINE_HELP,
+  type Engine,
+  engineOption,
+  openNetwork,
+  withOptionalGpu,
+} from './gpu.js';
 import { formatTable, printJson } from './output.js';
 import { createProgress } from './progress.js';
 
@@ -193,14 +200,8 @@ async function attackFiles(f: AttackFlags): Promise<void> {
   const x = await readNpyFile(f.input);
   if (x.dtype !== 'float32')
     throw new CliError(`--input ${f.input}: expected float32 pixels in [0, 1], found ${x.dtype}`);
-  await withGpu(f, async (gpu) => {
-    const net = await loadNetwork(gpu, f.model);
-    const attackNet =
-      resolveEngine(f.engine, gpu, net.spec.task) === 'wasm'
-        ? await CpuImageNetwork.create(net.spec, (await loadBundle(f.model)).weights, {
-            threads: f.cpuThreads,
-          })
-        : net;
+  await withOptionalGpu(f, async (gpu) => {
+    const net = await openNetwork(gpu, f.model, f.engine, f.cpuThreads);
     try {
       const itemShape =
         net.spec.task === 'video'
@@ -236,7 +237,7 @@ async function attackFiles(f: AttackFlags): Promise<void> {
         anchors = t.shape.length === 3 ? voteAnchors(codes, t.shape[1], net.bits) : codes;
       }
       const progress = createProgress({ quiet: f.json });
-      const out = await runAttack(attackNet, x.data as Float32Array, n, anchors, {
+      const out = await runAttack(net, x.data as Float32Array, n, anchors, {
         ...attackSettingsOf(f),
         method: f.method,
         onProgress: (p) =>
@@ -259,7 +260,7 @@ async function attackFiles(f: AttackFlags): Promise<void> {
         iterations: out.iterations,
         seconds: out.seconds,
         queryIterationsPerSecond: out.iterations ? (n * out.iterations) / out.seconds : null,
-        engine: attackNet instanceof CpuImageNetwork ? 'wasm' : 'webgpu',
+        engine: net instanceof CpuImageNetwork ? 'wasm' : 'webgpu',
         outDir: f.outDir,
       };
       if (f.json) printJson(summary);
@@ -269,7 +270,6 @@ async function attackFiles(f: AttackFlags): Promise<void> {
             `${out.anchors.length ? ', anchors.npy' : ''}\n`,
         );
     } finally {
-      if (attackNet !== net) attackNet.destroy();
       net.destroy();
     }
   });
@@ -277,7 +277,7 @@ async function attackFiles(f: AttackFlags): Promise<void> {
 
 async function attackData(f: AttackFlags): Promise<void> {
   const progress = createProgress({ quiet: f.json });
-  const result = await withGpu(f, (gpu) =>
+  const result = await withOptionalGpu(f, (gpu) =>
     runProtocol(gpu, {
       modelDir: f.model,
       data: f.data!,

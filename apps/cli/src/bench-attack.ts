@@ -24,12 +24,13 @@ import { writeAtomic } from './bench.js';
 import { CliError } from './errors.js';
 import {
   backendOption,
+  deviceOf,
   ENGINE_HELP,
   type Engine,
   engineOption,
   type GpuFlags,
   resolveEngine,
-  withGpu,
+  withOptionalGpu,
 } from './gpu.js';
 import { formatTable, printJson } from './output.js';
 
@@ -167,7 +168,7 @@ function runTorch(python: string, args: string[]): Promise<TorchOutput> {
 }
 
 /** Runs the benchmark on `gpu`. */
-export async function benchAttack(gpu: Gpu, o: AttackBenchOptions): Promise<AttackBenchResult> {
+export async function benchAttack(gpu: Gpu | null, o: AttackBenchOptions): Promise<AttackBenchResult> {
   const bits = o.bits ?? 64;
   const seed = o.seed ?? 1;
   const iters = o.iters ?? (o.preset === 'small-cnn' ? 50 : 3);
@@ -186,13 +187,11 @@ export async function benchAttack(gpu: Gpu, o: AttackBenchOptions): Promise<Atta
 
   const engine = resolveEngine(o.engine, gpu, 'image');
   const net =
-    engine === 'wasm'
+    engine === 'wasm' || !gpu
       ? await CpuImageNetwork.create(spec, weights, { threads: o.threads ?? 2 })
       : createNetwork(gpu, spec, weights);
-  const device =
-    net instanceof CpuImageNetwork
-      ? `WebAssembly SIMD, ${net.cpu.threads} CPU thread${net.cpu.threads > 1 ? 's' : ''}`
-      : gpu.adapter.description;
+  const device = deviceOf(net);
+  const dispatches = (): number => gpu?.dispatches ?? 0;
   const n = o.batch;
   const repeat = o.repeat ?? 1;
   if (!Number.isInteger(repeat) || repeat < 1)
@@ -207,7 +206,7 @@ export async function benchAttack(gpu: Gpu, o: AttackBenchOptions): Promise<Atta
     repeat,
     engine,
     device,
-    software: engine === 'wasm' || gpu.adapter.isSoftware,
+    software: engine === 'wasm' || !gpu || gpu.adapter.isSoftware,
     date: new Date().toISOString(),
     ours: { seconds: 0, queryIterationsPerSecond: 0, msPerIteration: 0, dispatchesPerIteration: 0 },
   };
@@ -223,11 +222,11 @@ export async function benchAttack(gpu: Gpu, o: AttackBenchOptions): Promise<Atta
     const oursRuns: Array<AttackBenchResult['ours']> = [];
     const timeOurs = async (r: number): Promise<void> => {
       log(`dhta: timed run${repeat > 1 ? ` ${r + 1}/${repeat}` : ''}, ${iters} iterations`);
-      const d0 = gpu.dispatches;
+      const d0 = dispatches();
       const t0 = performance.now();
       await runAttack(net, x, n, anchors, { method: 'dhta', iterations: iters, progressEvery: 0 });
       const seconds = (performance.now() - t0) / 1000;
-      oursRuns.push({ ...runOf(n, iters, seconds), dispatchesPerIteration: (gpu.dispatches - d0) / iters });
+      oursRuns.push({ ...runOf(n, iters, seconds), dispatchesPerIteration: (dispatches() - d0) / iters });
     };
     if (!o.peer) {
       for (let r = 0; r < repeat; r++) await timeOurs(r);
@@ -412,7 +411,7 @@ export function registerBenchAttack(program: Command): void {
       ) => {
         if (o.peer !== undefined && o.peer !== 'torch')
           throw new CliError(`--peer must be torch, found "${o.peer}"`);
-        await withGpu(o, async (gpu) => {
+        await withOptionalGpu(o, async (gpu) => {
           const r = await benchAttack(gpu, {
             preset: o.preset,
             batch: o.batch,

@@ -12,7 +12,7 @@ import {
 } from './attack.js';
 import { CliError } from './errors.js';
 import { runProtocol } from './experiment.js';
-import { backendOption, withGpu } from './gpu.js';
+import { backendOption, withOptionalGpu } from './gpu.js';
 import { printJson } from './output.js';
 import { createProgress } from './progress.js';
 import { writeReport } from './report.js';
@@ -78,7 +78,7 @@ export function registerDemo(program: Command): void {
       settings.eps = DEMO_QUICK.eps;
       settings.epsSpace = DEMO_QUICK.epsSpace;
     }
-    const result = await withGpu(f, (gpu) =>
+    const result = await withOptionalGpu(f, (gpu) =>
       runProtocol(gpu, {
         modelDir: model,
         data: f.data,

@@ -2,17 +2,18 @@
 import { mkdirSync, renameSync, rmSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { readNpyFile, writeNpyFile } from '@dhta/kernels/hamming';
-import { CpuImageNetwork, loadBundle, loadNetwork, type ModelSpec } from '@dhta/models';
+import { CpuImageNetwork, type ModelSpec } from '@dhta/models';
 import type { Command } from 'commander';
 import { CliError } from './errors.js';
 import {
   backendOption,
+  deviceOf,
   ENGINE_HELP,
   type Engine,
   engineOption,
   type GpuFlags,
-  resolveEngine,
-  withGpu,
+  openNetwork,
+  withOptionalGpu,
 } from './gpu.js';
 import { printJson } from './output.js';
 
@@ -85,14 +86,8 @@ export async function runEncode(o: EncodeOptions): Promise<EncodeSummary> {
   if (o.features && resolve(o.features) === resolve(o.out)) {
     throw new CliError('--out and --features must be different files');
   }
-  return withGpu(o, async (gpu) => {
-    const gpuNet = await loadNetwork(gpu, o.model);
-    const net =
-      resolveEngine(o.engine, gpu, gpuNet.spec.task) === 'wasm'
-        ? await CpuImageNetwork.create(gpuNet.spec, (await loadBundle(o.model)).weights, {
-            threads: o.cpuThreads,
-          })
-        : gpuNet;
+  return withOptionalGpu(o, async (gpu) => {
+    const net = await openNetwork(gpu, o.model, o.engine, o.cpuThreads);
     try {
       const { data, n } = await readInput(o.input, net.spec);
       const t0 = performance.now();
@@ -129,17 +124,13 @@ export async function runEncode(o: EncodeOptions): Promise<EncodeSummary> {
         bits: net.bits,
         task: net.spec.task,
         seconds,
-        device:
-          net instanceof CpuImageNetwork
-            ? `WebAssembly SIMD, ${net.cpu.threads} CPU thread${net.cpu.threads > 1 ? 's' : ''}`
-            : gpu.adapter.description,
+        device: deviceOf(net),
         engine: net instanceof CpuImageNetwork ? 'wasm' : 'webgpu',
         out: o.out,
         ...(o.features ? { features: o.features } : {}),
       };
     } finally {
-      if (net !== gpuNet) net.destroy();
-      gpuNet.destroy();
+      net.destroy();
     }
   });
 }

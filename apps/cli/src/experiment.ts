@@ -11,9 +11,9 @@ import { type Dataset, type OpenedDataset, openDataset } from '@dhta/data';
 import { defaultNs, perceptibility, RetrievalDatabase } from '@dhta/eval';
 import type { Gpu } from '@dhta/kernels';
 import { writeNpyFile } from '@dhta/kernels/hamming';
-import { CpuImageNetwork, type HashingNetwork, loadBundle, loadNetwork, type ModelSpec } from '@dhta/models';
+import { CpuImageNetwork, type HashingNetwork, type ModelSpec } from '@dhta/models';
 import { CliError } from './errors.js';
-import { type Engine, resolveEngine } from './gpu.js';
+import { type Engine, openNetwork } from './gpu.js';
 import {
   appendLine,
   type Method,
@@ -207,19 +207,14 @@ function positives(labels: Uint8Array, q: number, classes: number): number[] {
 }
 
 /** Runs the protocol; writes OUT/results.jsonl and OUT/metrics.json; returns the metrics. */
-export async function runProtocol(gpu: Gpu, o: ProtocolOptions): Promise<ProtocolResult> {
+export async function runProtocol(gpu: Gpu | null, o: ProtocolOptions): Promise<ProtocolResult> {
   const started = performance.now();
   const modelDir = resolve(o.modelDir);
   mkdirSync(o.outDir, { recursive: true });
-  const net = await loadNetwork(gpu, modelDir);
-  // The attack loop may run on the WebAssembly engine; the database and the clean queries are then encoded
-  // there too, so that every code of a run comes from one engine (cached per engine).
-  let attackNet: HashingNetwork | CpuImageNetwork = net;
+  // One engine for the whole run (database, clean queries and attacks), so that every code of a run comes
+  // from it (database codes are cached per engine). Without a GPU: the WebAssembly engine.
+  const net = await openNetwork(gpu, modelDir, o.engine, o.cpuThreads);
   try {
-    if (resolveEngine(o.engine, gpu, net.spec.task) === 'wasm')
-      attackNet = await CpuImageNetwork.create(net.spec, (await loadBundle(modelDir)).weights, {
-        threads: o.cpuThreads,
-      });
     const data = await openDataset(o.data, { seed: o.seed });
     const itemSize = data.query.itemSize;
     if (itemSize !== net.inputSize) {
@@ -271,7 +266,7 @@ export async function runProtocol(gpu: Gpu, o: ProtocolOptions): Promise<Protoco
     if (done.size) o.log(`resuming: ${done.size} query results already in ${resultsPath}`);
 
     const encodeStart = performance.now();
-    const db = await databaseCodes(attackNet, modelDir, data, o);
+    const db = await databaseCodes(net, modelDir, data, o);
     const encodeSeconds = (performance.now() - encodeStart) / 1000;
     o.log(`database codes: ${db.cached ? 'from the cache' : `encoded in ${encodeSeconds.toFixed(1)} s`}`);
     const retrieval = new RetrievalDatabase(bits, db.codes, dbLabels);
@@ -285,7 +280,7 @@ export async function runProtocol(gpu: Gpu, o: ProtocolOptions): Promise<Protoco
     // P2P: one random object of the target label, the first of the n_t drawn (drawn at random).
     const firstTargets = Array.from({ length: nq }, (_, q) => sample.targetIndices[q * o.nT]);
     const anchorsP2p = rowsOf(db.codes, firstTargets, bits);
-    const clean = await attackNet.encode(pixels, nq);
+    const clean = await net.encode(pixels, nq);
     const fd = openSync(resultsPath, done.size ? 'a' : 'w');
     if (!done.size) appendLine(fd, { header });
 
@@ -339,7 +334,7 @@ export async function runProtocol(gpu: Gpu, o: ProtocolOptions): Promise<Protoco
           codes = clean.codes.slice(first * bits, (first + count) * bits);
         } else {
           const out = await runAttack(
-            attackNet,
+            net,
             x,
             count,
             method === 'dhta' || method === 'p2p'
@@ -436,7 +431,7 @@ export async function runProtocol(gpu: Gpu, o: ProtocolOptions): Promise<Protoco
       shard: shard.count > 1 ? `${shard.index}/${shard.count}` : null,
       seconds: { encode: encodeSeconds, total: (performance.now() - started) / 1000 },
       databaseCached: db.cached,
-      engine: attackNet instanceof CpuImageNetwork ? 'wasm' : 'webgpu',
+      engine: net instanceof CpuImageNetwork ? 'wasm' : 'webgpu',
     };
     writeRunOutputs(o.outDir, result, curves, o.attack, {
       data: o.data,
@@ -449,7 +444,6 @@ export async function runProtocol(gpu: Gpu, o: ProtocolOptions): Promise<Protoco
     });
     return result;
   } finally {
-    if (attackNet !== net) attackNet.destroy();
     net.destroy();
   }
 }

@@ -16,7 +16,7 @@ import {
 import { zooDir } from './demo.js';
 import { CliError } from './errors.js';
 import { fmt, type Method, type ProtocolResult, runProtocol } from './experiment.js';
-import { backendOption, withGpu } from './gpu.js';
+import { backendOption, withOptionalGpu } from './gpu.js';
 import { formatTable, printJson } from './output.js';
 import { createProgress } from './progress.js';
 import { PAPER_IMAGE, PAPER_VIDEO } from './report/paper.js';
@@ -167,7 +167,7 @@ function bitsList(v: string | undefined, fallback: number[]): number[] {
   return list;
 }
 
-async function reproduce(gpu: Gpu, name: string, f: ReproduceFlags): Promise<Record<string, unknown>> {
+async function reproduce(gpu: Gpu | null, name: string, f: ReproduceFlags): Promise<Record<string, unknown>> {
   const exp = EXPERIMENTS[name];
   const data = f.data ?? (exp.video ? 'moving-mnist' : 'mnist');
   const bits = bitsList(f.bits, DEFAULT_BITS[name] ?? (exp.video ? [32] : [16, 32, 48, 64]));
@@ -307,7 +307,7 @@ export function registerReproduce(program: Command): void {
         `expected one of ${Object.keys(EXPERIMENTS).join(', ')}`,
       );
     }
-    const summary = await withGpu(f, (gpu) => reproduce(gpu, name, f));
+    const summary = await withOptionalGpu(f, (gpu) => reproduce(gpu, name, f));
     if (f.json) {
       const { table: _table, ...rest } = summary;
       printJson(rest);

@@ -93,6 +93,48 @@ describe('dhta attack', () => {
     expect(Array.from((await readNpyFile(join(outGpu, 'codes.npy'))).data as Int8Array)).toEqual(
       Array.from(codes.data as Int8Array),
     );
+    // --engine wasm opens no GPU at all: an adapter that does not exist does not matter; with --engine
+    // webgpu it does.
+    const noGpu = dhta(
+      'attack',
+      '--model',
+      model,
+      '--input',
+      join(root, 'x.npy'),
+      '--targets',
+      join(root, 't.npy'),
+      '--iters',
+      '20',
+      '--engine',
+      'wasm',
+      '--adapter',
+      'no-such-adapter',
+      '--out-dir',
+      join(root, 'out-no-gpu'),
+      '--json',
+    );
+    expect(noGpu.code).toBe(0);
+    expect(lastJson(noGpu).engine).toBe('wasm');
+    expect(Array.from((await readNpyFile(join(root, 'out-no-gpu', 'codes.npy'))).data as Int8Array)).toEqual(
+      Array.from(codes.data as Int8Array),
+    );
+    const gpuMissing = dhta(
+      'attack',
+      '--model',
+      model,
+      '--input',
+      join(root, 'x.npy'),
+      '--targets',
+      join(root, 't.npy'),
+      '--engine',
+      'webgpu',
+      '--adapter',
+      'no-such-adapter',
+      '--out-dir',
+      join(root, 'out-missing'),
+    );
+    expect(gpuMissing.code).not.toBe(0);
+    expect(gpuMissing.stderr).toMatch(/no WebGPU adapter found/);
     const badEngine = dhta('attack', '--model', model, '--input', join(root, 'x.npy'), '--engine', 'cuda');
     expect(badEngine.code).not.toBe(0);
     expect(badEngine.stderr).toMatch(/unknown engine "cuda"; expected one of auto, webgpu, wasm/);
