@@ -1,4 +1,5 @@
 import { listAdapters } from '@dhta/kernels';
+import { defaultThreads, WasmCpu } from '@dhta/kernels/wasm';
 import type { Command } from 'commander';
 import { backendOption, type GpuFlags, withGpu } from './gpu.js';
 import { formatTable, printJson } from './output.js';
@@ -26,8 +27,21 @@ export function registerDoctor(program: Command): void {
     .option('--json', 'print one JSON object instead of text')
     .action(async (o: GpuFlags & { json?: boolean }) => {
       const seen = await listAdapters();
+      // The WebAssembly engine: assembled and started once to prove it works here.
+      let cpuEngine: { available: boolean; threads: number; error?: string };
+      try {
+        const cpu = await WasmCpu.create({ threads: 1 });
+        cpu.destroy();
+        cpuEngine = { available: true, threads: defaultThreads() };
+      } catch (e) {
+        cpuEngine = { available: false, threads: 0, error: (e as Error).message };
+      }
       await withGpu(o, async (gpu) => {
         const report = {
+          cpuEngine: {
+            ...cpuEngine,
+            autoForImageModels: gpu.adapter.isSoftware && cpuEngine.available ? 'wasm' : 'webgpu',
+          },
           adapter: gpu.adapter,
           adaptersSeen: seen,
           node: process.version,
@@ -59,6 +73,13 @@ export function registerDoctor(program: Command): void {
         );
         console.log('');
         console.log(`features     ${gpu.features.join(', ')}`);
+        console.log(
+          `cpu engine   ${
+            cpuEngine.available
+              ? `WebAssembly SIMD, ${cpuEngine.threads} thread${cpuEngine.threads > 1 ? 's' : ''}; --engine auto runs image models on ${report.cpuEngine.autoForImageModels}`
+              : `not available (${cpuEngine.error})`
+          }`,
+        );
       });
     });
 }

@@ -39,6 +39,12 @@ describe('dhta CLI', () => {
     expect(typeof report.adapter.isSoftware).toBe('boolean');
     expect(report.limits.maxStorageBufferBindingSize).toBeGreaterThan(0);
     expect(Array.isArray(report.features)).toBe(true);
+    // The WebAssembly engine works here, and auto picks it for image models on this software adapter.
+    expect(report.cpuEngine).toMatchObject({
+      available: true,
+      autoForImageModels: report.adapter.isSoftware ? 'wasm' : 'webgpu',
+    });
+    expect(report.cpuEngine.threads).toBeGreaterThanOrEqual(1);
   });
 
   it('bench kernels --json prints one line of rows with gflops and ms', () => {
