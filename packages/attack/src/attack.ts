@@ -231,10 +231,12 @@ export async function runAttack(
     if (!anchors) throw new AttackError('BAD_INPUT', `${settings.method} needs anchor codes (n x ${bits})`);
     checkCodes('anchors', anchors, n, bits);
   }
-  const batch = options.batch ?? Math.min(100, Math.max(1, n));
-  if (!Number.isInteger(batch) || batch < 1) {
-    throw new AttackError('BAD_OPTION', `batch must be a positive integer, found ${batch}`);
+  const asked = options.batch ?? Math.min(100, Math.max(1, n));
+  if (!Number.isInteger(asked) || asked < 1) {
+    throw new AttackError('BAD_OPTION', `batch must be a positive integer, found ${asked}`);
   }
+  // The CPU engine's memory holds a bounded batch (a few VGG-11 images); results do not depend on the batch.
+  const batch = net instanceof CpuImageNetwork ? Math.min(asked, net.maxBatch) : asked;
   const started = performance.now();
   const adversarial = new Float32Array(n * net.inputSize);
   const features = new Float32Array(n * bits);

@@ -130,7 +130,7 @@ describe('runAttack against the float64 reference', () => {
 });
 
 /** The tiny image net as a real model (flatten, linear, ReLU, linear) on the WebAssembly CPU engine. */
-async function tinyCpuNet(net: TinyNet, threads: number): Promise<CpuImageNetwork> {
+async function tinyCpuNet(net: TinyNet, threads: number, maxBatch?: number): Promise<CpuImageNetwork> {
   const spec: ModelSpec = {
     ...(net.spec as ModelSpec & { task: 'image' }),
     layers: [
@@ -146,7 +146,7 @@ async function tinyCpuNet(net: TinyNet, threads: number): Promise<CpuImageNetwor
     ['layers.3.weight', { shape: [net.bits, net.o.hidden], data: Float32Array.from(net.w2) }],
     ['layers.3.bias', { shape: [net.bits], data: Float32Array.from(net.b2) }],
   ]);
-  return CpuImageNetwork.create(spec, weights, { threads });
+  return CpuImageNetwork.create(spec, weights, { threads, maxBatch });
 }
 
 describe('runAttack on the WebAssembly CPU engine against the float64 reference', () => {
@@ -189,6 +189,37 @@ describe('runAttack on the WebAssembly CPU engine against the float64 reference'
       }
     });
   }
+});
+
+describe('runAttack on the WebAssembly engine with a capped batch', () => {
+  it('splits a batch the engine cannot hold (maxBatch) and gets the same result', async () => {
+    const tiny = new TinyNet(gpu, IMAGE);
+    const whole = await tinyCpuNet(tiny, 2);
+    const capped = await tinyCpuNet(tiny, 2, 2);
+    try {
+      const n = 5;
+      const x = queries(n, whole.inputSize, 51);
+      const anchors = randomCodes(n, whole.bits, 52);
+      const batches = (seen: number[]): AttackOptions => ({
+        method: 'dhta',
+        iterations: 20,
+        progressEvery: 10,
+        onProgress: (p) => seen.push(p.batch),
+      });
+      const seenWhole: number[] = [];
+      const seenCapped: number[] = [];
+      const a = await runAttack(whole, x, n, anchors, batches(seenWhole));
+      const b = await runAttack(capped, x, n, anchors, batches(seenCapped));
+      expect(new Set(seenWhole)).toEqual(new Set([5]));
+      expect(new Set(seenCapped)).toEqual(new Set([2, 1]));
+      expect(maxAbsDiff(a.adversarial, b.adversarial)).toBe(0);
+      expect(Array.from(a.codes)).toEqual(Array.from(b.codes));
+    } finally {
+      whole.destroy();
+      capped.destroy();
+      tiny.destroy();
+    }
+  });
 });
 
 describe('runAttack', () => {

@@ -7,6 +7,7 @@ import {
   conv2dBackwardInputCpu,
   conv2dForwardCpu,
   convGeometry,
+  MAX_MEMORY_BYTES,
   matmulPackedCpu,
   maxPool2dBackwardCpu,
   maxPool2dCpu,
@@ -58,6 +59,8 @@ export interface CpuTape {
 export interface CpuNetworkOptions {
   /** Threads of the engine, 1 to 16 (default: the logical CPUs, at most 16). */
   threads?: number;
+  /** A lower cap for maxBatch than the engine's memory allows. */
+  maxBatch?: number;
 }
 
 function product(shape: readonly number[]): number {
@@ -76,7 +79,7 @@ export class CpuImageNetwork {
   private readonly base: number;
   private destroyed = false;
 
-  private constructor(cpu: WasmCpu, spec: ModelSpec, weights: Weights) {
+  private constructor(cpu: WasmCpu, spec: ModelSpec, weights: Weights, maxBatch?: number) {
     this.cpu = cpu;
     this.spec = spec;
     this.bits = spec.bits;
@@ -85,7 +88,33 @@ export class CpuImageNetwork {
     this.planeSize = spec.input.height * spec.input.width;
     this.steps = this.compile(weights);
     this.base = cpu.mark();
+    // What one object costs on the stack during a forward + backward round: its activations (the tape) and
+    // their gradients, plus the largest conv scratch (im2col panels and the GEMM output, either direction).
+    let activations = this.inputSize;
+    let scratch = 0;
+    for (const s of this.steps) {
+      if (s.kind === 'identity') continue;
+      activations += product(s.out);
+      if (s.kind === 'conv') {
+        const g = s.geometry(1);
+        const P = g.OH * g.OW;
+        const K = g.C * g.KH * g.KW;
+        scratch = Math.max(scratch, (K + Math.max(K, g.O) + g.O + 8) * P);
+      }
+    }
+    const perObject = 4 * (2 * activations + scratch);
+    const budget = MAX_MEMORY_BYTES - this.base - 64 * 2 ** 20;
+    this.maxBatch = Math.max(
+      1,
+      Math.min(maxBatch ?? Number.POSITIVE_INFINITY, Math.floor(budget / perObject)),
+    );
   }
+
+  /**
+   * The most objects per forward/backward round that fit the engine's memory (2 GiB, weights included): a
+   * few for VGG-11 at 224x224, thousands for the small CNN. runAttack and encode cap their batches here.
+   */
+  readonly maxBatch: number;
 
   /** Checks the spec and weights, starts the engine and packs the weights for it. */
   static async create(
@@ -100,9 +129,12 @@ export class CpuImageNetwork {
       );
     }
     validateWeights(spec, weights);
+    if (options.maxBatch !== undefined && (!Number.isInteger(options.maxBatch) || options.maxBatch < 1)) {
+      throw new ModelError('BAD_INPUT', `maxBatch must be an integer >= 1, found ${options.maxBatch}`);
+    }
     const cpu = await WasmCpu.create({ threads: options.threads });
     try {
-      return new CpuImageNetwork(cpu, spec, weights);
+      return new CpuImageNetwork(cpu, spec, weights, options.maxBatch);
     } catch (e) {
       cpu.destroy();
       throw e;
@@ -301,10 +333,10 @@ export class CpuImageNetwork {
     options: { batch?: number; onProgress?: (done: number, total: number) => void } = {},
   ): { features: Float32Array; codes: Int8Array } {
     this.assertLive();
-    const batch = options.batch ?? 256;
-    if (!Number.isInteger(batch) || batch < 1) {
-      throw new ModelError('BAD_INPUT', `encode: batch must be an integer >= 1, found ${batch}`);
+    if (options.batch !== undefined && (!Number.isInteger(options.batch) || options.batch < 1)) {
+      throw new ModelError('BAD_INPUT', `encode: batch must be an integer >= 1, found ${options.batch}`);
     }
+    const batch = Math.min(options.batch ?? 256, this.maxBatch);
     const features = new Float32Array(n * this.bits);
     for (let start = 0; start < n; start += batch) {
       const m = Math.min(batch, n - start);
@@ -317,11 +349,6 @@ export class CpuImageNetwork {
     }
     this.resetStack();
     return { features, codes: Int8Array.from(features, (v) => (v < 0 ? -1 : 1)) };
-  }
-
-  /** Largest activation per object (floats), to size batches. */
-  get activationFloats(): number {
-    return Math.max(this.inputSize, ...this.steps.map((s) => product(s.out)));
   }
 
   destroy(): void {

@@ -87,9 +87,17 @@ describe('CpuImageNetwork (WebAssembly engine) against the WebGPU network', () =
       expect(() => net.normalize(new Float32Array(10), 1)).toThrow(/expected 1 objects of 784 floats/);
       expect(() => net.forward(net.cpu.upload(new Float32Array(784)), 2)).toThrow(/expected 2 objects/);
       expect(() => net.encode(new Float32Array(784), 1, { batch: 0 })).toThrow(/batch must be an integer/);
+      // The small CNN needs about 1 MB per object: thousands fit the engine's 2 GiB.
+      expect(net.maxBatch).toBeGreaterThan(1000);
     } finally {
       net.destroy();
     }
     expect(() => net.normalize(new Float32Array(784), 1)).toThrow(/destroyed/);
+    await expect(CpuImageNetwork.create(spec, initWeights(spec, 1), { maxBatch: 0 })).rejects.toThrow(
+      /maxBatch must be an integer >= 1, found 0/,
+    );
+    const capped = await CpuImageNetwork.create(spec, initWeights(spec, 1), { threads: 1, maxBatch: 3 });
+    expect(capped.maxBatch).toBe(3);
+    capped.destroy();
   });
 });

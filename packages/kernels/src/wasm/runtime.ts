@@ -11,6 +11,8 @@ import { cpuModuleText, MR, NR } from './cpu.wat.js';
 const PAGE = 65536;
 /** 2 GiB of address space at most (the memory grows on demand; only what is used is committed). */
 const MAX_PAGES = 32768;
+/** The most memory the engine may use (bytes). */
+export const MAX_MEMORY_BYTES = MAX_PAGES * PAGE;
 /**
  * Control block at the bottom of memory (i32): [0] generation, [1] workers done with it, [2] routine,
  * [3] argument count, [4] the next unclaimed index of the range (claimed with Atomics.add), [5] the range's
