@@ -30,10 +30,6 @@ interface RowTables {
   koff: Region;
 }
 
-function uploadInts(cpu: WasmCpu, values: Int32Array): Region {
-  return cpu.upload(values);
-}
-
 /** Columns of a plain matrix: column q at base q * stride (q < count), padding columns outside. */
 function plainColumns(cpu: WasmCpu, count: number, padded: number, stride: number): ColumnTables {
   const ihb = new Int32Array(padded).fill(OUTSIDE);
@@ -41,9 +37,9 @@ function plainColumns(cpu: WasmCpu, count: number, padded: number, stride: numbe
   const base = new Int32Array(padded);
   for (let q = 0; q < count; q++) base[q] = q * stride;
   return {
-    ihb: uploadInts(cpu, ihb),
-    iwb: uploadInts(cpu, new Int32Array(padded)),
-    base: uploadInts(cpu, base),
+    ihb: cpu.upload(ihb),
+    iwb: cpu.upload(new Int32Array(padded)),
+    base: cpu.upload(base),
   };
 }
 
@@ -51,8 +47,8 @@ function plainColumns(cpu: WasmCpu, count: number, padded: number, stride: numbe
 function plainRows(cpu: WasmCpu, count: number, stride: number): RowTables {
   const koff = new Int32Array(count);
   for (let k = 0; k < count; k++) koff[k] = k * stride;
-  const zeros = uploadInts(cpu, new Int32Array(count));
-  return { kh: zeros, kw: zeros, koff: uploadInts(cpu, koff) };
+  const zeros = cpu.upload(new Int32Array(count));
+  return { kh: zeros, kw: zeros, koff: cpu.upload(koff) };
 }
 
 function gather(
@@ -240,7 +236,7 @@ function im2colTables(
 ): { cols: ColumnTables; rows: RowTables } {
   const key = `im2col,${g.N},${g.C},${g.H},${g.W},${g.KH},${g.KW},${g.stride},${g.pad},${padded}`;
   const [ihb, iwb, base, kh, kw, koff] = cached(key, () => buildIm2colTables(g, padded)).map((a) =>
-    uploadInts(cpu, a),
+    cpu.upload(a),
   );
   return { cols: { ihb, iwb, base }, rows: { kh, kw, koff } };
 }
@@ -343,7 +339,7 @@ export function conv2dBackwardInputCpu(cpu: WasmCpu, dy: Region, g: ConvGeometry
     }
     const rowOffsets = Int32Array.from({ length: O }, (_, o) => o * P);
     return [...t, new Int32Array(O), new Int32Array(O), rowOffsets];
-  }).map((a) => uploadInts(cpu, a));
+  }).map((a) => cpu.upload(a));
   const b = cpu.alloc(nPanels * NR * O);
   gather(cpu, dy, b, { ihb, iwb, base }, { kh, kw, koff }, O, NR, 1, 1, nPanels);
   const c = cpu.alloc(wT.panels * MR * nPanels * NR);
