@@ -20,6 +20,7 @@ import {
   vgg11,
 } from '@dhta/models';
 import type { Command } from 'commander';
+import { positiveInt } from './attack.js';
 import { writeAtomic } from './bench.js';
 import { CliError } from './errors.js';
 import {
@@ -339,14 +340,6 @@ export async function benchAttack(gpu: Gpu | null, o: AttackBenchOptions): Promi
 function medianRun<T extends AttackBenchRun>(runs: T[]): T {
   const sorted = [...runs].sort((a, b) => a.queryIterationsPerSecond - b.queryIterationsPerSecond);
   return sorted[Math.floor(sorted.length / 2)];
-}
-
-function positiveInt(name: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1) throw new CliError(`${name} must be an integer >= 1, found "${v}"`);
-    return n;
-  };
 }
 
 /** Adds `attack` to the program's `bench` command group (register the group first: registerBench). */

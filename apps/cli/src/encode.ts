@@ -4,6 +4,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { readNpyFile, writeNpyFile } from '@dhta/kernels/hamming';
 import { CpuImageNetwork, type ModelSpec } from '@dhta/models';
 import type { Command } from 'commander';
+import { positiveInt } from './attack.js';
 import { CliError } from './errors.js';
 import {
   backendOption,
@@ -133,14 +134,6 @@ export async function runEncode(o: EncodeOptions): Promise<EncodeSummary> {
       net.destroy();
     }
   });
-}
-
-function positiveInt(name: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1) throw new CliError(`${name} must be an integer >= 1, found "${v}"`);
-    return n;
-  };
 }
 
 export function registerEncode(program: Command): void {

@@ -13,6 +13,7 @@ import {
   writeNpyFile,
 } from '@dhta/kernels/hamming';
 import type { Command } from 'commander';
+import { positiveInt } from './attack.js';
 import { CliError } from './errors.js';
 import { formatTable, printJson } from './output.js';
 
@@ -32,14 +33,6 @@ function useBackend(choice: BackendChoice): void {
 async function releaseBackends(): Promise<void> {
   await disableGpuHamming();
   await disposeHammingWorkers();
-}
-
-function positiveInt(name: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1) throw new CliError(`${name} must be an integer >= 1, found "${v}"`);
-    return n;
-  };
 }
 
 function bitsOption(v: string): number {
