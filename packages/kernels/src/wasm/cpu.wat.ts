@@ -91,7 +91,7 @@ const LOOPS_TEXT = `
       (br_if $J (i32.lt_u (local.get $j) (local.get $j1)))))
 
   ;; For rows 0 <= k < K and columns q0 <= q < q1 inside the input: v = C[k*ldc + q] (+ bias[k], or bias[q] when
-  ;; flags & 4), ReLU when flags & 2 (NaN kept), then dst[base[q] + koff[k]] = v, or += v when flags & 1.
+  ;; flags & 4), ReLU when flags & 2 (NaN kept), then dst[base[q] + koff[k]] = v.
   (func (export "scatter") (param $cm i32) (param $ldc i32) (param $dst i32) (param $ihb i32) (param $iwb i32)
       (param $base i32) (param $kh i32) (param $kw i32) (param $koff i32) (param $K i32) (param $H i32)
       (param $W i32) (param $bias i32) (param $flags i32) (param $q0 i32) (param $q1 i32)
@@ -121,8 +121,6 @@ const LOOPS_TEXT = `
               (i32.and (i32.shr_u (local.get $flags) (i32.const 1)) (f32.le (local.get $v) (f32.const 0))))))
             (local.set $at (i32.add (local.get $dst)
               (i32.shl (i32.add (i32.load (i32.add (local.get $base) (local.get $q4))) (local.get $ko)) (i32.const 2))))
-            (if (i32.and (local.get $flags) (i32.const 1))
-              (then (local.set $v (f32.add (local.get $v) (f32.load (local.get $at))))))
             (f32.store (local.get $at) (local.get $v))))
         (local.set $q (i32.add (local.get $q) (i32.const 1)))
         (br_if $Q (i32.lt_u (local.get $q) (local.get $q1))))
