@@ -1,8 +1,8 @@
-// `pnpm dhta ...`: rebuilds the bundle when a source is newer than it, then runs it.
-import { spawnSync } from 'node:child_process';
+// `pnpm dhta ...`: rebuilds the bundle when a source is newer than it, then runs it in this same process, so
+// that Ctrl-C or a kill of the process the user started stops the work (no child left running as an orphan).
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const out = join(here, 'dist/dhta.mjs');
@@ -22,5 +22,5 @@ if (!existsSync(out) || statSync(out).mtimeMs < sources) {
   const { bundle } = await import('./build.mjs');
   await bundle();
 }
-const r = spawnSync(process.execPath, [out, ...process.argv.slice(2)], { stdio: 'inherit' });
-process.exit(r.status ?? 1);
+// The bundle reads its arguments from process.argv[2...], which are this script's.
+await import(pathToFileURL(out).href);

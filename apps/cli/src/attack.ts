@@ -1,13 +1,13 @@
 // `dhta attack`: from files (queries and target codes as .npy) or the whole protocol on a data set.
 
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { type AttackMethod, type AttackOptions, runAttack, voteAnchors } from '@dhta/attack';
+import { type AttackMethod, type AttackOptions, pickP2pAnchors, runAttack, voteAnchors } from '@dhta/attack';
 import { readNpyFile, writeNpyFile } from '@dhta/kernels/hamming';
 import { CpuImageNetwork } from '@dhta/models';
 import type { Command } from 'commander';
 import { CliError } from './errors.js';
 import { fmt, METHODS, type Method, type ProtocolResult, runProtocol } from './experiment.js';
+import { makeDir } from './files.js';
 import {
   backendOption,
   ENGINE_HELP,
@@ -19,26 +19,36 @@ import {
 import { formatTable, printJson } from './output.js';
 import { createProgress } from './progress.js';
 
-export function positiveInt(name: string) {
+// Numeric options: plain decimal syntax only (no 0x10, 1e3 or Infinity for integers) and a documented range,
+// checked when the command line is read, before any work.
+
+/** The largest seed: seeds are taken modulo 2^32 by the random streams, so larger ones are refused. */
+export const MAX_SEED = 2 ** 32 - 1;
+
+export function intInRange(name: string, min: number, max: number) {
   return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1) throw new CliError(`${name} must be an integer >= 1, found "${v}"`);
+    const t = v.trim();
+    const n = /^[0-9]+$/.test(t) ? Number(t) : Number.NaN;
+    if (!Number.isSafeInteger(n) || n < min || n > max)
+      throw new CliError(`${name} must be an integer from ${min} to ${max}, found "${v}"`);
     return n;
   };
 }
 
-export function nonNegativeInt(name: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 0) throw new CliError(`${name} must be an integer >= 0, found "${v}"`);
-    return n;
-  };
+export function positiveInt(name: string, max = 1_000_000_000) {
+  return intInRange(name, 1, max);
 }
 
-export function positiveNumber(name: string) {
+export function nonNegativeInt(name: string, max = MAX_SEED) {
+  return intInRange(name, 0, max);
+}
+
+export function positiveNumber(name: string, max = 1_000_000) {
   return (v: string): number => {
-    const n = Number(v);
-    if (!(n > 0) || !Number.isFinite(n)) throw new CliError(`${name} must be a number > 0, found "${v}"`);
+    const t = v.trim();
+    const n = /^([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$/.test(t) ? Number(t) : Number.NaN;
+    if (!(n > 0) || !(n <= max))
+      throw new CliError(`${name} must be a number > 0 and <= ${max}, found "${v}"`);
     return n;
   };
 }
@@ -79,11 +89,12 @@ function alphaOption(v: string): 'paper' | number {
   return n;
 }
 
-function methodsOption(v: string): Method[] {
+export function methodsOption(v: string): Method[] {
   const list = v.split(',').map((s) => s.trim());
-  for (const m of list) {
+  for (const [i, m] of list.entries()) {
     if (!METHODS.includes(m as Method))
       throw new CliError(`--methods: unknown method "${m}"; expected some of ${METHODS.join(', ')}`);
+    if (list.indexOf(m) !== i) throw new CliError(`--methods: "${m}" is listed twice; give each method once`);
   }
   return list as Method[];
 }
@@ -108,6 +119,7 @@ export interface AttackSettingFlags {
 interface AttackFlags extends AttackSettingFlags {
   model: string;
   input?: string;
+  queryIds?: string;
   targets?: string;
   method: AttackMethod;
   data?: string;
@@ -128,10 +140,14 @@ export function addAttackSettings(cmd: Command): Command {
   return cmd
     .option(
       '--iters <N>',
-      'iterations (default: 2000 for image models, 500 for video)',
-      positiveInt('--iters'),
+      'iterations, 1 to 1000000 (default: 2000 for image models, 500 for video)',
+      positiveInt('--iters', 1_000_000),
     )
-    .option('--eps <E>', 'L-infinity bound on the perturbation (default 0.032)', positiveNumber('--eps'))
+    .option(
+      '--eps <E>',
+      'L-infinity bound on the perturbation, > 0 (default 0.032); at most 1 with --eps-space pixel, 100 in the normalised space',
+      positiveNumber('--eps', 100),
+    )
     .option(
       '--eps-space <S>',
       "'normalized': eps in the model's (x - mean) / std units, the authors' code (default); 'pixel': in [0, 1] pixels",
@@ -142,24 +158,32 @@ export function addAttackSettings(cmd: Command): Command {
       "'l2' (per-query L2-normalised gradient, default), 'sign' or 'raw'",
       oneOf('--step', ['l2', 'sign', 'raw'] as const),
     )
-    .option('--lr <L>', 'step size (default 1)', positiveNumber('--lr'))
+    .option('--lr <L>', 'step size, > 0 and <= 1000000 (default 1)', positiveNumber('--lr'))
     .option(
       '--alpha <A>',
       "tanh scale: 'paper' (0.1, then 0.2 ... 1.0 over the last half; default for images) or a constant (video default 0.1)",
       alphaOption,
     )
     .option('--random-start', 'start delta uniformly in the eps ball instead of at 0')
-    .option('--batch <B>', 'queries attacked per GPU pass (default 100)', positiveInt('--batch'))
-    .option('--seed <S>', 'seed of every random choice', nonNegativeInt('--seed'), 0)
+    .option(
+      '--batch <B>',
+      'queries attacked per pass, 1 to 100000 (default 100; results do not depend on it)',
+      positiveInt('--batch', 100_000),
+    )
+    .option('--seed <S>', `seed of every random choice, 0 to ${MAX_SEED}`, nonNegativeInt('--seed'), 0)
     .option('--engine <E>', `${ENGINE_HELP}: auto, webgpu or wasm`, engineOption)
     .option(
       '--cpu-threads <T>',
       'threads of the WebAssembly engine, 1 to 16 (default: the logical CPUs, at most 16)',
-      positiveInt('--cpu-threads'),
+      positiveInt('--cpu-threads', 16),
     );
 }
 
 export function attackSettingsOf(f: AttackSettingFlags): Omit<AttackOptions, 'method'> {
+  if (f.epsSpace === 'pixel' && f.eps !== undefined && f.eps > 1)
+    throw new CliError(
+      `--eps must be at most 1 with --eps-space pixel (pixels are in [0, 1]), found ${f.eps}`,
+    );
   return {
     iterations: f.iters,
     eps: f.eps,
@@ -190,6 +214,29 @@ export function printProtocolTable(result: ProtocolResult): void {
   );
 }
 
+/** --query-ids: a comma-separated list or an .npy of integers, one per query; default the row numbers. */
+async function readQueryIds(v: string | undefined, n: number): Promise<number[]> {
+  if (v === undefined) return Array.from({ length: n }, (_, i) => i);
+  let ids: number[];
+  if (v.endsWith('.npy')) {
+    const a = await readNpyFile(v);
+    if (!/^u?int(8|16|32|64)$/.test(a.dtype) || a.shape.length !== 1)
+      throw new CliError(
+        `--query-ids ${v}: expected a 1-D array of integers, found ${a.dtype} ${JSON.stringify(a.shape)}`,
+      );
+    ids = Array.from(a.data as ArrayLike<number | bigint>, Number);
+  } else {
+    ids = v.split(',').map((t) => (/^\s*[0-9]+\s*$/.test(t) ? Number(t) : Number.NaN));
+  }
+  const bad = ids.findIndex((id) => !Number.isSafeInteger(id) || id < 0 || id > MAX_SEED);
+  if (bad >= 0) throw new CliError(`--query-ids: entry ${bad} is not an integer from 0 to ${MAX_SEED}`);
+  if (ids.length !== n)
+    throw new CliError(`--query-ids: ${ids.length} ids for ${n} queries in --input; give one id per query`);
+  const repeat = ids.findIndex((id, i) => ids.indexOf(id) !== i);
+  if (repeat >= 0) throw new CliError(`--query-ids: id ${ids[repeat]} is given twice`);
+  return ids;
+}
+
 async function attackFiles(f: AttackFlags): Promise<void> {
   if (!f.input || (!f.targets && (f.method === 'dhta' || f.method === 'p2p'))) {
     throw new CliError(
@@ -200,6 +247,17 @@ async function attackFiles(f: AttackFlags): Promise<void> {
   const x = await readNpyFile(f.input);
   if (x.dtype !== 'float32')
     throw new CliError(`--input ${f.input}: expected float32 pixels in [0, 1], found ${x.dtype}`);
+  const pixels = x.data as Float32Array;
+  const bad = pixels.findIndex((v) => !(v >= 0 && v <= 1));
+  if (bad >= 0) {
+    const perItem = pixels.length / Math.max(1, x.shape[0]);
+    throw new CliError(
+      `--input ${f.input}: expected pixels in [0, 1], found ${pixels[bad]} at flat index ${bad} ` +
+        `(item ${Math.floor(bad / perItem)}, element ${bad % perItem})`,
+      'scale 8-bit images by 1/255, and replace NaN or infinite values',
+    );
+  }
+  const queryIds = await readQueryIds(f.queryIds, x.shape[0]);
   await withOptionalGpu(f, async (gpu) => {
     const net = await openNetwork(gpu, f.model, f.engine, f.cpuThreads);
     try {
@@ -234,12 +292,17 @@ async function attackFiles(f: AttackFlags): Promise<void> {
           if (codes[i] !== 1 && codes[i] !== -1)
             throw new CliError(`--targets ${f.targets}: codes must be ±1, found ${codes[i]} at ${i}`);
         }
-        anchors = t.shape.length === 3 ? voteAnchors(codes, t.shape[1], net.bits) : codes;
+        if (t.shape.length === 2) anchors = codes;
+        else if (f.method === 'p2p') {
+          // P2P attacks towards one object's code: one of the n_t, drawn from (seed, query id).
+          anchors = pickP2pAnchors(codes, t.shape[1], net.bits, f.seed, queryIds).anchors;
+        } else anchors = voteAnchors(codes, t.shape[1], net.bits);
       }
       const progress = createProgress({ quiet: f.json });
       const out = await runAttack(net, x.data as Float32Array, n, anchors, {
         ...attackSettingsOf(f),
         method: f.method,
+        queryIds,
         onProgress: (p) =>
           progress.update(
             f.method,
@@ -249,13 +312,14 @@ async function attackFiles(f: AttackFlags): Promise<void> {
           ),
       });
       progress.stop();
-      mkdirSync(f.outDir, { recursive: true });
+      makeDir(f.outDir);
       await writeNpyFile(join(f.outDir, 'adversarial.npy'), out.adversarial, x.shape);
       await writeNpyFile(join(f.outDir, 'codes.npy'), out.codes, [n, net.bits]);
       if (out.anchors.length) await writeNpyFile(join(f.outDir, 'anchors.npy'), out.anchors, [n, net.bits]);
       const summary = {
         method: f.method,
         queries: n,
+        queryIds: f.queryIds ? queryIds : 'row numbers 0..n-1 of --input',
         bits: net.bits,
         iterations: out.iterations,
         seconds: out.seconds,
@@ -322,14 +386,25 @@ export function registerAttack(program: Command): void {
       oneOf('--method', ['dhta', 'p2p', 'noise', 'hag'] as const),
       'dhta',
     )
+    .option(
+      '--query-ids <IDS>',
+      "file mode: the queries' ids, comma-separated integers or an .npy of integers, one per --input row " +
+        '(default: the row numbers 0..n-1). Random draws (Noise, --random-start, the P2P pick) depend on (seed, id) ' +
+        'only, so a query gets the same result from any file, batch or order',
+    )
     .option('--data <NAME>', 'run the protocol on a data set (see dhta data list)')
     .option(
       '--queries <N>',
-      'queries drawn from the query set (protocol mode)',
-      positiveInt('--queries'),
+      'queries drawn from the query set (protocol mode), 1 to 10000000',
+      positiveInt('--queries', 10_000_000),
       100,
     )
-    .option('--n-t <N>', 'objects voted into each anchor (protocol mode)', positiveInt('--n-t'), 9)
+    .option(
+      '--n-t <N>',
+      'objects voted into each anchor (protocol mode), 1 to 100000',
+      positiveInt('--n-t', 100_000),
+      9,
+    )
     .option(
       '--methods <LIST>',
       `comma-separated, from ${METHODS.join(', ')} (protocol mode)`,
@@ -361,6 +436,7 @@ export function registerAttack(program: Command): void {
     .option('--backend <B>', 'WebGPU backend (vulkan, metal, d3d12, ...)', backendOption)
     .option('--adapter <NAME>', 'adapter name substring');
   addAttackSettings(cmd).action(async (f: AttackFlags) => {
+    attackSettingsOf(f); // every setting checked before any work
     if (f.data) {
       if (f.input || f.targets)
         throw new CliError('give either --data (protocol) or --input/--targets (files), not both');

@@ -3,16 +3,17 @@
 // Orchestration only: every number comes from the packages.
 
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { type AttackOptions, runAttack, sampleAttack, voteAnchors } from '@dhta/attack';
 import { type Dataset, type OpenedDataset, openDataset } from '@dhta/data';
 import { defaultNs, perceptibility, RetrievalDatabase } from '@dhta/eval';
 import type { Gpu } from '@dhta/kernels';
-import { writeNpyFile } from '@dhta/kernels/hamming';
+import { readNpyFile, writeNpyFile } from '@dhta/kernels/hamming';
 import { CpuImageNetwork, type HashingNetwork, type ModelSpec } from '@dhta/models';
 import { CliError } from './errors.js';
+import { lockOutDir, makeDir, removeIfEmpty } from './files.js';
 import { type Engine, openNetwork } from './gpu.js';
 import {
   appendLine,
@@ -136,7 +137,7 @@ export function codesCacheFile(
 
 /** Stores database codes in the cache (atomically). */
 export function cacheCodes(file: string, codes: Int8Array): void {
-  mkdirSync(dirname(file), { recursive: true });
+  makeDir(dirname(file), 'the codes cache');
   writeAtomic(file, new Uint8Array(codes.buffer, codes.byteOffset, codes.length));
 }
 
@@ -164,7 +165,14 @@ async function databaseCodes(
     // not cached yet
   }
   const codes = await encodeDataset(net, data.database, (d, t) => o.progress?.('encode database', d, t));
-  cacheCodes(file, codes);
+  try {
+    cacheCodes(file, codes);
+  } catch (e) {
+    // A cache that cannot be written costs time next run, not this run's results.
+    o.log(
+      `warning: database codes not cached (${(e as Error).message}); set DHTA_CACHE to a writable folder`,
+    );
+  }
   return { codes, cached: false };
 }
 
@@ -181,10 +189,54 @@ function rowsOf(codes: Int8Array, indices: ArrayLike<number>, bits: number): Int
   return out;
 }
 
-function hamming(a: Int8Array, b: Int8Array, q: number, bits: number): number {
+/** Hamming distance between row i of a and row j of b. */
+function hamming(a: Int8Array, i: number, b: Int8Array, j: number, bits: number): number {
   let d = 0;
-  for (let j = 0; j < bits; j++) if (a[q * bits + j] !== b[q * bits + j]) d++;
+  for (let k = 0; k < bits; k++) if (a[i * bits + k] !== b[j * bits + k]) d++;
   return d;
+}
+
+/** The rows at `positions` of a row-major array of rows of `size` values, in that order. */
+function gather<T extends Float32Array | Int8Array | Uint8Array>(
+  all: T,
+  positions: readonly number[],
+  size: number,
+): T {
+  const out = new (all.constructor as new (n: number) => T)(positions.length * size);
+  positions.forEach((q, i) => {
+    out.set(all.subarray(q * size, (q + 1) * size), i * size);
+  });
+  return out;
+}
+
+/**
+ * examples/METHOD.json and .npy (the grids and adversarial images of the shown queries) from the per-query
+ * parts, once every shown query of this shard has its part (a resumed run finds the earlier ones on disk).
+ */
+async function assembleExamples(
+  dir: string,
+  method: Method,
+  lo: number,
+  hi: number,
+  itemShape: number[],
+): Promise<void> {
+  if (lo >= hi) return;
+  const grids: unknown[] = [];
+  const images: Float32Array[] = [];
+  for (let q = lo; q < hi; q++) {
+    const part = join(dir, 'parts', `${method}.${q}`);
+    if (!existsSync(`${part}.json`)) return;
+    if (!existsSync(`${part}.npy`)) return;
+    grids.push(JSON.parse(readFileSync(`${part}.json`, 'utf8')));
+    images.push((await readNpyFile(`${part}.npy`)).data as Float32Array);
+  }
+  const size = images[0].length;
+  const all = new Float32Array(images.length * size);
+  images.forEach((im, i) => {
+    all.set(im, i * size);
+  });
+  await writeNpyFile(join(dir, `${method}.npy`), all, [images.length, ...itemShape]);
+  writeAtomic(join(dir, `${method}.json`), JSON.stringify(grids));
 }
 
 function sharesLabel(a: Uint8Array, i: number, b: Uint8Array, j: number, classes: number): boolean {
@@ -210,7 +262,12 @@ function positives(labels: Uint8Array, q: number, classes: number): number[] {
 export async function runProtocol(gpu: Gpu | null, o: ProtocolOptions): Promise<ProtocolResult> {
   const started = performance.now();
   const modelDir = resolve(o.modelDir);
-  mkdirSync(o.outDir, { recursive: true });
+  const repeated = o.methods.find((m, i) => o.methods.indexOf(m) !== i);
+  if (repeated) throw new CliError(`method ${repeated} is listed twice; each method runs once per query`);
+  if (o.methods.length === 0) throw new CliError('no methods to run');
+  let createdOutDir = false;
+  let unlock = (): void => {};
+  let fd: number | null = null;
   // One engine for the whole run (database, clean queries and attacks), so that every code of a run comes
   // from it (database codes are cached per engine). Without a GPU: the WebAssembly engine.
   const net = await openNetwork(gpu, modelDir, o.engine, o.cpuThreads);
@@ -257,10 +314,16 @@ export async function runProtocol(gpu: Gpu | null, o: ProtocolOptions): Promise<
       zeroHits: o.zeroHits,
       databaseSize: data.database.length,
       ns: defaultNs(data.database.length),
-      attack: JSON.parse(JSON.stringify(o.attack)),
+      // The batch is how the run was cut up, not what it computes (results do not depend on it): a run
+      // resumed or sharded with another batch is the same run.
+      attack: JSON.parse(JSON.stringify({ ...o.attack, batch: undefined })),
       targetClasses: o.targetClasses ?? null,
       shard,
+      engine: net instanceof CpuImageNetwork ? 'wasm' : 'webgpu',
     };
+    // The output folder is made (and taken: one run at a time) only now that the settings are checked.
+    createdOutDir = makeDir(o.outDir);
+    unlock = lockOutDir(o.outDir);
     // Checked before the (long) database encoding: a results file of this run or of another one.
     const done = resumeResults(resultsPath, header, Boolean(o.resume));
     if (done.size) o.log(`resuming: ${done.size} query results already in ${resultsPath}`);
@@ -281,110 +344,111 @@ export async function runProtocol(gpu: Gpu | null, o: ProtocolOptions): Promise<
     const firstTargets = Array.from({ length: nq }, (_, q) => sample.targetIndices[q * o.nT]);
     const anchorsP2p = rowsOf(db.codes, firstTargets, bits);
     const clean = await net.encode(pixels, nq);
-    const fd = openSync(resultsPath, done.size ? 'a' : 'w');
+    fd = openSync(resultsPath, done.size ? 'a' : 'w');
     if (!done.size) appendLine(fd, { header });
 
-    // Retrieval grids and examples (the paper's Fig. 4 and Fig. 8) for the first few queries.
+    // Retrieval grids and examples (the paper's Fig. 4 and Fig. 8) for the first few queries of the run: this
+    // shard's share of them is [lo, shownHi).
     const shown = Math.min(GRID_QUERIES, nq);
+    const shownHi = Math.min(shown, hi);
     const itemShape = data.info.itemShape;
-    const gridOf = async (codes: Int8Array, first: number, count: number) => {
-      const r = await retrieval.rank(codes.subarray(0, count * bits), GRID_TOP);
-      return Array.from({ length: count }, (_, i) =>
+    const gridOf = async (codes: Int8Array, at: readonly number[]) => {
+      const r = await retrieval.rank(codes.subarray(0, at.length * bits), GRID_TOP);
+      return at.map((q, i) =>
         Array.from({ length: r.k }, (_, j) => {
           const id = r.ids[i * r.k + j];
           return {
             id,
             distance: r.distances[i * r.k + j],
             label: positives(dbLabels, id, C),
-            hasTarget: sharesLabel(dbLabels, id, sample.targetLabels, first + i, C),
-            hasQueryLabel: sharesLabel(dbLabels, id, queryLabels, first + i, C),
+            hasTarget: sharesLabel(dbLabels, id, sample.targetLabels, q, C),
+            hasQueryLabel: sharesLabel(dbLabels, id, queryLabels, q, C),
           };
         }),
       );
     };
-    if (lo < shown) {
-      mkdirSync(join(o.outDir, 'examples'), { recursive: true });
-      const n = shown - lo;
-      await writeNpyFile(
-        join(o.outDir, 'examples', 'benign.npy'),
-        pixels.slice(lo * itemSize, shown * itemSize),
-        [n, ...itemShape],
-      );
+    const examplesDir = join(o.outDir, 'examples');
+    if (lo < shownHi) {
+      makeDir(join(examplesDir, 'parts'));
+      const at = Array.from({ length: shownHi - lo }, (_, i) => lo + i);
+      await writeNpyFile(join(examplesDir, 'benign.npy'), pixels.slice(lo * itemSize, shownHi * itemSize), [
+        at.length,
+        ...itemShape,
+      ]);
       writeAtomic(
-        join(o.outDir, 'examples', 'benign.json'),
-        JSON.stringify(await gridOf(clean.codes.subarray(lo * bits), lo, n)),
+        join(examplesDir, 'benign.json'),
+        JSON.stringify(await gridOf(gather(clean.codes, at, bits), at)),
       );
     }
 
     const chunk = o.attack.batch ?? 100;
-    const timing = new Map<Method, { seconds: number; queryIterations: number }>();
     for (const method of o.methods) {
       const anchors = method === 'p2p' ? anchorsP2p : anchorsDhta;
-      const t = { seconds: 0, queryIterations: 0 };
-      timing.set(method, t);
-      for (let first = lo; first < hi; first += chunk) {
-        const count = Math.min(chunk, hi - first);
-        const positions = Array.from({ length: count }, (_, i) => first + i);
-        if (positions.every((q) => done.has(`${method}/${q}`))) continue;
+      // The positions still to do (all of them unless resuming), in batches: a query's figures do not depend
+      // on the batch it runs in, so a resumed run attacks only what is missing and equals an uninterrupted one.
+      const todo: number[] = [];
+      for (let q = lo; q < hi; q++) if (!done.has(`${method}/${q}`)) todo.push(q);
+      let queryIterations = 0;
+      let attackSeconds = 0;
+      for (let b = 0; b < todo.length; b += chunk) {
+        const positions = todo.slice(b, b + chunk);
+        const count = positions.length;
         const t0 = performance.now();
         let codes: Int8Array;
         let adversarial: Float32Array | null = null;
-        const x = pixels.subarray(first * itemSize, (first + count) * itemSize);
+        const x = gather(pixels, positions, itemSize);
         if (method === 'original') {
-          codes = clean.codes.slice(first * bits, (first + count) * bits);
+          codes = gather(clean.codes, positions, bits);
         } else {
           const out = await runAttack(
             net,
             x,
             count,
-            method === 'dhta' || method === 'p2p'
-              ? anchors.subarray(first * bits, (first + count) * bits)
-              : undefined,
+            method === 'dhta' || method === 'p2p' ? gather(anchors, positions, bits) : undefined,
             {
               ...o.attack,
               method,
-              queryIds: queryIdx.slice(first, first + count),
+              queryIds: positions.map((q) => queryIdx[q]),
               onProgress: (p) =>
                 o.progress?.(
                   method,
-                  (first - lo) * p.iterations + p.batch * p.iteration,
+                  (hi - lo - todo.length + b) * p.iterations + p.batch * p.iteration,
                   (hi - lo) * p.iterations,
-                  `d(anchor) ${p.meanDistance.toFixed(2)}  ${p.queryIterationsPerSecond.toFixed(0)} q-it/s`,
+                  `d(anchor) ${p.meanDistance.toFixed(2)}  ${p.queryIterationsPerSecond.toFixed(0)} query-iterations/s`,
                 ),
             },
           );
           codes = out.codes;
           adversarial = out.adversarial;
-          t.queryIterations += count * out.iterations;
+          queryIterations += count * out.iterations;
         }
         const seconds = (performance.now() - t0) / 1000;
-        t.seconds += seconds;
-        const tLabels = sample.targetLabels.subarray(first * C, (first + count) * C);
-        const qLabels = queryLabels.subarray(first * C, (first + count) * C);
+        attackSeconds += seconds;
+        const tLabels = gather(sample.targetLabels, positions, C);
+        const qLabels = gather(queryLabels, positions, C);
         const tMap = await retrieval.targetedMap(codes, tLabels, { R, zeroHits: o.zeroHits });
         const map = await retrieval.map(codes, qLabels, { R, zeroHits: o.zeroHits });
         const perc = adversarial ? perceptibility(adversarial, x, count) : null;
-        const pAtN = await retrieval.precisionAtN(codes, tLabels, { ns: header.ns });
-        if (first < shown && method !== 'original') {
-          const n = Math.min(shown, first + count) - first;
-          writeAtomic(
-            join(o.outDir, 'examples', `${method}.json`),
-            JSON.stringify(await gridOf(codes, first, n)),
-          );
-          if (adversarial) {
-            await writeNpyFile(
-              join(o.outDir, 'examples', `${method}.npy`),
-              adversarial.slice(0, n * itemSize),
-              [n, ...itemShape],
-            );
-          }
-        }
+        // Curves: the attacks against the target label; Original against the query's own label, as the
+        // paper's Figs. 3 and 5 draw it.
+        const curveLabels = method === 'original' ? qLabels : tLabels;
+        const pAtN = await retrieval.precisionAtN(codes, curveLabels, { ns: header.ns });
         for (let i = 0; i < count; i++) {
-          const q = first + i;
+          const q = positions[i];
+          if (q < shownHi && method !== 'original') {
+            // This query's example, on its own (a file per query: nothing depends on the batches).
+            const part = join(examplesDir, 'parts', `${method}.${q}`);
+            writeAtomic(`${part}.json`, JSON.stringify((await gridOf(codes.subarray(i * bits), [q]))[0]));
+            if (adversarial)
+              await writeNpyFile(`${part}.npy`, adversarial.slice(i * itemSize, (i + 1) * itemSize), [
+                1,
+                ...itemShape,
+              ]);
+          }
           // Per-query precision and recall at every radius, so that shards merge exactly.
           const pr = await retrieval.precisionRecall(
             codes.subarray(i * bits, (i + 1) * bits),
-            tLabels.subarray(i * C, (i + 1) * C),
+            curveLabels.subarray(i * C, (i + 1) * C),
           );
           appendLine(fd, {
             method,
@@ -392,8 +456,8 @@ export async function runProtocol(gpu: Gpu | null, o: ProtocolOptions): Promise<
             query: queryIdx[q],
             label: positives(queryLabels, q, C),
             target: positives(sample.targetLabels, q, C),
-            anchorDistanceBefore: hamming(clean.codes, anchors, q, bits),
-            anchorDistanceAfter: hamming(codes, anchors.subarray(first * bits), i, bits),
+            anchorDistanceBefore: hamming(clean.codes, q, anchors, q, bits),
+            anchorDistanceAfter: hamming(codes, i, anchors, q, bits),
             ap: map.ap[i],
             tap: tMap.ap[i],
             perceptibility: perc ? perc.perObject[i] : null,
@@ -409,14 +473,16 @@ export async function runProtocol(gpu: Gpu | null, o: ProtocolOptions): Promise<
         }
         syncResults(fd);
       }
-      if (t.seconds > 0) {
+      if (attackSeconds > 0) {
         o.log(
-          `${method}: ${t.seconds.toFixed(1)} s` +
-            (t.queryIterations ? `  ${(t.queryIterations / t.seconds).toFixed(1)} query-iterations/s` : ''),
+          `${method}: ${attackSeconds.toFixed(1)} s` +
+            (queryIterations ? `  ${(queryIterations / attackSeconds).toFixed(1)} query-iterations/s` : ''),
         );
       }
+      if (method !== 'original') await assembleExamples(examplesDir, method, lo, shownHi, itemShape);
     }
     closeSync(fd);
+    fd = null;
     const { curves, ...summary } = summarizeRun(readAllResults(resultsPath).lines, header);
     const result: ProtocolResult = {
       ...summary,
@@ -433,39 +499,130 @@ export async function runProtocol(gpu: Gpu | null, o: ProtocolOptions): Promise<
       databaseCached: db.cached,
       engine: net instanceof CpuImageNetwork ? 'wasm' : 'webgpu',
     };
-    writeRunOutputs(o.outDir, result, curves, o.attack, {
-      data: o.data,
-      seed: o.seed,
-      queries: queryIdx.slice(0, shown).map((id, q) => ({
-        query: id,
-        label: positives(queryLabels, q, C),
-        target: positives(sample.targetLabels, q, C),
-      })),
-    });
+    const shownQueries = Array.from({ length: Math.max(0, shownHi - lo) }, (_, i) => lo + i);
+    writeRunOutputs(
+      o.outDir,
+      result,
+      curves,
+      header.attack,
+      {
+        data: o.data,
+        seed: o.seed,
+        queries: shownQueries.map((q) => ({
+          query: queryIdx[q],
+          label: positives(queryLabels, q, C),
+          target: positives(sample.targetLabels, q, C),
+        })),
+      },
+      [
+        ...(o.resume ? readSessions(o.outDir) : []),
+        {
+          started: new Date(Date.now() - result.seconds.total * 1000).toISOString(),
+          seconds: result.seconds.total,
+          encodeSeconds,
+          databaseCached: db.cached,
+          engine: result.engine ?? null,
+          shard: result.shard,
+        },
+      ],
+    );
     return result;
+  } catch (e) {
+    if (fd !== null) closeSync(fd);
+    unlock();
+    if (createdOutDir) removeIfEmpty(o.outDir);
+    throw e;
   } finally {
+    unlock();
     net.destroy();
   }
 }
 
-/** Writes metrics.json, curves.json and retrieval.json (from the grids in OUT/examples) atomically. */
+/** One command's share of a run (a run resumed twice has three). */
+export interface RunSession {
+  started: string;
+  seconds: number;
+  encodeSeconds: number;
+  databaseCached: boolean;
+  engine: string | null;
+  shard: string | null;
+}
+
+/** The sessions recorded in OUT/timing.json (none when absent or unreadable: timing is not a result). */
+export function readSessions(outDir: string): RunSession[] {
+  try {
+    const t = JSON.parse(readFileSync(join(outDir, 'timing.json'), 'utf8')) as { sessions?: unknown };
+    if (!Array.isArray(t.sessions)) return [];
+    return t.sessions.filter(
+      (x): x is RunSession =>
+        !!x && typeof x === 'object' && Number.isFinite(x.seconds) && Number.isFinite(x.encodeSeconds),
+    );
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Writes metrics.json (the figures only: nothing in it depends on timing, batches, shards or resumes, so an
+ * unsharded run, merged shards and a resumed run write the same bytes), timing.json (seconds, per method and
+ * per session), curves.json and retrieval.json (from the grids in OUT/examples), each atomically.
+ */
 export function writeRunOutputs(
   outDir: string,
   result: ProtocolResult,
   curves: Record<string, MethodCurves>,
   attack: unknown,
   shown: { data: string; seed: number; queries: { query: number; label: number[]; target: number[] }[] },
+  sessions: RunSession[],
 ): void {
   const top: Record<string, unknown> = {};
   for (const name of ['benign', ...METHODS]) {
     const file = join(outDir, 'examples', `${name}.json`);
     if (existsSync(file)) top[name] = JSON.parse(readFileSync(file, 'utf8'));
   }
-  writeAtomic(join(outDir, 'curves.json'), `${JSON.stringify({ reference: 'target labels', curves })}\n`);
+  const reference = "target labels (original: the query's own labels, as in the paper's Figs. 3 and 5)";
+  writeAtomic(join(outDir, 'curves.json'), `${JSON.stringify({ reference, curves })}\n`);
   if (shown.queries.length && top['benign']) {
     writeAtomic(join(outDir, 'retrieval.json'), `${JSON.stringify({ ...shown, split: 'database', top })}\n`);
   }
-  writeAtomic(join(outDir, 'metrics.json'), `${JSON.stringify({ ...result, attack }, null, 2)}\n`);
+  const { metrics } = result;
+  // Keys in a fixed order, whoever built the result.
+  const figures = {
+    metrics: metrics.map((m) => ({
+      method: m.method,
+      tMap: m.tMap,
+      map: m.map,
+      perceptibility: m.perceptibility,
+      anchorDistance: m.anchorDistance,
+    })),
+    queries: result.queries,
+    iterations: result.iterations,
+    R: result.R,
+    zeroHits: result.zeroHits,
+    databaseSize: result.databaseSize,
+    nT: result.nT,
+    bits: result.bits,
+    seed: result.seed,
+    data: result.data,
+    model: result.model,
+    shard: result.shard,
+    engine: result.engine ?? null,
+    attack,
+  };
+  writeAtomic(join(outDir, 'metrics.json'), `${JSON.stringify(figures, null, 2)}\n`);
+  const timing = {
+    seconds: {
+      total: sessions.reduce((a, x) => a + x.seconds, 0),
+      encode: sessions.reduce((a, x) => a + x.encodeSeconds, 0),
+    },
+    methods: metrics.map((m) => ({
+      method: m.method,
+      seconds: m.seconds,
+      queryIterationsPerSecond: m.queryIterationsPerSecond,
+    })),
+    sessions,
+  };
+  writeAtomic(join(outDir, 'timing.json'), `${JSON.stringify(timing, null, 2)}\n`);
 }
 
 export function fmt(v: number | null): string {

@@ -1,10 +1,10 @@
 // `dhta merge`: the shards of one protocol run combined into the result of the unsharded run.
 
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { printProtocolTable } from './attack.js';
-import { type ProtocolResult, writeRunOutputs } from './experiment.js';
+import { type ProtocolResult, readSessions, writeRunOutputs } from './experiment.js';
+import { lockOutDir, makeDir } from './files.js';
 import { printJson } from './output.js';
 import { mergeResults, summarizeRun, writeResultsFile } from './results.js';
 
@@ -21,7 +21,8 @@ export function registerMerge(program: Command): void {
     .option('--json', 'print the merged result as one JSON line')
     .action(async (dirs: string[], f: { outDir: string; json?: boolean }) => {
       const { header, lines } = mergeResults(dirs);
-      mkdirSync(f.outDir, { recursive: true });
+      makeDir(f.outDir);
+      lockOutDir(f.outDir);
       writeResultsFile(join(f.outDir, 'results.jsonl'), header, lines);
       const { curves, ...summary } = summarizeRun(lines, header);
       const result: ProtocolResult = {
@@ -37,12 +38,16 @@ export function registerMerge(program: Command): void {
         shard: null,
         seconds: { encode: 0, total: summary.metrics.reduce((s, m) => s + m.seconds, 0) },
         databaseCached: true,
+        engine: header.engine,
       };
-      writeRunOutputs(f.outDir, result, curves, header.attack, {
-        data: header.data,
-        seed: header.seed,
-        queries: [],
-      });
+      writeRunOutputs(
+        f.outDir,
+        result,
+        curves,
+        header.attack,
+        { data: header.data, seed: header.seed, queries: [] },
+        dirs.flatMap((d) => readSessions(d)),
+      );
       if (f.json) printJson(result);
       else printProtocolTable(result);
     });

@@ -2,11 +2,11 @@
 // self-contained file: inline SVG charts, base64 PNG tiles, no external URL), report.md (tables and links to
 // figures/*.png) and the PNG figures. metrics.json and the other inputs are left as they are.
 
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type OpenedDataset, openDataset } from '@dhta/data';
 import type { Command } from 'commander';
 import { CliError } from './errors.js';
+import { makeDir, writeAtomic } from './files.js';
 import { printJson } from './output.js';
 import {
   paperHasBits,
@@ -28,7 +28,13 @@ import {
   svgToPng,
   toPng,
 } from './report/images.js';
-import { type Examples, type RunFolder, type RunMetrics, readRunFolder } from './report/inputs.js';
+import {
+  type Examples,
+  type RunFolder,
+  type RunMetrics,
+  type RunTiming,
+  readRunFolder,
+} from './report/inputs.js';
 import {
   methodName,
   PAPER_BITS,
@@ -67,12 +73,6 @@ const HIT = '#2ca02c';
 const MISS = '#d62728';
 const QUERY = '#333333';
 
-function writeAtomic(path: string, data: string | Uint8Array): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, data);
-  renameSync(tmp, path);
-}
-
 function esc(s: string | number): string {
   return String(s).replace(
     /[&<>"']/g,
@@ -100,8 +100,17 @@ function htmlTable(t: Table, cls: string): string {
   return `<table class="${cls}"><thead><tr>${head}</tr></thead><tbody>\n${body}\n</tbody></table>`;
 }
 
+/** Text for Markdown: HTML and the characters that make links, code, emphasis or table cells escaped (names come from files). */
+function mdEsc(s: string | number): string {
+  return String(s)
+    .replace(/[\\`*_[\]|~<>&]/g, (c) =>
+      c === '<' ? '&lt;' : c === '>' ? '&gt;' : c === '&' ? '&amp;' : `\\${c}`,
+    )
+    .replace(/\r?\n/g, ' ');
+}
+
 function mdTable(t: Table): string {
-  const cell = (s: string) => s.replace(/\|/g, '\\|');
+  const cell = mdEsc;
   return [
     `| ${t.headers.map(cell).join(' | ')} |`,
     `|${t.headers.map(() => '---').join('|')}|`,
@@ -110,8 +119,12 @@ function mdTable(t: Table): string {
 }
 
 /** The run's numbers, with the paper's for the same method and code length beside them. */
-function resultsTable(m: RunMetrics, paper: PaperReference): Table {
+function resultsTable(m: RunMetrics, paper: PaperReference, timing: RunTiming | null): Table {
   const bits = m.bits;
+  // Seconds per method: timing.json (all sessions of a resumed run); older folders kept them in metrics.json.
+  const seconds: Record<string, number> = {};
+  for (const e of m.metrics) if (e.seconds !== undefined) seconds[e.method] = e.seconds;
+  for (const e of timing?.methods ?? []) seconds[e.method] = e.seconds;
   const paperCol = `paper t-MAP % (${paper.source}${paperHasBits(bits) ? `, ${bits} bits` : ''})`;
   return {
     headers: [
@@ -130,7 +143,7 @@ function resultsTable(m: RunMetrics, paper: PaperReference): Table {
       pct(e.map),
       sci(e.perceptibility),
       e.anchorDistance === undefined ? '–' : e.anchorDistance.toFixed(2),
-      e.seconds === undefined ? '–' : e.seconds.toFixed(1),
+      seconds[e.method] === undefined ? '–' : seconds[e.method].toFixed(1),
       paperHasBits(bits) && paper.tMap[e.method]?.[bits as number] !== undefined
         ? paper.tMap[e.method][bits as number].toFixed(2)
         : '–',
@@ -185,7 +198,7 @@ function claims(m: RunMetrics): Array<{ claim: string; holds: boolean; detail: s
   return out;
 }
 
-function settingsList(m: RunMetrics): Array<[string, string]> {
+function settingsList(m: RunMetrics, timing: RunTiming | null): Array<[string, string]> {
   const rows: Array<[string, string]> = [
     ['data', m.data ?? '–'],
     ['model', m.model ?? '–'],
@@ -209,11 +222,15 @@ function settingsList(m: RunMetrics): Array<[string, string]> {
         .map(([k, v]) => `${k} ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`)
         .join(', '),
     ]);
-  if (m.seconds?.total !== undefined)
+  const time = timing?.seconds ?? m.seconds;
+  if (time?.total !== undefined) {
+    const sessions = timing?.sessions ?? 1;
     rows.push([
       'time',
-      `${m.seconds.total.toFixed(0)} s in all (database encoding ${(m.seconds.encode ?? 0).toFixed(0)} s)`,
+      `${time.total.toFixed(0)} s in all (database encoding ${(time.encode ?? 0).toFixed(0)} s)` +
+        (sessions > 1 ? `, over ${sessions} sessions (resumed or merged)` : ''),
     ]);
+  }
   return rows;
 }
 
@@ -303,7 +320,7 @@ async function chartsSection(ctx: Ctx, paper: PaperReference): Promise<Section> 
     const svg = await renderSvg(c.spec);
     const link = await writeFigure(ctx, c.file, await svgToPng(svg));
     html += `<figure class="chart" id="chart-${c.id}">${prefixSvgIds(svg, c.id)}<figcaption>${esc(c.caption)}</figcaption></figure>\n`;
-    md += `![${c.caption}](${link})\n\n${c.caption}\n\n`;
+    md += `![${mdEsc(c.caption)}](${link})\n\n${mdEsc(c.caption)}\n\n`;
   }
   if (!run.curves) {
     html +=
@@ -514,7 +531,7 @@ export async function writeReport(outDir: string, options: ReportOptions = {}): 
   const log = options.log ?? (() => {});
   const run = await readRunFolder(outDir);
   const figuresDir = join(outDir, 'figures');
-  mkdirSync(figuresDir, { recursive: true });
+  makeDir(figuresDir, 'the figures folder');
   const ctx: Ctx = {
     run,
     outDir,
@@ -534,10 +551,10 @@ export async function writeReport(outDir: string, options: ReportOptions = {}): 
   const m = run.metrics;
 
   const title = `DHTA report: ${m.data ?? 'run'}${m.bits ? `, ${m.bits}-bit model` : ''}`;
-  const results = resultsTable(m, paper);
+  const results = resultsTable(m, paper, run.timing);
   const paperRef = paperTable(paper);
   const checks = claims(m);
-  const settings = settingsList(m);
+  const settings = settingsList(m, run.timing);
   const paperNote =
     `The paper's columns are its ${paper.source} figures (PROTOCOL.md, "The paper's headline figures"): another data ` +
     'set and model, shown for orientation, not as numbers this run should match.';
@@ -580,10 +597,10 @@ ${examples.html}
 </body></html>
 `;
   const md =
-    `# ${title}\n\n` +
+    `# ${mdEsc(title)}\n\n` +
     'Written by `dhta report`; open report.html for the same with inline charts and images.\n\n' +
-    (ctx.missing.length ? `Left out: ${ctx.missing.join('; ')}.\n\n` : '') +
-    `${settings.map(([k, v]) => `- ${k}: ${v}`).join('\n')}\n\n` +
+    (ctx.missing.length ? `Left out: ${mdEsc(ctx.missing.join('; '))}.\n\n` : '') +
+    `${settings.map(([k, v]) => `- ${k}: ${mdEsc(v)}`).join('\n')}\n\n` +
     `## Results\n\n${mdTable(results)}\n\n${paperNote} ${percNote}\n\n` +
     `### The paper's t-MAP % (${paper.source}), per code length\n\n${mdTable(paperRef)}\n\n` +
     (checks.length ? `### The paper's qualitative claims on this run\n\n${claimsMd}` : '') +

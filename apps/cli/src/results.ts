@@ -3,17 +3,10 @@
 // merge into exactly what the unsharded run writes, because every figure is summarised from the per-query
 // lines in query order.
 
-import {
-  existsSync,
-  fsyncSync,
-  readFileSync,
-  renameSync,
-  truncateSync,
-  writeFileSync,
-  writeSync,
-} from 'node:fs';
+import { existsSync, fsyncSync, readFileSync, truncateSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { CliError } from './errors.js';
+import { writeAtomic } from './files.js';
 
 export type Method = 'original' | 'noise' | 'p2p' | 'dhta' | 'hag';
 
@@ -36,6 +29,8 @@ export interface RunHeader {
   /** The open set's target classes, or null. */
   targetClasses: number[] | null;
   shard: { index: number; count: number };
+  /** The engine every code of the run came from (absent in files of older versions). */
+  engine?: 'webgpu' | 'wasm';
 }
 
 export interface QueryResult {
@@ -84,11 +79,7 @@ export interface RunSummary {
   iterations: number;
 }
 
-export function writeAtomic(path: string, data: string | Uint8Array): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, data);
-  renameSync(tmp, path);
-}
+export { writeAtomic };
 
 export function appendLine(fd: number, value: unknown): void {
   writeSync(fd, `${JSON.stringify(value)}\n`);
@@ -113,17 +104,119 @@ function sameRun(a: RunHeader, b: RunHeader): string | null {
   ] as const) {
     if (a[key] !== b[key]) return `${key} (${String(a[key])} there, ${String(b[key])} here)`;
   }
-  if (JSON.stringify(a.attack) !== JSON.stringify(b.attack)) return 'the attack settings';
+  // The batch (kept in files of older versions) does not change what a run computes.
+  const settings = (h: RunHeader) => JSON.stringify({ ...h.attack, batch: undefined });
+  if (settings(a) !== settings(b)) return 'the attack settings';
   if (JSON.stringify(a.ns) !== JSON.stringify(b.ns)) return 'the P@N cut-offs';
   if (JSON.stringify(a.targetClasses) !== JSON.stringify(b.targetClasses)) return 'the target classes';
+  if (JSON.stringify(a.methods) !== JSON.stringify(b.methods)) return 'the methods';
+  if (a.engine && b.engine && a.engine !== b.engine)
+    return `the engine (${a.engine} there, ${b.engine} here)`;
   return null;
 }
 
-/** Reads a results file: its header and complete lines (a line cut by a kill is dropped). */
+const METHOD_NAMES: readonly Method[] = ['original', 'noise', 'p2p', 'dhta', 'hag'];
+/** Bounds that no real run reaches; a header beyond them is damaged (and would make merge loop for hours). */
+const MAX_QUERIES = 10_000_000;
+const MAX_BITS = 4096;
+
+const isInt = (v: unknown, lo: number, hi = Number.MAX_SAFE_INTEGER): v is number =>
+  Number.isInteger(v) && (v as number) >= lo && (v as number) <= hi;
+const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+const isNumOrNull = (v: unknown) => v === null || isNum(v);
+const isIntList = (v: unknown) => Array.isArray(v) && v.every((x) => isInt(x, 0));
+
+/** The header line, field by field; a clear error naming the file and the field. */
+function checkHeader(path: string, value: unknown): RunHeader {
+  const h = (value as { header?: unknown } | null)?.header as Record<string, unknown> | undefined;
+  if (!h || typeof h !== 'object' || h['format'] !== 'dhta-results/1')
+    throw new CliError(`${path}:1: not a dhta results file (no dhta-results/1 header)`);
+  const bad = (field: string, expected: string): never => {
+    throw new CliError(
+      `${path}:1: header field "${field}": expected ${expected}, found ${JSON.stringify(h[field])?.slice(0, 80)}`,
+      'the file was edited or damaged; rerun the attack into a new --out-dir',
+    );
+  };
+  if (typeof h['data'] !== 'string') bad('data', 'a data set name');
+  if (typeof h['model'] !== 'string') bad('model', 'a model folder');
+  if (!isInt(h['seed'], 0, 2 ** 32 - 1)) bad('seed', 'an integer in [0, 2^32)');
+  if (!isInt(h['queries'], 1, MAX_QUERIES)) bad('queries', `an integer in [1, ${MAX_QUERIES}]`);
+  if (!isInt(h['nT'], 1)) bad('nT', 'an integer >= 1');
+  if (!isInt(h['bits'], 1, MAX_BITS)) bad('bits', `an integer in [1, ${MAX_BITS}]`);
+  const methods = h['methods'];
+  if (
+    !Array.isArray(methods) ||
+    methods.length === 0 ||
+    methods.some((m) => !METHOD_NAMES.includes(m as Method)) ||
+    new Set(methods).size !== methods.length
+  )
+    bad('methods', `a list of distinct methods from ${METHOD_NAMES.join(', ')}`);
+  if (!isInt(h['R'], 1)) bad('R', 'an integer >= 1');
+  if (h['zeroHits'] !== 'skip' && h['zeroHits'] !== 'count') bad('zeroHits', '"skip" or "count"');
+  if (!isInt(h['databaseSize'], 1)) bad('databaseSize', 'an integer >= 1');
+  if (!isIntList(h['ns']) || (h['ns'] as number[]).length > 10_000) bad('ns', 'a list of integers');
+  if (!h['attack'] || typeof h['attack'] !== 'object' || Array.isArray(h['attack']))
+    bad('attack', 'an object of attack settings');
+  if (h['targetClasses'] !== null && !isIntList(h['targetClasses']))
+    bad('targetClasses', 'null or a list of class indices');
+  const shard = h['shard'] as { index?: unknown; count?: unknown } | null;
+  if (!shard || !isInt(shard.count, 1, MAX_QUERIES) || !isInt(shard.index, 0, (shard.count as number) - 1))
+    bad('shard', '{index, count} with 0 <= index < count');
+  if (h['engine'] !== undefined && h['engine'] !== 'webgpu' && h['engine'] !== 'wasm')
+    bad('engine', '"webgpu" or "wasm"');
+  return h as unknown as RunHeader;
+}
+
+/** One per-query line, field by field, against its header. */
+function checkRow(path: string, lineNo: number, value: unknown, h: RunHeader): QueryResult {
+  const r = value as Record<string, unknown> | null;
+  const bad = (field: string, expected: string): never => {
+    throw new CliError(
+      `${path}:${lineNo}: field "${field}": expected ${expected}, found ${JSON.stringify(r?.[field])?.slice(0, 80)}`,
+      'the file was edited or damaged; rerun the attack into a new --out-dir',
+    );
+  };
+  if (!r || typeof r !== 'object' || Array.isArray(r))
+    throw new CliError(
+      `${path}:${lineNo}: expected a per-query object, found ${JSON.stringify(r)?.slice(0, 80)}`,
+    );
+  if (!h.methods.includes(r['method'] as Method))
+    bad('method', `one of the run's methods (${h.methods.join(', ')})`);
+  if (!isInt(r['position'], 0, h.queries - 1)) bad('position', `an integer in [0, ${h.queries - 1}]`);
+  if (!isInt(r['query'], 0)) bad('query', 'an integer >= 0');
+  if (!isIntList(r['label'])) bad('label', 'a list of class indices');
+  if (!isIntList(r['target'])) bad('target', 'a list of class indices');
+  for (const k of ['anchorDistanceBefore', 'anchorDistanceAfter'])
+    if (!isInt(r[k], 0, h.bits)) bad(k, `an integer in [0, ${h.bits}]`);
+  for (const k of ['ap', 'tap', 'perceptibility']) if (!isNumOrNull(r[k])) bad(k, 'a number or null');
+  if (!isInt(r['iterations'], 0)) bad('iterations', 'an integer >= 0');
+  if (!isNum(r['seconds']) || (r['seconds'] as number) < 0) bad('seconds', 'a number >= 0');
+  for (const k of ['precision', 'recall']) {
+    const v = r[k];
+    if (!Array.isArray(v) || v.length !== h.bits + 1 || !v.every(isNumOrNull))
+      bad(k, `${h.bits + 1} numbers or nulls (one per Hamming radius)`);
+  }
+  const pn = r['precisionAtN'];
+  if (!Array.isArray(pn) || pn.length !== h.ns.length || !pn.every(isNum))
+    bad('precisionAtN', `${h.ns.length} numbers (one per N)`);
+  return r as unknown as QueryResult;
+}
+
+/** The key of a per-query line: each (method, query position) counts once. */
+export function rowKey(r: Pick<QueryResult, 'method' | 'position'>): string {
+  return `${r.method}/${r.position}`;
+}
+
+/**
+ * Reads a results file: its header and complete lines, each (method, position) once (the first line written
+ * for it; a later repeat, as an older version's resume could append, is dropped and counted). A last line cut
+ * by a kill is dropped (`validBytes` ends before it).
+ */
 export function readAllResults(path: string): {
   header: RunHeader;
   lines: QueryResult[];
   validBytes: number;
+  repeats: number;
 } {
   let text: string;
   try {
@@ -132,10 +225,12 @@ export function readAllResults(path: string): {
     throw new CliError(`cannot read ${path} (${(e as Error).message})`);
   }
   const lines: QueryResult[] = [];
+  const seen = new Set<string>();
   let header: RunHeader | null = null;
   let offset = 0;
   let validBytes = 0;
   let lineNo = 0;
+  let repeats = 0;
   while (offset < text.length) {
     const end = text.indexOf('\n', offset);
     if (end < 0) break; // an unfinished last line
@@ -152,17 +247,20 @@ export function readAllResults(path: string): {
       );
     }
     if (lineNo === 1) {
-      header = (value as { header?: RunHeader }).header ?? null;
-      if (header?.format !== 'dhta-results/1') {
-        throw new CliError(`${path}:1: not a dhta results file (no dhta-results/1 header)`);
-      }
+      header = checkHeader(path, value);
     } else {
-      lines.push(value as QueryResult);
+      const row = checkRow(path, lineNo, value, header as RunHeader);
+      const key = rowKey(row);
+      if (seen.has(key)) repeats++;
+      else {
+        seen.add(key);
+        lines.push(row);
+      }
     }
     validBytes = Buffer.byteLength(text.slice(0, offset));
   }
-  if (!header) throw new CliError(`${path}: empty results file`);
-  return { header, lines, validBytes };
+  if (!header) throw new CliError(`${path}: empty results file (no complete header line)`);
+  return { header, lines, validBytes, repeats };
 }
 
 /**
@@ -200,8 +298,9 @@ export function resumeResults(path: string, header: RunHeader, resume: boolean):
       `${path} is shard ${old.shard.index}/${old.shard.count}, not ${header.shard.index}/${header.shard.count}`,
     );
   }
+  // A line cut by a kill is cut off, so that appended lines start on a line of their own.
   truncateSync(path, validBytes);
-  for (const l of lines) done.add(`${l.method}/${l.position}`);
+  for (const l of lines) done.add(rowKey(l));
   return done;
 }
 
@@ -267,16 +366,18 @@ export function mergeResults(dirs: string[]): { header: RunHeader; lines: QueryR
     if (p.header.shard.count !== first.shard.count)
       throw new CliError(`${p.dir}: shards of ${p.header.shard.count} and ${first.shard.count} mixed`);
     shards.add(p.header.shard.index);
-    for (const l of p.lines) seen.set(`${l.method}/${l.position}`, l);
+    for (const l of p.lines) if (!seen.has(rowKey(l))) seen.set(rowKey(l), l);
   }
+  const expected = first.methods.length * first.queries;
   const missing: string[] = [];
   for (const method of first.methods) {
-    for (let q = 0; q < first.queries; q++) if (!seen.has(`${method}/${q}`)) missing.push(`${method}/${q}`);
+    for (let q = 0; q < first.queries && missing.length < 3 && seen.size < expected; q++)
+      if (!seen.has(`${method}/${q}`)) missing.push(`${method}/${q}`);
   }
-  if (missing.length) {
+  if (seen.size < expected) {
     const absent = Array.from({ length: first.shard.count }, (_, i) => i).filter((i) => !shards.has(i));
     throw new CliError(
-      `the results are incomplete: ${missing.length} (method, query) pairs missing, e.g. ${missing.slice(0, 3).join(', ')}` +
+      `the results are incomplete: ${expected - seen.size} (method, query) pairs missing, e.g. ${missing.join(', ')}` +
         (absent.length ? `; shards not given: ${absent.join(', ')}` : ''),
       'finish the shards (dhta ... --resume) and merge all of them',
     );

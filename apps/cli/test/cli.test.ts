@@ -166,6 +166,6 @@ describe('dhta CLI', () => {
       join(dir, 'out'),
     );
     expect(k0.code).not.toBe(0);
-    expect(k0.stderr).toMatch(/--k must be an integer >= 1/);
+    expect(k0.stderr).toMatch(/--k must be an integer from 1 to 1000000000, found "0"/);
   });
 });

@@ -1,4 +1,6 @@
 // Anchor codes by component voting (PROTOCOL.md "Anchor code", Algorithm 1 of the paper).
+import { uniformAt } from '@dhta/kernels/reference';
+import { querySeed } from './attack.ts';
 import { AttackError } from './errors.ts';
 
 function checkPm1(codes: Int8Array, what: string, bits: number): void {
@@ -78,3 +80,46 @@ export function summedHammingDistance(code: Int8Array, codes: Int8Array, bits: n
   }
   return total;
 }
+
+/**
+ * P2P's anchors from (anchors, n_t, bits) target codes: for each query one of its n_t codes, drawn from the
+ * query's own stream (seed, query id), so the choice does not depend on the batch, file or order it came in.
+ * `queryIds` default 0..anchors-1. Returns (anchors, bits) and the index picked per query.
+ */
+export function pickP2pAnchors(
+  targets: Int8Array,
+  targetsPerAnchor: number,
+  bits: number,
+  seed: number,
+  queryIds?: readonly number[],
+): { anchors: Int8Array; picked: number[] } {
+  checkCount(targetsPerAnchor, 'pickP2pAnchors: targetsPerAnchor (n_t)');
+  checkCount(bits, 'pickP2pAnchors: bits');
+  const perAnchor = targetsPerAnchor * bits;
+  if (targets.length % perAnchor !== 0) {
+    throw new AttackError(
+      'BAD_INPUT',
+      `pickP2pAnchors: expected target codes of shape (anchors, ${targetsPerAnchor}, ${bits}), found ${targets.length} values.`,
+    );
+  }
+  checkPm1(targets, 'pickP2pAnchors: targets', bits);
+  const n = targets.length / perAnchor;
+  const ids = queryIds ?? Array.from({ length: n }, (_, i) => i);
+  if (ids.length !== n)
+    throw new AttackError('BAD_INPUT', `pickP2pAnchors: expected ${n} query ids, found ${ids.length}.`);
+  const anchors = new Int8Array(n * bits);
+  const picked: number[] = [];
+  for (let a = 0; a < n; a++) {
+    // A draw of its own in the query's stream, apart from those of the random start and of Noise.
+    const t = Math.min(
+      targetsPerAnchor - 1,
+      Math.floor(uniformAt(querySeed(seed, ids[a]), P2P_DRAW) * targetsPerAnchor),
+    );
+    picked.push(t);
+    anchors.set(targets.subarray(a * perAnchor + t * bits, a * perAnchor + (t + 1) * bits), a * bits);
+  }
+  return { anchors, picked };
+}
+
+/** Where in a query's random stream the P2P pick is drawn (far past any input's element indices). */
+const P2P_DRAW = 0x7fff_7032;

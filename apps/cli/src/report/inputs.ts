@@ -67,9 +67,18 @@ export interface Examples {
   data: Float32Array;
 }
 
+/** OUT/timing.json: seconds over every session of the run (a resumed run has several). */
+export interface RunTiming {
+  seconds: { total: number; encode: number };
+  methods: { method: string; seconds: number }[];
+  sessions: number;
+}
+
 export interface RunFolder {
   dir: string;
   metrics: RunMetrics;
+  /** null for folders written before timing.json existed (metrics.json then held the seconds). */
+  timing: RunTiming | null;
   curves: RunCurves | null;
   retrieval: RunRetrieval | null;
   /** benign and one entry per attacked method found under examples/. */
@@ -98,6 +107,7 @@ function fail(path: string, what: string): never {
 
 const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
 const isNumOrNull = (v: unknown) => v === null || isNum(v);
+const isIntList = (v: unknown) => Array.isArray(v) && v.every((x) => Number.isInteger(x) && x >= 0);
 
 function checkMetrics(path: string, v: unknown): RunMetrics {
   const m = v as RunMetrics;
@@ -112,8 +122,46 @@ function checkMetrics(path: string, v: unknown): RunMetrics {
     for (const k of ['tMap', 'map', 'perceptibility'] as const)
       if (!isNumOrNull(e[k]))
         fail(path, `metrics[${i}].${k}: expected a number or null, found ${JSON.stringify(e[k])}`);
+    for (const k of ['anchorDistance', 'seconds'] as const)
+      if (e[k] !== undefined && !isNum(e[k]))
+        fail(path, `metrics[${i}].${k}: expected a number, found ${JSON.stringify(e[k])}`);
+    if (e.queryIterationsPerSecond !== undefined && !isNumOrNull(e.queryIterationsPerSecond))
+      fail(path, `metrics[${i}].queryIterationsPerSecond: expected a number or null`);
   }
+  for (const k of ['R', 'databaseSize', 'queries', 'nT', 'bits', 'seed', 'iterations'] as const)
+    if (m[k] !== undefined && !(Number.isInteger(m[k]) && (m[k] as number) >= 0))
+      fail(path, `${k}: expected an integer >= 0, found ${JSON.stringify(m[k])}`);
+  for (const k of ['data', 'model'] as const)
+    if (m[k] !== undefined && typeof m[k] !== 'string')
+      fail(path, `${k}: expected a string, found ${JSON.stringify(m[k])}`);
+  if (m.zeroHits !== undefined && m.zeroHits !== 'skip' && m.zeroHits !== 'count')
+    fail(path, `zeroHits: expected "skip" or "count", found ${JSON.stringify(m.zeroHits)}`);
+  if (m.seconds !== undefined && (typeof m.seconds !== 'object' || m.seconds === null))
+    fail(path, 'seconds: expected {total, encode}');
+  for (const k of ['total', 'encode'] as const)
+    if (m.seconds?.[k] !== undefined && !isNum(m.seconds[k]))
+      fail(path, `seconds.${k}: expected a number, found ${JSON.stringify(m.seconds[k])}`);
+  if (
+    m.attack !== undefined &&
+    (typeof m.attack !== 'object' || m.attack === null || Array.isArray(m.attack))
+  )
+    fail(path, 'attack: expected an object of attack settings');
   return m;
+}
+
+function checkTiming(path: string, v: unknown): RunTiming {
+  const t = v as { seconds?: { total?: unknown; encode?: unknown }; methods?: unknown; sessions?: unknown };
+  if (!t || typeof t !== 'object' || !t.seconds || !isNum(t.seconds.total) || !isNum(t.seconds.encode))
+    fail(path, 'expected {seconds: {total, encode}, methods: [...], sessions: [...]}');
+  const methods = Array.isArray(t.methods) ? t.methods : [];
+  for (const [i, e] of methods.entries())
+    if (!e || typeof e.method !== 'string' || !isNum(e.seconds))
+      fail(path, `methods[${i}]: expected {method, seconds}`);
+  return {
+    seconds: { total: t.seconds.total as number, encode: t.seconds.encode as number },
+    methods: methods as { method: string; seconds: number }[],
+    sessions: Array.isArray(t.sessions) ? t.sessions.length : 1,
+  };
 }
 
 function checkCurves(path: string, v: unknown): RunCurves {
@@ -140,17 +188,34 @@ function checkCurves(path: string, v: unknown): RunCurves {
   return c;
 }
 
-function checkRetrieval(path: string, v: unknown): RunRetrieval {
+function checkRetrieval(path: string, v: unknown, metrics: RunMetrics): RunRetrieval {
   const r = v as RunRetrieval;
   if (!r || typeof r.data !== 'string' || !Array.isArray(r.queries) || !r.top || typeof r.top !== 'object')
     fail(path, 'expected {data, seed, queries: [...], top: {benign: [...], ...}}');
+  // The report opens the data set named here to draw the database images: it must be the run's own.
+  if (metrics.data !== undefined && r.data !== metrics.data)
+    fail(path, `data ${JSON.stringify(r.data)} differs from metrics.json's ${JSON.stringify(metrics.data)}`);
+  if (metrics.seed !== undefined && r.seed !== metrics.seed)
+    fail(path, `seed ${JSON.stringify(r.seed)} differs from metrics.json's ${metrics.seed}`);
+  for (const [i, q] of r.queries.entries())
+    if (!q || !Number.isInteger(q.query) || !Array.isArray(q.label) || !Array.isArray(q.target))
+      fail(path, `queries[${i}]: expected {query, label: [...], target: [...]}`);
   for (const [method, rows] of Object.entries(r.top)) {
     if (!Array.isArray(rows) || rows.length !== r.queries.length)
       fail(path, `top.${method}: expected one row per query (${r.queries.length})`);
-    for (const row of rows)
+    for (const row of rows) {
+      if (!Array.isArray(row)) fail(path, `top.${method}: expected a list of results per query`);
       for (const item of row)
-        if (!Number.isInteger(item?.id) || item.id < 0 || typeof item.hasTarget !== 'boolean')
+        if (
+          !Number.isInteger(item?.id) ||
+          item.id < 0 ||
+          !Number.isInteger(item.distance) ||
+          !isIntList(item.label) ||
+          typeof item.hasTarget !== 'boolean' ||
+          typeof item.hasQueryLabel !== 'boolean'
+        )
           fail(path, `top.${method}: expected items {id, distance, label, hasTarget, hasQueryLabel}`);
+    }
   }
   return r;
 }
@@ -190,7 +255,11 @@ export async function readRunFolder(dir: string): Promise<RunFolder> {
   const curves = existsSync(curvesPath) ? checkCurves(curvesPath, readJson(curvesPath)) : null;
   if (!curves) missing.push('curves.json (precision-recall and precision@N curves)');
   const retrievalPath = join(dir, 'retrieval.json');
-  const retrieval = existsSync(retrievalPath) ? checkRetrieval(retrievalPath, readJson(retrievalPath)) : null;
+  const retrieval = existsSync(retrievalPath)
+    ? checkRetrieval(retrievalPath, readJson(retrievalPath), metrics)
+    : null;
+  const timingPath = join(dir, 'timing.json');
+  const timing = existsSync(timingPath) ? checkTiming(timingPath, readJson(timingPath)) : null;
   if (!retrieval) missing.push('retrieval.json (retrieval grids)');
   const examples: Record<string, Examples> = {};
   for (const name of ['benign', ...metrics.metrics.map((m) => m.method).filter((m) => m !== 'original')]) {
@@ -206,5 +275,5 @@ export async function readRunFolder(dir: string): Promise<RunFolder> {
         `shape ${JSON.stringify(e.shape)} differs from benign.npy's ${JSON.stringify(b.shape)}`,
       );
   }
-  return { dir, metrics, curves, retrieval, examples, missing };
+  return { dir, metrics, timing, curves, retrieval, examples, missing };
 }
