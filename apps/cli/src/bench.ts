@@ -1,20 +1,18 @@
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { benchKernels, type KernelBenchRow } from '@dhta/kernels';
 import type { Command } from 'commander';
 import { registerBenchDriver } from './bench-driver.js';
 import { CliError } from './errors.js';
+import { makeDir, writeAtomic as writeFileAtomic } from './files.js';
 import { backendOption, type GpuFlags, withGpu } from './gpu.js';
 import { formatTable, printJson } from './output.js';
 
 const GROUPS = ['small-cnn', 'vgg11', 'fc', 'lstm'];
 
-/** Writes a file atomically: a temporary name, then a rename, so no half-written output is left behind. */
+/** Writes a benchmark's JSON atomically (its folder made first), nothing half-written left on failure. */
 export function writeAtomic(path: string, text: string): void {
-  mkdirSync(dirname(path), { recursive: true });
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, text);
-  renameSync(tmp, path);
+  makeDir(dirname(path), 'the folder of');
+  writeFileAtomic(path, text);
 }
 
 export function registerBench(program: Command): Command {

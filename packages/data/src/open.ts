@@ -174,7 +174,16 @@ export function parseName(name: string): ParsedName {
   for (const part of query.split('&').filter(Boolean)) {
     const eq = part.indexOf('=');
     const key = eq >= 0 ? part.slice(0, eq) : part;
-    const value = eq >= 0 ? decodeURIComponent(part.slice(eq + 1)) : '';
+    let value = '';
+    try {
+      value = eq >= 0 ? decodeURIComponent(part.slice(eq + 1)) : '';
+    } catch {
+      throw new DataError(
+        'BAD_NAME',
+        `"${name}": parameter "${key}" is not valid percent-encoding ("${part.slice(eq + 1)}")`,
+        { hint: 'write % as %25 in parameter values' },
+      );
+    }
     if (!PARAMS[scheme].includes(key))
       throw new DataError(
         'BAD_NAME',
@@ -196,12 +205,18 @@ function intParam(p: ParsedName, key: string, fallback: number, min = 1): number
   return n;
 }
 
+const MAX_SIDE = 16384;
+
 function sizeParam(v: string, key: string): [number, number] {
   const m = /^(\d+)(?:x(\d+))?$/.exec(v);
   const h = m ? Number(m[1]) : 0;
   const w = m ? Number(m[2] ?? m[1]) : 0;
-  if (!m || h < 1 || w < 1)
-    throw new DataError('BAD_NAME', `parameter ${key} must be N or HxW (pixels), found "${v}"`);
+  // Larger sides than any image format holds would only make the loader ask for gigabytes.
+  if (!m || h < 1 || w < 1 || h > MAX_SIDE || w > MAX_SIDE)
+    throw new DataError(
+      'BAD_NAME',
+      `parameter ${key} must be N or HxW pixels, each from 1 to ${MAX_SIDE}, found "${v}"`,
+    );
   return [h, w];
 }
 
