@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up what is missing, and nothing that is already there: pnpm at the pinned version, the Node packages
 # from the lockfile, Fashion-MNIST (Debian's dataset-fashion-mnist), Chromium (Debian's chromium, for the report
-# test) and, when no WebGPU adapter can be found, Mesa's software Vulkan driver (Debian 12: mesa-vulkan-drivers
+# test), PyTorch (Debian's python3-torch, for the test of tools/import_pytorch.py) and, when no WebGPU adapter
+# can be found, Mesa's software Vulkan driver (Debian 12: mesa-vulkan-drivers
 # from bookworm-backports, plus libvulkan1).
 # Safe to run any number of times.
 set -euo pipefail
@@ -79,6 +80,22 @@ if [ "${DHTA_SETUP_TESTS:-0}" = 1 ] && ! command -v chromium >/dev/null; then
     }
   else
     say "Chromium is missing; the report test needs it. Install it as root: apt-get install chromium"
+  fi
+fi
+
+# --- PyTorch (Debian's python3-torch), for the test of tools/import_pytorch.py -------------------------------
+# Only the tests need it (importing your own checkpoints needs it too): with DHTA_SETUP_TESTS=1, as for Chromium.
+# Debian's torch runs on OpenBLAS; the check imports torch, so a missing library counts as missing too.
+if [ "${DHTA_SETUP_TESTS:-0}" = 1 ] && ! /usr/bin/python3 -c 'import torch' >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing PyTorch (apt packages python3-torch and libopenblas0-pthread, for the import test)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq python3-torch libopenblas0-pthread >&2 || {
+      apt-get -o DPkg::Lock::Timeout=600 update -qq >&2
+      apt-get -o DPkg::Lock::Timeout=600 install -y -qq python3-torch libopenblas0-pthread >&2
+    }
+  else
+    say "PyTorch is missing for /usr/bin/python3; the import test needs it. Install it as root: apt-get install python3-torch libopenblas0-pthread"
   fi
 fi
 

@@ -252,7 +252,7 @@ def main():
         seq_ckpt = os.path.join(tmp, 'seq.pt')
         torch.save(seq, seq_ckpt)
         seq_bundle = os.path.join(tmp, 'seq-bundle')
-        assert ip.main(['sequential', seq_ckpt, seq_bundle, '--input', '3,11,13', '--mean', '0.4,0.5,0.6', '--std', '0.2,0.25,0.3']) == 0
+        assert ip.main(['sequential', seq_ckpt, seq_bundle, '--input', '3,11,13', '--mean', '0.4,0.5,0.6', '--std', '0.2,0.25,0.3', '--trust-pickle']) == 0
         with open(os.path.join(seq_bundle, 'model.json')) as f:
             seq_spec = json.load(f)
         assert seq_spec == layers_spec, (seq_spec, layers_spec)
