@@ -32,6 +32,12 @@ export type { Method, MethodMetrics };
 
 export const METHODS: Method[] = ['original', 'noise', 'p2p', 'dhta', 'hag'];
 
+/**
+ * How queries and targets are drawn: 2 = no draw depends on n_t (paired sweeps). Runs of version 1 (files
+ * without the field) drew otherwise, so they are never resumed or merged with runs of version 2.
+ */
+export const SAMPLING_VERSION = 2;
+
 export interface ProtocolOptions {
   modelDir: string;
   data: string;
@@ -47,6 +53,11 @@ export interface ProtocolOptions {
   outDir: string;
   /** The open set (Table 6): target labels only from these classes (those the model was not trained on). */
   targetClasses?: number[];
+  /**
+   * Eligibility of target labels as if n_t were this (>= nT): a sweep over n_t passes its largest, so that every
+   * cell draws the same queries and target labels (the n_t objects of a smaller n_t are a prefix of a larger's).
+   */
+  maxTargetsPerQuery?: number;
   /** Continue the run in outDir (its results.jsonl) instead of starting over. */
   resume?: boolean;
   /** Run only slice `index` of `count` of the sampled queries. */
@@ -292,6 +303,7 @@ export async function runProtocol(gpu: Gpu | null, o: ProtocolOptions): Promise<
       queries: o.queries,
       targetsPerQuery: o.nT,
       targetClasses: o.targetClasses,
+      maxTargetsPerQuery: o.maxTargetsPerQuery,
     });
     const nq = sample.queryIndices.length;
     const queryIdx = Array.from(sample.queryIndices);
@@ -318,6 +330,8 @@ export async function runProtocol(gpu: Gpu | null, o: ProtocolOptions): Promise<
       // resumed or sharded with another batch is the same run.
       attack: JSON.parse(JSON.stringify({ ...o.attack, batch: undefined })),
       targetClasses: o.targetClasses ?? null,
+      maxTargetsPerQuery: o.maxTargetsPerQuery ?? null,
+      sampling: SAMPLING_VERSION,
       shard,
       engine: net instanceof CpuImageNetwork ? 'wasm' : 'webgpu',
     };

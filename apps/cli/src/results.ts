@@ -31,6 +31,10 @@ export interface RunHeader {
   shard: { index: number; count: number };
   /** The engine every code of the run came from (absent in files of older versions). */
   engine?: 'webgpu' | 'wasm';
+  /** Eligibility n_t of a paired sweep (null: the run's own n_t; absent in files of older versions). */
+  maxTargetsPerQuery?: number | null;
+  /** The version of the query and target draw (absent = 1, before sweeps were paired). */
+  sampling?: number;
 }
 
 export interface QueryResult {
@@ -164,6 +168,13 @@ function checkHeader(path: string, value: unknown): RunHeader {
     bad('shard', '{index, count} with 0 <= index < count');
   if (h['engine'] !== undefined && h['engine'] !== 'webgpu' && h['engine'] !== 'wasm')
     bad('engine', '"webgpu" or "wasm"');
+  if (h['sampling'] !== undefined && !isInt(h['sampling'], 1, 1000)) bad('sampling', 'a version number');
+  if (
+    h['maxTargetsPerQuery'] !== undefined &&
+    h['maxTargetsPerQuery'] !== null &&
+    !isInt(h['maxTargetsPerQuery'], 1)
+  )
+    bad('maxTargetsPerQuery', 'null or an integer >= 1');
   return h as unknown as RunHeader;
 }
 

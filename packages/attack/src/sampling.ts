@@ -18,6 +18,12 @@ export interface SamplingOptions {
   /** n_t, target objects per query; default 9. */
   targetsPerQuery?: number;
   /**
+   * The largest n_t of a sweep this sample belongs to (Fig. 7, Table 6); default targetsPerQuery. Target labels
+   * must occur more than this many times, so that every n_t of the sweep sees the same eligible labels and
+   * hence, under one seed, the same queries, the same target labels and nested target objects.
+   */
+  maxTargetsPerQuery?: number;
+  /**
    * The open set (PROTOCOL.md, Table 6): only label vectors whose positive classes all lie in this list can be
    * targets (the classes the model never saw in training). Default: any class.
    */
@@ -186,8 +192,12 @@ export function sampleTargetObjects(
 /**
  * The image-experiment sampling of the paper, from one SeededRandom(seed): first all queries (without
  * replacement), then per query in the order drawn its target label (uniform over the eligible label vectors
- * that differ from the query's) and its n_t target objects (without replacement among the database objects
- * with exactly that label vector). Deterministic under the seed.
+ * that differ from the query's) and a uniformly random order of all the database objects with exactly that
+ * label vector; its n_t target objects are the first n_t of that order. Deterministic under the seed.
+ *
+ * No draw depends on n_t: under one seed (and one maxTargetsPerQuery, which decides eligibility), every n_t
+ * gives the same queries and target labels, and the target objects for a smaller n_t are a prefix of those
+ * for a larger one (so P2P, the first object, is the same object at every n_t). A sweep over n_t is paired.
  */
 export function sampleAttack(
   queryLabels: Uint8Array,
@@ -200,12 +210,20 @@ export function sampleAttack(
   const count = options.queries ?? 100;
   const nt = options.targetsPerQuery ?? 9;
   checkPositiveInteger(nt, 'n_t (targets per query)');
+  const eligibleNt = options.maxTargetsPerQuery ?? nt;
+  checkPositiveInteger(eligibleNt, 'maxTargetsPerQuery (the largest n_t of the sweep)');
+  if (eligibleNt < nt) {
+    throw new AttackError(
+      'BAD_OPTION',
+      `maxTargetsPerQuery: expected at least n_t = ${nt} (the largest n_t of the sweep), found ${eligibleNt}.`,
+    );
+  }
   if (!Number.isInteger(options.seed)) {
     throw new AttackError('BAD_OPTION', `seed: expected an integer, found ${String(options.seed)}.`);
   }
   const rng = new SeededRandom(options.seed);
   const groups = groupByLabel(databaseLabels, classes);
-  let eligible = eligibleTargetGroups(groups, nt);
+  let eligible = eligibleTargetGroups(groups, eligibleNt);
   if (options.targetClasses) {
     const allowed = new Set(options.targetClasses);
     eligible = eligible.filter((g) => g.label.every((v, c) => v === 0 || allowed.has(c)));
@@ -213,7 +231,7 @@ export function sampleAttack(
       throw new AttackError(
         'NO_TARGET',
         `target classes ${options.targetClasses.join(', ')}: expected a database label vector within them that ` +
-          `occurs more than n_t = ${nt} times, found none; check the held-out classes or lower n_t.`,
+          `occurs more than n_t = ${eligibleNt} times, found none; check the held-out classes or lower n_t.`,
       );
     }
   }
@@ -233,7 +251,9 @@ export function sampleAttack(
       throw e;
     }
     targetLabels.set(group.label, k * classes);
-    targetIndices.set(drawWithoutReplacement(group.members, nt, rng), k * nt);
+    // The whole group in random order (as many draws whatever n_t is), then its first n_t.
+    const order = drawWithoutReplacement(group.members, group.members.length, rng);
+    targetIndices.set(order.subarray(0, nt), k * nt);
   }
   return { queryIndices, targetLabels, targetIndices, targetsPerQuery: nt, classes, seed: options.seed };
 }

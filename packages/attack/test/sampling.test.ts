@@ -154,6 +154,45 @@ describe('sampleAttack', () => {
     expect([...seen].sort()).toEqual(['100', '110']);
   });
 
+  it('a sweep over n_t is paired: same queries and target labels, nested target objects', () => {
+    const nts = [1, 3, 9];
+    const samples = nts.map((nt) =>
+      sampleAttack(queries, database, 5, {
+        seed: 21,
+        queries: 40,
+        targetsPerQuery: nt,
+        maxTargetsPerQuery: 9,
+      }),
+    );
+    const largest = samples[2];
+    for (const [i, s] of samples.entries()) {
+      expect(s.targetsPerQuery).toBe(nts[i]);
+      expect(Array.from(s.queryIndices)).toEqual(Array.from(largest.queryIndices));
+      expect(Array.from(s.targetLabels)).toEqual(Array.from(largest.targetLabels));
+      for (let k = 0; k < 40; k++) {
+        const objects = Array.from(s.targetIndices.subarray(k * nts[i], (k + 1) * nts[i]));
+        // the n_t objects are the first n_t of the largest n_t's: P2P's object (the first) never changes
+        expect(objects).toEqual(Array.from(largest.targetIndices.subarray(k * 9, k * 9 + nts[i])));
+      }
+    }
+    // Eligibility follows the sweep's largest n_t: class 2 (exactly 9 objects) is never a target, even at n_t 1.
+    const targets = new Set(
+      Array.from({ length: 40 }, (_, k) => row(samples[0].targetLabels, k, 5).indexOf(1)),
+    );
+    expect(targets.has(2)).toBe(false);
+    expect(targets.size).toBe(4); // classes 0, 1, 3, 4
+    // Without maxTargetsPerQuery, n_t 1 may target class 2 (more than 1 object).
+    const alone = sampleAttack(queries, database, 5, { seed: 21, queries: 200, targetsPerQuery: 1 });
+    expect(Array.from({ length: 200 }, (_, k) => row(alone.targetLabels, k, 5)[2]).some((v) => v === 1)).toBe(
+      true,
+    );
+    expect(
+      errorCode(() =>
+        sampleAttack(queries, database, 5, { seed: 1, targetsPerQuery: 9, maxTargetsPerQuery: 3 }),
+      ),
+    ).toBe('BAD_OPTION');
+  });
+
   it('errors: no eligible target, too many queries, bad options', () => {
     // Only class 0 is eligible for n_t = 9 when the database is classes 0 (30) and 2 (9)
     const small = oneHot(5, [...Array.from({ length: 30 }, () => 0), ...Array.from({ length: 9 }, () => 2)]);

@@ -15,10 +15,21 @@ const METHOD_COLOURS: Record<string, string> = {
   HAG: '#9467bd',
 };
 
-function colourScale(methods: string[]) {
-  const domain = methods.map(methodName);
+function colourScale(methods: string[], label: (method: string) => string = methodName) {
+  const domain = methods.map(label);
   const palette = ['#2ca02c', '#ff7f0e', '#8c564b', '#e377c2', '#17becf'];
-  return { domain, range: domain.map((m, i) => METHOD_COLOURS[m] ?? palette[i % palette.length]) };
+  return {
+    domain,
+    range: methods.map((m, i) => METHOD_COLOURS[methodName(m)] ?? palette[i % palette.length]),
+  };
+}
+
+/** Optional wording of a curves chart (the defaults are those of `dhta report`). */
+export interface CurvesChartOptions {
+  title?: string;
+  subtitle?: string;
+  /** The legend's name of a method (default: Original, Noise, P2P, DHTA, HAG). */
+  methodLabel?: (method: string) => string;
 }
 
 const BASE = {
@@ -31,43 +42,71 @@ const BASE = {
 export type VegaLiteSpec = Record<string, unknown>;
 
 /** Precision against recall over Hamming radii 0..K, one line per method (radius order). */
-export function precisionRecallSpec(curves: Record<string, MethodCurves>, reference: string): VegaLiteSpec {
+export function precisionRecallSpec(
+  curves: Record<string, MethodCurves>,
+  reference: string,
+  options: CurvesChartOptions = {},
+): VegaLiteSpec {
+  const label = options.methodLabel ?? methodName;
   const values: Array<Record<string, unknown>> = [];
   for (const [m, c] of Object.entries(curves))
     c.radii.forEach((r, i) => {
       if (c.precision[i] !== null && c.recall[i] !== null)
-        values.push({ method: methodName(m), radius: r, precision: c.precision[i], recall: c.recall[i] });
+        values.push({ method: label(m), radius: r, precision: c.precision[i], recall: c.recall[i] });
     });
   return {
     ...BASE,
-    title: { text: 'Precision-recall over Hamming radii', subtitle: `relevant = shares the ${reference}` },
+    title: {
+      text: options.title ?? 'Precision-recall over Hamming radii',
+      subtitle: options.subtitle ?? `relevant = shares the ${reference}`,
+    },
     data: { values },
     mark: { type: 'line', point: { size: 18 }, strokeWidth: 1.5 },
     encoding: {
       x: { field: 'recall', type: 'quantitative', scale: { domain: [0, 1] }, title: 'recall' },
       y: { field: 'precision', type: 'quantitative', scale: { domain: [0, 1] }, title: 'precision' },
-      color: { field: 'method', type: 'nominal', scale: colourScale(Object.keys(curves)), title: 'method' },
+      color: {
+        field: 'method',
+        type: 'nominal',
+        scale: colourScale(Object.keys(curves), label),
+        title: 'method',
+        legend: { labelLimit: 400 },
+      },
       order: { field: 'radius', type: 'quantitative' },
     },
   };
 }
 
 /** Precision of the top N against N, one line per method. */
-export function precisionAtNSpec(curves: Record<string, MethodCurves>, reference: string): VegaLiteSpec {
+export function precisionAtNSpec(
+  curves: Record<string, MethodCurves>,
+  reference: string,
+  options: CurvesChartOptions = {},
+): VegaLiteSpec {
+  const label = options.methodLabel ?? methodName;
   const values: Array<Record<string, unknown>> = [];
   for (const [m, c] of Object.entries(curves))
     c.ns.forEach((n, i) => {
-      if (c.precisionAtN[i] !== null) values.push({ method: methodName(m), n, precision: c.precisionAtN[i] });
+      if (c.precisionAtN[i] !== null) values.push({ method: label(m), n, precision: c.precisionAtN[i] });
     });
   return {
     ...BASE,
-    title: { text: 'Precision@N', subtitle: `relevant = shares the ${reference}` },
+    title: {
+      text: options.title ?? 'Precision@N',
+      subtitle: options.subtitle ?? `relevant = shares the ${reference}`,
+    },
     data: { values },
     mark: { type: 'line', point: { size: 18 }, strokeWidth: 1.5 },
     encoding: {
       x: { field: 'n', type: 'quantitative', title: 'N (top results)' },
       y: { field: 'precision', type: 'quantitative', scale: { domain: [0, 1] }, title: 'precision@N' },
-      color: { field: 'method', type: 'nominal', scale: colourScale(Object.keys(curves)), title: 'method' },
+      color: {
+        field: 'method',
+        type: 'nominal',
+        scale: colourScale(Object.keys(curves), label),
+        title: 'method',
+        legend: { labelLimit: 400 },
+      },
     },
   };
 }
@@ -109,6 +148,52 @@ export function tMapSpec(
         scale: { range: ['#d62728', '#bbbbbb'] },
         title: null,
         legend: { orient: 'bottom', direction: 'vertical', labelLimit: 400 },
+      },
+    },
+  };
+}
+
+/** One point of the paper's Fig. 7: a value in percent at one n_t and code length. */
+export interface NtPoint {
+  nT: number;
+  bits: number;
+  /** DHTA's t-MAP, or the benign queries' MAP (Original). */
+  series: 'DHTA t-MAP' | 'Original MAP';
+  value: number;
+}
+
+/**
+ * The paper's Fig. 7: DHTA's t-MAP against n_t, one solid line per code length, and the benign queries' MAP
+ * (Original) as a dashed line of the same colour.
+ */
+export function ntSweepSpec(points: NtPoint[], subtitle: string): VegaLiteSpec {
+  const nts = [...new Set(points.map((p) => p.nT))].sort((a, b) => a - b);
+  const bitsOrder = [...new Set(points.map((p) => p.bits))].sort((a, b) => a - b).map((b) => `${b} bits`);
+  return {
+    ...BASE,
+    title: {
+      text: 't-MAP of DHTA and MAP of Original against n_t',
+      subtitle: [subtitle, 'solid: DHTA t-MAP; dashed: Original MAP (benign queries, own labels)'],
+    },
+    data: { values: points.map((p) => ({ ...p, code: `${p.bits} bits` })) },
+    mark: { type: 'line', point: { size: 30 }, strokeWidth: 1.8 },
+    encoding: {
+      x: { field: 'nT', type: 'quantitative', title: 'n_t', axis: { values: nts }, scale: { zero: false } },
+      y: { field: 'value', type: 'quantitative', scale: { domain: [0, 100] }, title: '%' },
+      color: { field: 'code', type: 'nominal', sort: bitsOrder, title: 'code length' },
+      strokeDash: {
+        field: 'series',
+        type: 'nominal',
+        sort: ['DHTA t-MAP', 'Original MAP'],
+        scale: {
+          domain: ['DHTA t-MAP', 'Original MAP'],
+          range: [
+            [1, 0],
+            [5, 3],
+          ],
+        },
+        title: null,
+        legend: null, // said in the subtitle: a dash pattern in a legend symbol does not render
       },
     },
   };
