@@ -7,6 +7,7 @@ export type DataErrorCode =
   | 'MISSING_DATA' // a built-in data set that is not installed
   | 'BAD_IDX' // an IDX file with a wrong magic number, shape or values
   | 'TRUNCATED' // a file shorter than its header says
+  | 'TOO_LARGE' // a file whose header declares more data than allowed
   | 'BAD_LIST' // a list-file line that does not parse
   | 'BAD_IMAGE' // an image that does not decode
   | 'NO_CLASSES' // a folder without class subfolders, or a class without items

@@ -157,6 +157,33 @@ export function scanFrameFolders(root: string): {
   return { classNames, clips, classIndex };
 }
 
+/** The length of the longest valid UTF-8 prefix of `bytes`. */
+function firstInvalidUtf8(bytes: Uint8Array): number {
+  let lo = 0;
+  let hi = bytes.length;
+  // A prefix is valid when decoding it as the start of a stream (an unfinished last character allowed) works.
+  const valid = (n: number) => {
+    try {
+      new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(0, n), { stream: true });
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2);
+    if (valid(mid)) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+function countLines(bytes: Uint8Array, end: number): number {
+  let n = 0;
+  for (let i = 0; i < end; i++) if (bytes[i] === 0x0a) n++;
+  return n;
+}
+
 /**
  * Parses one list file of the authors' format: lines `relative/path l_0 ... l_{C-1}` (labels 0 or 1),
  * paths resolved against root (absolute paths kept). Blank lines are ignored. `classes` fixes C when known.
@@ -167,11 +194,23 @@ export function parseListFile(
   classes?: number,
 ): { paths: string[]; labels: Uint8Array; classes: number } {
   statOrThrow(file, 'a list file (lines: path l_0 ... l_{C-1})');
-  let text: string;
+  let bytes: Uint8Array;
   try {
-    text = readFileSync(file, 'utf8');
+    bytes = readFileSync(file);
   } catch (e) {
     throw new DataError('IO', `cannot read the list file: ${messageOf(e)}`, { file, cause: e });
+  }
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    // Paths decoded with replacement characters would name files that do not exist: say where instead.
+    const good = firstInvalidUtf8(bytes);
+    throw new DataError('BAD_LIST', 'expected UTF-8 text, found bytes that are not UTF-8', {
+      file,
+      line: countLines(bytes, good) + 1,
+      hint: 'save the list file as UTF-8',
+    });
   }
   const lines = text.split(/\r?\n/);
   const paths: string[] = [];
@@ -201,11 +240,16 @@ export function parseListFile(
       );
     const row = new Uint8Array(c);
     labels.forEach((t, j) => {
-      const v = Number(t);
-      if (v !== 0 && v !== 1)
+      // Exactly the digits 0 and 1 (Number() would also take "0x1", "1e0", "1.0" or "-0").
+      if (t !== '0' && t !== '1')
         throw new DataError('BAD_LIST', `label ${j} is "${t}", expected 0 or 1`, { file, line: k + 1 });
-      row[j] = v;
+      row[j] = t === '1' ? 1 : 0;
     });
+    if (parts[0].includes('\0'))
+      throw new DataError('BAD_LIST', 'expected a path, found one with a NUL character', {
+        file,
+        line: k + 1,
+      });
     paths.push(isAbsolute(parts[0]) ? parts[0] : resolve(root, parts[0]));
     rows.push(row);
   });

@@ -1,17 +1,10 @@
-import { createHash } from 'node:crypto';
-import {
-  createReadStream,
-  createWriteStream,
-  existsSync,
-  mkdirSync,
-  realpathSync,
-  renameSync,
-  rmSync,
-} from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, existsSync, mkdirSync, realpathSync, renameSync, rmSync } from 'node:fs';
+import { type FileHandle, open } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip, gunzipSync } from 'node:zlib';
+import { createGunzip } from 'node:zlib';
 import { DataError, messageOf } from './errors.js';
 import { readExactly, statOrThrow, withFile } from './files.js';
 
@@ -66,6 +59,28 @@ function expectedBytes(h: IdxHeader): number {
   return h.dataOffset + h.dims.reduce((a, b) => a * b, 1) * h.elementBytes;
 }
 
+/** The largest IDX array opened unless the caller allows more (`maxBytes`): 4 GiB, header included. */
+export const DEFAULT_MAX_IDX_BYTES = 2 ** 32;
+
+export interface IdxOpenOptions {
+  /** Where gzipped files are decompressed to (default: `defaultCacheDir()`). */
+  cacheDir?: string;
+  /** The largest array accepted, in bytes, header included (default DEFAULT_MAX_IDX_BYTES). */
+  maxBytes?: number;
+}
+
+/** Refuses a header that declares more than `maxBytes` bytes, before any of its data is read. */
+function checkDeclared(h: IdxHeader, maxBytes: number, file: string): number {
+  const want = expectedBytes(h);
+  if (want > maxBytes)
+    throw new DataError(
+      'TOO_LARGE',
+      `expected an IDX array of at most ${maxBytes} bytes, the header declares ${h.dtype} ${h.dims.join(' x ')} (${want} bytes)`,
+      { file, hint: 'a corrupt header, or a larger array than allowed: pass a larger maxBytes to open it' },
+    );
+  return want;
+}
+
 /** Checks the file length against the header: shorter is TRUNCATED, longer is BAD_IDX. */
 function checkLength(h: IdxHeader, size: number, file: string): void {
   const want = expectedBytes(h);
@@ -84,6 +99,72 @@ function checkLength(h: IdxHeader, size: number, file: string): void {
         file,
       },
     );
+}
+
+/** Where inflated bytes go: the cache file, or memory. A failure of the sink itself is a SinkError. */
+interface Sink {
+  write(chunk: Uint8Array): Promise<void>;
+}
+class SinkError extends Error {}
+
+/**
+ * Inflates a gzipped IDX file into `sink`, checking as it goes: the header is parsed from the first bytes,
+ * its declared size is checked against `maxBytes`, and inflation stops (BAD_IDX) as soon as the stream
+ * holds more than the header declares, so a small file that inflates to gigabytes costs no more than the
+ * array it declares. A stream that ends early is TRUNCATED.
+ */
+async function inflateIdx(path: string, sink: Sink, maxBytes: number): Promise<IdxHeader> {
+  let head = new Uint8Array(0);
+  let header: IdxHeader | undefined;
+  let declared = 0;
+  let total = 0;
+  // What stopped the consumer: pipeline() itself rejects with an AbortError when a consumer throws.
+  let stop: DataError | SinkError | undefined;
+  try {
+    await pipeline(createReadStream(path), createGunzip(), async (chunks: AsyncIterable<Buffer>) => {
+      for await (const chunk of chunks) {
+        if (!header) {
+          const joined = new Uint8Array(head.length + chunk.length);
+          joined.set(head);
+          joined.set(chunk, head.length);
+          head = joined.subarray(0, Math.min(joined.length, 20));
+          if (head.length >= 4 && (head.length >= 4 + 4 * head[3] || head[3] < 1 || head[3] > 4)) {
+            try {
+              header = parseIdxHeader(head, path);
+              declared = checkDeclared(header, maxBytes, path);
+            } catch (e) {
+              stop = e as DataError;
+              throw e;
+            }
+          }
+        }
+        total += chunk.length;
+        if (header && total > declared) {
+          stop = new DataError(
+            'BAD_IDX',
+            `the IDX header declares ${header.dtype} ${header.dims.join(' x ')} (${declared} bytes), the gzip stream holds more; stopped inflating there`,
+            { file: path, hint: 'the file is corrupt (or not what its header says): fetch it again' },
+          );
+          throw stop;
+        }
+        try {
+          await sink.write(chunk);
+        } catch (e) {
+          stop = new SinkError(messageOf(e), { cause: e });
+          throw stop;
+        }
+      }
+    });
+  } catch (e) {
+    if (stop) throw stop;
+    const code = (e as { code?: string }).code ?? '';
+    if (code.startsWith('Z_') || /unexpected end|incorrect header|invalid/i.test(messageOf(e)))
+      throw gzipError(path, e);
+    throw new DataError('IO', `cannot read the gzipped IDX file: ${messageOf(e)}`, { file: path, cause: e });
+  }
+  if (!header) header = parseIdxHeader(head, path); // throws: the stream ended inside the header
+  if (total < declared) checkLength(header, total, path); // throws TRUNCATED (naming the gzipped file)
+  return header;
 }
 
 /**
@@ -111,15 +192,17 @@ export class IdxFile {
     this.memory = memory;
   }
 
-  static async open(path: string, options: { cacheDir?: string } = {}): Promise<IdxFile> {
+  static async open(path: string, options: IdxOpenOptions = {}): Promise<IdxFile> {
+    const maxBytes = options.maxBytes ?? DEFAULT_MAX_IDX_BYTES;
     const st = statOrThrow(path, 'an IDX file');
     if (!st.isFile())
       throw new DataError('MISSING_FILE', 'expected an IDX file, found a folder', { file: path });
     const head = new Uint8Array(Math.min(20, st.size));
     withFile(path, (fd) => readExactly(fd, path, head, head.length, 0));
     if (head[0] === 0x1f && head[1] === 0x8b)
-      return IdxFile.openGzip(path, st.size, st.mtimeMs, options.cacheDir);
+      return IdxFile.openGzip(path, st.size, st.mtimeMs, options.cacheDir, maxBytes);
     const header = parseIdxHeader(head, path);
+    checkDeclared(header, maxBytes, path);
     checkLength(header, st.size, path);
     return new IdxFile(path, header, path);
   }
@@ -128,7 +211,8 @@ export class IdxFile {
     path: string,
     size: number,
     mtimeMs: number,
-    cacheDir?: string,
+    cacheDir: string | undefined,
+    maxBytes: number,
   ): Promise<IdxFile> {
     const dir = cacheDir ?? defaultCacheDir();
     const key = createHash('sha1')
@@ -138,8 +222,10 @@ export class IdxFile {
     const cached = join(dir, `idx-${key}.idx`);
     if (existsSync(cached)) {
       try {
-        return await IdxFile.open(cached);
-      } catch {
+        const f = await IdxFile.open(cached, { maxBytes });
+        return new IdxFile(path, f.header, cached);
+      } catch (e) {
+        if (e instanceof DataError && e.code === 'TOO_LARGE') throw relabel(e, path);
         rmSync(cached, { force: true }); // a bad cache entry is rebuilt
       }
     }
@@ -150,44 +236,51 @@ export class IdxFile {
       writable = false;
     }
     if (writable) {
-      const tmp = `${cached}.${process.pid}.tmp`;
+      // A name of its own (two opens of one file at once must not write into each other's copy); the copy is
+      // renamed into place only once complete and checked, and removed on any failure.
+      const tmp = `${cached}.${process.pid}-${randomBytes(6).toString('hex')}.tmp`;
+      let handle: FileHandle | undefined;
       try {
-        await pipeline(createReadStream(path), createGunzip(), createWriteStream(tmp));
-      } catch (e) {
-        rmSync(tmp, { force: true });
-        const code = (e as { code?: string }).code ?? '';
-        if (code.startsWith('Z_') || /unexpected end|incorrect header|invalid/i.test(messageOf(e)))
-          throw gzipError(path, e);
-        writable = false; // the cache folder is not usable: fall back to memory
-      }
-      if (writable) {
-        let f: IdxFile;
+        const header = await inflateIdx(
+          path,
+          {
+            write: async (chunk) => {
+              handle ??= await open(tmp, 'wx');
+              for (let at = 0; at < chunk.length; )
+                at += (await handle.write(chunk, at, chunk.length - at)).bytesWritten;
+            },
+          },
+          maxBytes,
+        );
         try {
-          f = await IdxFile.open(tmp);
+          handle ??= await open(tmp, 'wx'); // (an empty stream never reaches here: it has no header)
+          await handle.close();
+          handle = undefined;
+          renameSync(tmp, cached);
         } catch (e) {
-          rmSync(tmp, { force: true });
-          throw e instanceof DataError ? relabel(e, path) : e;
+          throw new SinkError(messageOf(e), { cause: e });
         }
-        renameSync(tmp, cached);
-        return new IdxFile(path, f.header, cached);
+        return new IdxFile(path, header, cached);
+      } catch (e) {
+        if (!(e instanceof SinkError)) throw e;
+        writable = false; // the cache folder is not usable: fall back to memory
+      } finally {
+        await handle?.close().catch(() => {});
+        rmSync(tmp, { force: true });
       }
     }
-    let bytes: Uint8Array;
-    try {
-      bytes = gunzipSync(
-        withFile(path, (fd) => {
-          const b = new Uint8Array(size);
-          readExactly(fd, path, b, size, 0);
-          return b;
-        }),
-      );
-    } catch (e) {
-      if (e instanceof DataError) throw e;
-      throw gzipError(path, e);
-    }
-    const header = parseIdxHeader(bytes.subarray(0, 20), path);
-    checkLength(header, bytes.length, path);
-    return new IdxFile(path, header, undefined, bytes);
+    // In memory: the chunks as they come (never more than the header declares), joined at the end.
+    const chunks: Uint8Array[] = [];
+    const header = await inflateIdx(
+      path,
+      {
+        write: async (chunk) => {
+          chunks.push(chunk);
+        },
+      },
+      maxBytes,
+    );
+    return new IdxFile(path, header, undefined, Buffer.concat(chunks));
   }
 
   /** `count` records from `start`, as raw bytes (big-endian for multi-byte types, as stored). */
@@ -267,7 +360,7 @@ function gzipError(path: string, e: unknown): DataError {
 
 /** Errors found in the decompressed cache copy name the gzipped file the user gave. */
 function relabel(e: DataError, file: string): DataError {
-  const message = e.message.replace(/^[^:]*\.tmp: /, '');
+  const message = e.file ? e.message.slice(e.file.length + 2) : e.message;
   return new DataError(e.code, `${message} (after gunzip)`, { file, hint: e.hint, cause: e });
 }
 
@@ -281,7 +374,7 @@ export function defaultCacheDir(): string {
 /** Reads a whole (small) IDX array of uint8, e.g. a label file. */
 export async function readIdxUint8(
   path: string,
-  options: { cacheDir?: string } = {},
+  options: IdxOpenOptions = {},
 ): Promise<{ dims: number[]; data: Uint8Array }> {
   const f = await IdxFile.open(path, options);
   if (f.header.dtype !== 'uint8')

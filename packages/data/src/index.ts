@@ -21,7 +21,15 @@ export {
   scanFrameFolders,
   scanImageFolder,
 } from './files-dataset.js';
-export { defaultCacheDir, IdxFile, type IdxHeader, parseIdxHeader, readIdxUint8 } from './idx.js';
+export {
+  DEFAULT_MAX_IDX_BYTES,
+  defaultCacheDir,
+  IdxFile,
+  type IdxHeader,
+  type IdxOpenOptions,
+  parseIdxHeader,
+  readIdxUint8,
+} from './idx.js';
 export {
   cropOrigin,
   decodeFile,

@@ -42,7 +42,10 @@ export function parseSpec(text: string, source = SPEC_FILE): ModelSpec {
   return validateSpec(json, source);
 }
 
-/** Loads and validates a bundle folder: the spec, then the weights against it. */
+/**
+ * Loads and validates a bundle folder: the spec, then the weights against it. Weights that hold NaN or an
+ * infinity are refused (BAD_SAFETENSORS, naming the tensor and the first bad index).
+ */
 export async function loadBundle(dir: string): Promise<ModelBundle> {
   const specPath = join(dir, SPEC_FILE);
   const weightsPath = join(dir, WEIGHTS_FILE);
@@ -50,6 +53,7 @@ export async function loadBundle(dir: string): Promise<ModelBundle> {
   const { weights } = readSafetensors(
     await readBytes(weightsPath, 'a weights.safetensors file'),
     weightsPath,
+    { finite: true },
   );
   validateWeights(spec, weights, weightsPath);
   return { spec, weights };

@@ -101,7 +101,8 @@ export function parseSafetensors(bytes: Uint8Array, name = 'weights.safetensors'
     const info = value as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
     if (typeof info !== 'object' || info === null) throw bad(name, `tensor "${key}": expected an object`);
     const dtype = info.dtype;
-    if (typeof dtype !== 'string' || !(dtype in ITEM_BYTES)) {
+    // Object.hasOwn, not `in`: "toString" or "constructor" must not pass for a dtype.
+    if (typeof dtype !== 'string' || !Object.hasOwn(ITEM_BYTES, dtype)) {
       throw bad(
         name,
         `tensor "${key}": unknown dtype ${JSON.stringify(dtype)}; expected one of ${Object.keys(ITEM_BYTES).join(', ')}`,
@@ -209,15 +210,66 @@ export function entryToFloat32(key: string, e: SafetensorsEntry): Float32Array {
   }
 }
 
+/** The index of the first NaN or infinity in `data`, or -1 when all values are finite. */
+function firstNonFiniteWeight(data: Float32Array): number {
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i];
+    if (v - v !== 0) return i; // NaN - NaN and Inf - Inf are NaN; a finite v gives 0
+  }
+  return -1;
+}
+
+function nonFiniteError(
+  name: string,
+  key: string,
+  shape: number[],
+  data: Float32Array,
+  i: number,
+  dtype: string,
+) {
+  const at = shape.length > 1 ? ` (element [${unravel(i, shape).join(', ')}])` : '';
+  const converted = dtype !== 'F32' ? ` after conversion from ${dtype} to float32` : '';
+  return new ModelError(
+    'BAD_SAFETENSORS',
+    `${name}: expected finite weights, found ${data[i]} in tensor "${key}" [${shape.join(', ')}] at index ${i}${at}${converted}; ` +
+      'the weights are corrupt or their training diverged: export or train them again',
+  );
+}
+
+function unravel(i: number, shape: number[]): number[] {
+  const out = new Array<number>(shape.length);
+  let rest = i;
+  for (let d = shape.length - 1; d >= 0; d--) {
+    out[d] = rest % shape[d];
+    rest = Math.floor(rest / shape[d]);
+  }
+  return out;
+}
+
+export interface ReadSafetensorsOptions {
+  /**
+   * Refuse NaN and infinite values (after conversion to float32; BAD_SAFETENSORS), naming the tensor and the
+   * first bad index: every feature computed from such weights would be NaN, and every code the same.
+   */
+  finite?: boolean;
+}
+
 /** Parses .safetensors bytes into float32 weights (see `entryToFloat32` for the dtypes accepted). */
 export function readSafetensors(
   bytes: Uint8Array,
   name?: string,
+  options: ReadSafetensorsOptions = {},
 ): { weights: Weights; metadata: Record<string, string> } {
   const file = parseSafetensors(bytes, name);
   const weights: Weights = new Map();
-  for (const [key, e] of file.tensors)
-    weights.set(key, { shape: [...e.shape], data: entryToFloat32(key, e) });
+  for (const [key, e] of file.tensors) {
+    const data = entryToFloat32(key, e);
+    if (options.finite) {
+      const i = firstNonFiniteWeight(data);
+      if (i >= 0) throw nonFiniteError(name ?? 'weights.safetensors', key, e.shape, data, i, e.dtype);
+    }
+    weights.set(key, { shape: [...e.shape], data });
+  }
   return { weights, metadata: file.metadata };
 }
 
@@ -227,10 +279,17 @@ export function readSafetensors(
  */
 export function writeSafetensors(weights: Weights, metadata: Record<string, string> = {}): Uint8Array {
   const names = [...weights.keys()].sort();
-  const header: Record<string, unknown> = {};
+  // No prototype: on a plain object, header['__proto__'] = x sets the prototype and the tensor is lost.
+  const header: Record<string, unknown> = Object.create(null);
   if (Object.keys(metadata).length > 0) header['__metadata__'] = metadata;
   let offset = 0;
   for (const key of names) {
+    if (key === '__metadata__') {
+      throw new ModelError(
+        'BAD_INPUT',
+        'expected tensor names other than "__metadata__" (the format reserves it for the metadata), found a tensor of that name; rename it',
+      );
+    }
     const t = weights.get(key) as WeightTensor;
     const count = t.shape.reduce((a, b) => a * b, 1);
     if (t.shape.some((d) => !Number.isSafeInteger(d) || d < 0) || count !== t.data.length) {

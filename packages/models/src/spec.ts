@@ -23,12 +23,32 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/**
+ * The largest size a model may have anywhere: a field's value, the values of one object at any layer, a
+ * weight tensor's values (2^31 - 1; larger would not fit a typed array or a GPU buffer).
+ */
+export const MAX_MODEL_SIZE = 2 ** 31 - 1;
+
 function int(where: string, field: string, v: unknown, min: number, fallback?: number): number {
   if (v === undefined && fallback !== undefined) return fallback;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) {
-    throw specError(where, `"${field}" must be an integer >= ${min}, found ${JSON.stringify(v)}`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > MAX_MODEL_SIZE) {
+    throw specError(
+      where,
+      `"${field}" must be an integer >= ${min} (and at most ${MAX_MODEL_SIZE}), found ${JSON.stringify(v)}`,
+    );
   }
   return v;
+}
+
+/** Refuses a size over MAX_MODEL_SIZE (SHAPE_MISMATCH), naming what it is the size of. */
+function checkSize(where: string, what: string, shape: number[]): void {
+  const n = shape.reduce((a, b) => a * b, 1);
+  if (n > MAX_MODEL_SIZE) {
+    throw new ModelError(
+      'SHAPE_MISMATCH',
+      `${where}: ${what} [${shape.join(', ')}] holds ${n} values, over the limit of ${MAX_MODEL_SIZE}; use smaller layers or inputs`,
+    );
+  }
 }
 
 function noExtraKeys(where: string, o: Record<string, unknown>, allowed: string[]): void {
@@ -231,6 +251,10 @@ function walk(prefix: string, layers: LayerSpec[], input: number[], where: strin
       default:
         next = shape;
     }
+    checkSize(at, 'its output', next);
+    if (layer.type === 'conv2d')
+      checkSize(at, 'its weight', [layer.out, shape[0], layer.kernel, layer.kernel]);
+    if (layer.type === 'linear') checkSize(at, 'its weight', [layer.out, shape[0]]);
     out.push({ layer, name: `${prefix}.${i}`, input: shape, output: next });
     shape = next;
   });
@@ -247,6 +271,7 @@ function outputOf(infos: LayerInfo[], input: number[]): number[] {
 export function inferShapes(spec: ModelSpec): ShapeInfo {
   const { channels, height, width } = spec.input;
   const input = [channels, height, width];
+  checkSize('input', 'one image', input);
   if (spec.task === 'image') {
     const layers = walk('layers', spec.layers, input, 'layers');
     const out = outputOf(layers, input);
@@ -277,12 +302,16 @@ export function inferShapes(spec: ModelSpec): ShapeInfo {
     );
   }
   const T = spec.frames;
+  checkSize('input', 'one video', [T, ...input]);
+  checkSize('lstm', 'its input weight', [4 * H, feat[0]]);
+  checkSize('lstm', 'its hidden weight', [4 * H, H]);
   const maxActivation = Math.max(
     T * size(input),
     ...frame.map((l) => T * size(l.output)),
     T * 4 * H,
     ...head.map((l) => size(l.output)),
   );
+  checkSize('frame', 'the activations of one video', [maxActivation]);
   return { layers: frame, head, frameFeatures: feat[0], maxActivation };
 }
 

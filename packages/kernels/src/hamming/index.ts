@@ -62,6 +62,9 @@ export {
 export { type BackendChoice, HammingIndex, type HammingIndexOptions } from './hamming-index.ts';
 export type { KernelVariant } from './kernels.ts';
 export {
+  firstNonFinite,
+  NPY_MAX_DIMS,
+  NPY_MAX_HEADER_CHARS,
   type NpyArray,
   type NpyData,
   type NpyDtype,
