@@ -180,9 +180,7 @@ export function matmul(
   const tile = { ...defaultTile(M, N), ...o.tile };
   const wgX = Math.ceil(N / (tile.tn * tile.wx));
   const wgY = Math.ceil(M / (tile.tm * tile.wy));
-  // Few output tiles and a long reduction (weight gradients): split K so both cores get work.
-  const tiles = wgX * wgY * batch;
-  const auto = tiles < 32 && K >= 512 ? Math.min(Math.ceil(K / 256), Math.ceil(64 / tiles)) : 1;
+  const auto = autoSplitK(N, K);
   const e: Epilogue = {
     bias: biasAxis,
     relu: o.relu ?? false,
@@ -218,6 +216,20 @@ interface ProductGeometry {
   strideB: number;
   strideC: number;
   batch: number;
+}
+
+/**
+ * The split-K a product gets unless asked otherwise: partial sums where few column tiles meet a long
+ * reduction, so that every core has work. It depends on N and K alone, never on M or the product count,
+ * which are the objects of a batch in per-object products (a linear layer and its input gradient: M = batch
+ * rows; the per-object products of a video network: one per object): a split that followed them gave a
+ * row other sums at another batch size (the small CNN's fc input gradient: 4 partial sums at batch 1-8,
+ * none at 100). It is also the same for the GEMM and the vec4-column kernel, of which a product may take
+ * one at some M and the other at another (gemmN4 at M <= 8). Columns are counted in tiles of 64.
+ */
+function autoSplitK(N: number, K: number): number {
+  const columnTiles = Math.ceil(N / 64);
+  return columnTiles < 32 && K >= 256 ? Math.min(Math.ceil(K / 128), Math.ceil(64 / columnTiles)) : 1;
 }
 
 /** The split of a reduction of `length` steps: `requested` or else `auto` partial sums, and the chunk. */
@@ -319,7 +331,8 @@ function gemvT(
   const wgX = Math.ceil(s.N / (tile.tn * tile.wx));
   const wgY = Math.ceil(s.M / tile.tm);
   const K4 = s.K / 4;
-  // Few workgroups and a long reduction: split K (counted in vec4 steps) so both cores get work.
+  // Few workgroups and a long reduction: split K (counted in vec4 steps) so both cores get work. As in
+  // autoSplitK, from N and K alone (wgX counts columns only): a row's sums do not depend on M.
   const auto = wgX < 32 && K4 >= 256 ? Math.min(Math.ceil(K4 / 128), Math.ceil(64 / wgX)) : 1;
   const g = { ...s, strideA: 0, strideB: 0, strideC: 0, batch: 1 };
   runProduct(gpu, a, b, c, bias, g, e, splitK(e.splitK, auto, K4), [wgX, wgY], (partial) => {
@@ -352,11 +365,9 @@ function gemmN4(
         : { tm: Math.min(s.M, 8), tn: 2, wx: 16 });
   const wgX = Math.ceil(s.N / 4 / (tile.tn * tile.wx));
   const wgY = Math.ceil(s.M / tile.tm);
-  // Few workgroups and a long reduction: split K so both cores get work.
-  const tiles = wgX * wgY;
-  const auto = tiles < 32 && s.K >= 256 ? Math.min(Math.ceil(s.K / 128), Math.ceil(64 / tiles)) : 1;
   const g = { ...s, strideA: 0, strideB: 0, strideC: 0, batch: 1 };
-  runProduct(gpu, a, b, c, bias, g, e, splitK(e.splitK, auto, s.K), [wgX, wgY], (partial) => {
+  const split = splitK(e.splitK, autoSplitK(s.N, s.K), s.K);
+  runProduct(gpu, a, b, c, bias, g, e, split, [wgX, wgY], (partial) => {
     const cfg: GemmN4Config = {
       ...tile,
       transA: e.transA,

@@ -288,6 +288,14 @@ const LOOPS_TEXT = `
  * gather8 and col2im8: the loops of gather/scatter for panels of 8 columns, with the 8 columns' tables held in
  * locals and no branches: an element outside the input reads the zero float at `zero` (gather) or adds into
  * the throw-away float at `sink` (col2im), chosen by an i32 select.
+ *
+ * col2im8 walks the rows k = (c, kh, kw) from the last to the first, so that every input element receives its
+ * terms in ascending column order whatever the grouping of columns into panels: two columns q1 < q2 of one
+ * image that reach the same element do so through taps (kh1, kw1) > (kh2, kw2) (an earlier output row, or
+ * the same row and an earlier column, needs a later tap), so descending k puts q1 first within a panel, as
+ * ascending panels do across them. With k ascending, an image whose first column is not at a panel boundary
+ * (OH*OW not a multiple of 8, at image n > 0 of a batch) summed in another order than at the batch's start,
+ * and a query's input gradient depended on its place in the batch.
  */
 function panelLoops(): string {
   const cols = Array.from({ length: NR }, (_, c) => c);
@@ -318,7 +326,16 @@ function panelLoops(): string {
           (f32.store (local.get $at) (f32.add (f32.load (local.get $at)) (f32.load offset=${c * 4} (local.get $row))))`,
     )
     .join('\n          ');
-  const frame = (name: string, params: string, init: string, body: string, step: string, prologue = '') => `
+  // `descending`: rows k = K-1 down to 0 (k4 = 4k, the byte offset in the row tables).
+  const frame = (
+    name: string,
+    params: string,
+    init: string,
+    body: string,
+    step: string,
+    prologue = '',
+    descending = false,
+  ) => `
   (func (export "${name}") ${params} (param $ihb i32) (param $iwb i32) (param $base i32) (param $kh i32)
       (param $kw i32) (param $koff i32) (param $K i32) (param $H i32) (param $W i32) (param $j0 i32) (param $j1 i32)
     ${colLocals}
@@ -332,13 +349,18 @@ function panelLoops(): string {
       (local.set $q4 (i32.shl (local.get $j) (i32.const 5)))
       ${loadCols}
       ${init}
-      (local.set $k4 (i32.const 0))
+      (local.set $k4 ${descending ? '(i32.sub (local.get $K4) (i32.const 4))' : '(i32.const 0)'})
       (loop $Kl
           ${loadRow}
           ${body}
           ${step}
-        (local.set $k4 (i32.add (local.get $k4) (i32.const 4)))
-        (br_if $Kl (i32.lt_u (local.get $k4) (local.get $K4))))
+        ${
+          descending
+            ? `(local.set $k4 (i32.sub (local.get $k4) (i32.const 4)))
+        (br_if $Kl (i32.ge_s (local.get $k4) (i32.const 0)))`
+            : `(local.set $k4 (i32.add (local.get $k4) (i32.const 4)))
+        (br_if $Kl (i32.lt_u (local.get $k4) (local.get $K4)))`
+        })
       (local.set $j (i32.add (local.get $j) (i32.const 1)))
       (br_if $J (i32.lt_u (local.get $j) (local.get $j1)))))`;
   return (
@@ -352,11 +374,14 @@ function panelLoops(): string {
     frame(
       'col2im8',
       '(param $cm i32) (param $ldc i32) (param $dst i32) (param $sink i32)',
-      '(local.set $row (i32.add (local.get $cm) (local.get $q4)))',
+      // From the last row of C (k = K-1) up.
+      `(local.set $row (i32.add (i32.add (local.get $cm) (local.get $q4))
+        (i32.mul (i32.sub (local.get $K) (i32.const 1)) (i32.shl (local.get $ldc) (i32.const 2)))))`,
       col2imBody,
-      '(local.set $row (i32.add (local.get $row) (i32.shl (local.get $ldc) (i32.const 2))))',
+      '(local.set $row (i32.sub (local.get $row) (i32.shl (local.get $ldc) (i32.const 2))))',
       // Each thread's throw-away float is on its own cache line.
       '(local.set $sink (i32.add (local.get $sink) (i32.shl (global.get $thread) (i32.const 6))))',
+      true,
     )
   );
 }

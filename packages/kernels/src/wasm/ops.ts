@@ -346,7 +346,8 @@ export function conv2dBackwardInputCpu(cpu: WasmCpu, dy: Region, g: ConvGeometry
   cpu.gemm(wT.region, b, c, wT.panels, nPanels, O);
   const im = im2colTables(cpu, g, nPanels * NR);
   // col2im over panels of 8 columns; the threads take chunks that start at an image, so that no two write
-  // the same image (multiples of lcm(8, P) columns).
+  // the same image (multiples of lcm(8, P) columns), and each element adds its terms in ascending column
+  // order (see col2im8), so an image's dx is the same at any place in any batch and any thread count.
   const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
   const col2imArgs = [
     c.byteOffset,
