@@ -12,20 +12,12 @@ import {
 } from '@dhta/data';
 import { writeNpyFile } from '@dhta/kernels/hamming';
 import type { Command } from 'commander';
+import { nonNegativeInt, positiveInt } from './attack.js';
 import { CliError } from './errors.js';
 import { formatTable, printJson } from './output.js';
 
 const SPLITS = ['train', 'database', 'query'] as const;
 type Split = (typeof SPLITS)[number];
-
-function nonNegativeInt(name: string, min = 0) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (v.trim() === '' || !Number.isInteger(n) || n < min)
-      throw new CliError(`${name} must be an integer >= ${min}, found "${v}"`);
-    return n;
-  };
-}
 
 function classList(v: string): number[] {
   const parts = v.split(',').map((s) => s.trim());
@@ -45,12 +37,19 @@ interface OpenFlags {
 /** The options every data subcommand shares: how the data set is split. */
 function splitOptions(cmd: Command): Command {
   return cmd
-    .option('--seed <S>', 'seed of the splits and of generated clips', nonNegativeInt('--seed'), 1)
+    .option(
+      '--seed <S>',
+      // The default every other command takes (attack, demo, reproduce, train), so that `data export` writes
+      // the clips and splits the protocol runs on.
+      'seed of the splits and of generated clips, as --seed of attack, demo, reproduce and train',
+      nonNegativeInt('--seed'),
+      0,
+    )
     .option(
       '--train-per-class <N>',
       `training items per class, ImageNet-style protocol (default: ${DEFAULT_TRAIN_PER_CLASS.idx} for MNIST-like sets ` +
         `and CIFAR-10, ${DEFAULT_TRAIN_PER_CLASS.list} for list and folder data, ${DEFAULT_TRAIN_PER_CLASS.moving} clips for moving items)`,
-      nonNegativeInt('--train-per-class', 1),
+      positiveInt('--train-per-class'),
     )
     .option(
       '--held-out <list>',
@@ -176,7 +175,7 @@ export function registerData(program: Command): void {
         return v as Split;
       })
       .option('--offset <K>', 'first item of the split to export', nonNegativeInt('--offset'), 0)
-      .option('--limit <N>', 'items to export (default: all from --offset on)', nonNegativeInt('--limit', 1))
+      .option('--limit <N>', 'items to export (default: all from --offset on)', positiveInt('--limit'))
       .requiredOption('--out <X.npy>', 'pixels: float32 (n, C, H, W) or (n, T, C, H, W)')
       .requiredOption('--labels <L.npy>', 'labels: uint8 (n, classes), 0/1')
       .option(

@@ -1,7 +1,16 @@
-// dhta encode: f(x) and codes sign(f(x)) of a .npy batch of images (NCHW) or videos (NTCHW) in [0, 1].
+// dhta encode: f(x) and codes sign(f(x)) of a .npy batch of images (NCHW) or videos (NTCHW) in [0, 1]; the codes
+// as int8 +-1, or with --packed as bytes in FAISS's layout, which `dhta search` reads.
 import { mkdirSync, renameSync, rmSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { readNpyFile, writeNpyFile } from '@dhta/kernels/hamming';
+import {
+  bytesPerCode,
+  fromPm1,
+  MAX_BITS,
+  MIN_BITS,
+  readNpyFile,
+  toFaissBytes,
+  writeNpyFile,
+} from '@dhta/kernels/hamming';
 import { CpuImageNetwork, type ModelSpec } from '@dhta/models';
 import type { Command } from 'commander';
 import { positiveInt } from './attack.js';
@@ -23,6 +32,8 @@ export interface EncodeOptions extends GpuFlags {
   input: string;
   out: string;
   features?: string;
+  /** Codes packed 8 bits per byte, least-significant bit first (FAISS's binary layout), as uint8. */
+  packed?: boolean;
   batch?: number;
   engine?: Engine;
   cpuThreads?: number;
@@ -38,6 +49,8 @@ export interface EncodeSummary {
   /** Where it ran: the WebGPU adapter, or the WebAssembly engine and its threads. */
   device: string;
   engine: 'webgpu' | 'wasm';
+  /** int8 (n, bits) +-1, or uint8 (n, ceil(bits/8)) packed with --packed. */
+  codes: 'int8' | 'packed';
   out: string;
   features?: string;
 }
@@ -90,6 +103,12 @@ export async function runEncode(o: EncodeOptions): Promise<EncodeSummary> {
   return withOptionalGpu(o, async (gpu) => {
     const net = await openNetwork(gpu, o.model, o.engine, o.cpuThreads);
     try {
+      if (o.packed && (net.bits < MIN_BITS || net.bits > MAX_BITS)) {
+        throw new CliError(
+          `--packed: this model's codes have ${net.bits} bits; packed codes (and dhta search) take ${MIN_BITS} to ${MAX_BITS}`,
+          'leave out --packed for int8 +-1 codes',
+        );
+      }
       const { data, n } = await readInput(o.input, net.spec);
       const t0 = performance.now();
       let last = 0;
@@ -106,13 +125,18 @@ export async function runEncode(o: EncodeOptions): Promise<EncodeSummary> {
       const seconds = (performance.now() - t0) / 1000;
       // Both files appear together or not at all: written under temporary names in a fresh folder beside
       // --out, then renamed into place.
-      const outs: [string, Int8Array | Float32Array][] = [[o.out, codes]];
-      if (o.features) outs.push([o.features, features]);
+      // Packed: the Hamming library's own packing (a code bit is 1 where f(x) >= 0), 8 bits per byte, LSB first.
+      const outs: [string, Int8Array | Uint8Array | Float32Array, number[]][] = [
+        o.packed
+          ? [o.out, toFaissBytes(fromPm1(net.bits, codes)), [n, bytesPerCode(net.bits)]]
+          : [o.out, codes, [n, net.bits]],
+      ];
+      if (o.features) outs.push([o.features, features, [n, net.bits]]);
       const tmp = join(dirname(resolve(o.out)), `.dhta-encode-${process.pid}-${basename(o.out)}`);
       mkdirSync(tmp, { recursive: true });
       try {
-        for (const [i, [, arr]] of outs.entries())
-          await writeNpyFile(join(tmp, `${i}.npy`), arr, [n, net.bits]);
+        for (const [i, [, arr, shape]] of outs.entries())
+          await writeNpyFile(join(tmp, `${i}.npy`), arr, shape);
         for (const [i, [path]] of outs.entries()) {
           mkdirSync(dirname(resolve(path)), { recursive: true });
           renameSync(join(tmp, `${i}.npy`), path);
@@ -127,6 +151,7 @@ export async function runEncode(o: EncodeOptions): Promise<EncodeSummary> {
         seconds,
         device: deviceOf(net),
         engine: net instanceof CpuImageNetwork ? 'wasm' : 'webgpu',
+        codes: o.packed ? 'packed' : 'int8',
         out: o.out,
         ...(o.features ? { features: o.features } : {}),
       };
@@ -141,11 +166,20 @@ export function registerEncode(program: Command): void {
     .command('encode')
     .description(
       'Encode images (float32 NCHW) or videos (float32 NTCHW) with pixels in [0, 1] through a model bundle: ' +
-        'codes sign(f(x)) as int8 +-1 (n x bits), and optionally f(x) as float32.',
+        "codes sign(f(x)) as int8 +-1 (n x bits), or with --packed as uint8 bytes in FAISS's layout, which " +
+        '`dhta search --db/--queries` reads; optionally f(x) as float32.',
     )
     .requiredOption('--model <DIR>', 'model bundle folder (model.json + weights.safetensors)')
     .requiredOption('--input <X.npy>', 'float32 pixels in [0, 1]: (n, C, H, W), or (n, T, C, H, W) for video')
-    .requiredOption('--out <codes.npy>', 'where the int8 +-1 codes (n, bits) are written')
+    .requiredOption(
+      '--out <codes.npy>',
+      'where the codes are written: int8 +-1 (n, bits), or with --packed uint8 (n, ceil(bits/8))',
+    )
+    .option(
+      '--packed',
+      'write the codes packed 8 bits per byte, least-significant bit first (bit j of a code is bit j%8 of byte ' +
+        'j/8; a bit is 1 where f(x) >= 0), as FAISS stores binary codes and `dhta search` reads them',
+    )
     .option('--features <F.npy>', 'also write f(x), float32 (n, bits)')
     .option(
       '--batch <N>',
@@ -160,11 +194,14 @@ export function registerEncode(program: Command): void {
     .option(
       '--cpu-threads <T>',
       'threads of the WebAssembly engine, 1 to 16 (default: the logical CPUs)',
-      positiveInt('--cpu-threads'),
+      positiveInt('--cpu-threads', 16),
     )
     .option('--backend <B>', 'WebGPU backend (vulkan, metal, d3d12, ...)', backendOption)
     .option('--adapter <name>', 'adapter name as Dawn reports it')
-    .option('--json', 'print one JSON line: {n, bits, task, seconds, device, engine, out, features}')
+    .option(
+      '--json',
+      "print one JSON line: {n, bits, task, seconds, device, engine, codes ('int8' or 'packed'), out, features}",
+    )
     .option('--quiet', 'no progress lines')
     .action(async (o: EncodeOptions) => {
       const s = await runEncode(o);
@@ -172,6 +209,9 @@ export function registerEncode(program: Command): void {
       console.log(
         `encoded ${s.n} ${s.task === 'video' ? 'videos' : 'images'} to ${s.bits}-bit codes in ${s.seconds.toFixed(2)} s on ${s.device}`,
       );
-      console.log(`wrote ${s.out}${s.features ? ` and ${s.features}` : ''}`);
+      console.log(
+        `wrote ${s.out} (${s.codes === 'packed' ? `uint8, ${Math.ceil(s.bits / 8)} bytes per code, FAISS layout` : 'int8 +-1'})` +
+          `${s.features ? ` and ${s.features}` : ''}`,
+      );
     });
 }

@@ -1,14 +1,17 @@
 // `dhta train`: a hashing model from a preset on a data set's training split, then its clean MAP.
 
-import { existsSync, rmSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { type OpenedDataset, openDataset } from '@dhta/data';
 import { RetrievalDatabase } from '@dhta/eval';
 import type { Gpu } from '@dhta/kernels';
+import { MAX_BITS } from '@dhta/kernels/hamming';
 import { SeededRandom } from '@dhta/kernels/reference';
 import {
+  CpuImageNetwork,
   createNetwork,
   initWeights,
+  loadCheckpoint,
   type ModelSpec,
   PRESET_NAMES,
   resolveTrainOptions,
@@ -17,13 +20,14 @@ import {
   trainHashingNetwork,
   vgg11,
   videoNet,
+  type Weights,
   writeSafetensors,
 } from '@dhta/models';
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { classList, nonNegativeInt, positiveInt, positiveNumber } from './attack.js';
 import { CliError } from './errors.js';
 import { cacheCodes, codesCacheFile, encodeDataset } from './experiment.js';
-import { backendOption, withGpu } from './gpu.js';
+import { backendOption, deviceOf, type Engine, engineOption, resolveEngine, withGpu } from './gpu.js';
 import { printJson } from './output.js';
 import { createProgress, type Progress } from './progress.js';
 
@@ -44,11 +48,22 @@ interface TrainFlags {
   initHashScale: number;
   trainPerClass?: number;
   heldOut?: number[];
-  mapQueries: number;
+  evalQueries?: number;
+  /** The earlier name of --eval-queries (hidden; zoo/README.md's commands use it). */
+  mapQueries?: number;
+  /** false with --no-eval. */
+  eval: boolean;
+  stopAfter?: number;
+  allowChangedSettings?: boolean;
+  engine?: Engine;
+  cpuThreads?: number;
   json?: boolean;
   backend?: string;
   adapter?: string;
 }
+
+/** Queries of the clean MAP unless --eval-queries says otherwise. */
+const DEFAULT_EVAL_QUERIES = 1000;
 
 /**
  * Initial learning rates: the paper's 0.01 for VGG-11 (fine-tuned from ImageNet weights in the paper); the
@@ -114,9 +129,18 @@ export function presetFor(name: string, bits: number, data: OpenedDataset): Mode
   }
 }
 
-/** Clean MAP of a network on a data set: database codes against (a seeded sample of) the query set. */
+/** What encodes for the clean MAP: the trained WebGPU network, or the same weights on the WebAssembly engine. */
+type Encoder = Parameters<typeof encodeDataset>[0];
+
+/**
+ * Clean MAP of a network on a data set: database codes against (a seeded sample of) the query set. The
+ * database codes go into the protocol's cache under the engine that computed them (`weightsBytes`: the
+ * bundle's weights.safetensors, part of the cache key).
+ */
 export async function cleanMap(
-  net: ReturnType<typeof createNetwork>,
+  net: Encoder,
+  engine: 'webgpu' | 'wasm',
+  weightsBytes: Uint8Array,
   data: OpenedDataset,
   maxQueries: number,
   progress: Progress,
@@ -126,13 +150,7 @@ export async function cleanMap(
   const dbCodes = await encodeDataset(net, data.database, (d, t) => progress.update('encode database', d, t));
   // The protocol (dhta attack --data, demo, reproduce) finds these codes in its cache instead of encoding again.
   cacheCodes(
-    codesCacheFile(
-      net.spec,
-      writeSafetensors(await net.readWeights(), { format: 'pt' }),
-      dataName,
-      data.info.seed,
-      data.database.length,
-    ),
+    codesCacheFile(net.spec, weightsBytes, dataName, data.info.seed, data.database.length, engine),
     dbCodes,
   );
   const nq = Math.min(maxQueries, data.query.length);
@@ -153,22 +171,171 @@ export async function cleanMap(
   return { map: result.map, queries: nq, R };
 }
 
-async function train(gpu: Gpu, f: TrainFlags): Promise<Record<string, unknown>> {
-  const progress = createProgress({ quiet: f.json });
+/** What a checkpoint records of the run beyond the training options (state.json's info.run). */
+interface RunRecord {
+  data: string;
+  preset: string;
+  bits: number;
+  trainPerClass: number | null;
+  heldOutClasses: number[];
+  initHashScale: number;
+}
+
+/** A setting changed on a resumed run: the checkpoint's value, the new one, and the first epoch run with it. */
+interface SettingChange {
+  setting: string;
+  before: unknown;
+  after: unknown;
+  fromEpoch: number;
+}
+
+/** The flag that sets each recorded setting, for messages. */
+const FLAG_OF: Record<string, string> = {
+  epochs: '--epochs',
+  batch: '--batch',
+  lr: '--lr',
+  momentum: 'momentum',
+  weightDecay: '--weight-decay',
+  eta: '--eta',
+  milestones: '--lr-steps',
+  gamma: 'gamma',
+  seed: '--seed',
+  balance: '--no-balance',
+  data: '--data',
+  preset: '--preset',
+  bits: '--bits',
+  trainPerClass: '--train-per-class',
+  heldOutClasses: '--held-out',
+  initHashScale: '--init-hash-scale',
+};
+/** Settings that make it another model or another training set: never continued across. */
+const FIXED = new Set(['data', 'preset', 'bits']);
+
+const show = (v: unknown): string => (Array.isArray(v) ? v.join(',') || 'none' : String(v));
+
+/**
+ * Checks OUT.checkpoint before any work: without --resume it must not exist; with it, its state.json must be
+ * a valid checkpoint of this run's settings. Returns where a resumed run starts and what it changes.
+ */
+async function checkCheckpoint(
+  dir: string,
+  f: TrainFlags,
+  used: ReturnType<typeof resolveTrainOptions>,
+  run: RunRecord,
+): Promise<{ fromEpoch: number; changes: SettingChange[] } | null> {
+  if (!existsSync(dir)) return null;
+  if (!f.resume) {
+    throw new CliError(
+      `a checkpoint of an earlier run is at ${dir}`,
+      'add --resume to continue it, or delete it to start over',
+    );
+  }
+  const stateFile = join(dir, 'state.json');
+  if (!existsSync(stateFile)) {
+    throw new CliError(
+      `${dir} is not a checkpoint: it has no state.json`,
+      'delete it to start over (dhta train writes OUT.checkpoint after every epoch)',
+    );
+  }
+  // The library checks state.json against the checkpoint schema (naming the file and the field at fault).
+  const ckpt = await loadCheckpoint(dir);
+  if (!ckpt) throw new CliError(`${stateFile}: cannot be read`);
+  const state = ckpt.state;
+  const info = (state.info ?? {}) as { run?: Partial<RunRecord>; changes?: SettingChange[] };
+  const fromEpoch = state.epoch;
+  const differing: Array<{ setting: string; before: unknown; after: unknown }> = [];
+  for (const [k, after] of Object.entries(used)) {
+    const before = (state.options as unknown as Record<string, unknown>)[k];
+    if (JSON.stringify(before) !== JSON.stringify(after)) differing.push({ setting: k, before, after });
+  }
+  if (info.run) {
+    for (const [k, after] of Object.entries(run)) {
+      const before = (info.run as Record<string, unknown>)[k];
+      if (before !== undefined && JSON.stringify(before) !== JSON.stringify(after))
+        differing.push({ setting: k, before, after });
+    }
+  }
+  const list = (items: typeof differing) =>
+    items
+      .map((c) => `${FLAG_OF[c.setting] ?? c.setting} ${show(c.before)} (now ${show(c.after)})`)
+      .join(', ');
+  const fixed = differing.filter((c) => FIXED.has(c.setting));
+  if (fixed.length) {
+    throw new CliError(
+      `${stateFile}: the checkpoint is of another run: ${list(fixed)}`,
+      "give the interrupted run's settings to continue it, or another --out for a new model",
+    );
+  }
+  if (differing.length && !f.allowChangedSettings) {
+    throw new CliError(
+      `${stateFile}: --resume with settings other than the checkpoint's: ${list(differing)}`,
+      "give the interrupted run's settings, or add --allow-changed-settings to continue with the new ones " +
+        '(the model card then records each change and the epoch it took effect)',
+    );
+  }
+  if (fromEpoch > used.epochs) {
+    throw new CliError(
+      `${stateFile}: the checkpoint has ${fromEpoch} epochs done, more than --epochs ${used.epochs}`,
+    );
+  }
+  const changes = [
+    ...(Array.isArray(info.changes) ? info.changes : []),
+    ...differing.map((c) => ({ ...c, fromEpoch: fromEpoch + 1 })),
+  ];
+  return { fromEpoch, changes };
+}
+
+/** Refuses an --out that a bundle cannot replace: a file, or a folder holding something else than a bundle. */
+function checkOut(out: string): void {
+  if (!existsSync(out)) return;
+  if (!statSync(out).isDirectory())
+    throw new CliError(`--out ${out} is a file; the bundle is a folder`, 'give another --out');
+  const entries = readdirSync(out);
+  if (entries.length && !entries.includes('model.json')) {
+    throw new CliError(
+      `--out ${out} is a folder that holds no model bundle (${entries.slice(0, 3).join(', ')}${entries.length > 3 ? ', ...' : ''})`,
+      'give a new folder, or one with an earlier bundle to replace',
+    );
+  }
+}
+
+/** Everything checked, nothing written: what a training run needs before the GPU opens. */
+interface Plan {
+  data: OpenedDataset;
+  spec: ModelSpec;
+  out: string;
+  checkpointDir: string;
+  trainOptions: Parameters<typeof trainHashingNetwork>[2];
+  used: ReturnType<typeof resolveTrainOptions>;
+  run: RunRecord;
+  resumed: { fromEpoch: number; changes: SettingChange[] } | null;
+  evalQueries: number;
+}
+
+/** Checks every argument, the data set, the preset and the checkpoint, before any work or any file. */
+async function plan(f: TrainFlags): Promise<Plan> {
+  if (!(PRESET_NAMES as readonly string[]).includes(f.preset))
+    throw new CliError(`unknown preset "${f.preset}"; expected one of ${PRESET_NAMES.join(', ')}`);
+  if (f.stopAfter !== undefined && f.stopAfter > f.epochs)
+    throw new CliError(`--stop-after ${f.stopAfter} is more than --epochs ${f.epochs}`);
+  if (f.evalQueries !== undefined && f.mapQueries !== undefined && f.evalQueries !== f.mapQueries)
+    throw new CliError('--map-queries is the earlier name of --eval-queries: give one of them');
+  if (f.eval === false && (f.evalQueries ?? f.mapQueries) !== undefined)
+    throw new CliError('--no-eval skips the clean MAP: --eval-queries has nothing to count');
   const data = await openDataset(f.data, {
     seed: f.seed,
     trainPerClass: f.trainPerClass,
     openSet: f.heldOut ? { heldOutClasses: f.heldOut } : undefined,
   });
   const spec = presetFor(f.preset, f.bits, data);
-  const out = resolve(f.out);
-  const checkpointDir = `${out}.checkpoint`;
-  if (existsSync(checkpointDir) && !f.resume) {
+  if (f.engine === 'wasm' && spec.task !== 'image') {
     throw new CliError(
-      `a checkpoint of an earlier run is at ${checkpointDir}`,
-      'add --resume to continue it, or delete it to start over',
+      '--engine wasm runs image models only (the WebAssembly engine has no LSTM)',
+      'use --engine webgpu (or auto) for video models',
     );
   }
+  const out = resolve(f.out);
+  checkOut(out);
   const trainOptions = {
     epochs: f.epochs,
     batch: f.batch ?? DEFAULT_BATCH[f.preset],
@@ -179,27 +346,81 @@ async function train(gpu: Gpu, f: TrainFlags): Promise<Record<string, unknown>> 
     seed: f.seed,
     balance: f.balance,
   };
-  // The settings in full (library defaults filled in), for the card; also checks them before any work.
+  // The settings in full (library defaults filled in), for the card; also checks them.
   const used = resolveTrainOptions(spec.task, trainOptions);
+  const run: RunRecord = {
+    data: f.data,
+    preset: f.preset,
+    bits: f.bits,
+    trainPerClass: data.info.trainPerClass ?? null,
+    heldOutClasses: f.heldOut ?? [],
+    initHashScale: f.initHashScale,
+  };
+  const checkpointDir = `${out}.checkpoint`;
+  const resumed = await checkCheckpoint(checkpointDir, f, used, run);
+  return {
+    data,
+    spec,
+    out,
+    checkpointDir,
+    trainOptions,
+    used,
+    run,
+    resumed,
+    evalQueries: f.evalQueries ?? f.mapQueries ?? DEFAULT_EVAL_QUERIES,
+  };
+}
+
+async function train(gpu: Gpu, f: TrainFlags, p: Plan): Promise<Record<string, unknown>> {
+  const progress = createProgress({ quiet: f.json });
+  const { data, spec, out, checkpointDir, used } = p;
   const net = createNetwork(gpu, spec, initWeights(spec, f.seed, { hashScale: f.initHashScale }));
   try {
+    if (p.resumed) {
+      progress.log(
+        `resuming ${checkpointDir} after epoch ${p.resumed.fromEpoch}` +
+          (p.resumed.changes.length
+            ? ` (changed: ${p.resumed.changes.map((c) => `${c.setting} ${show(c.before)} -> ${show(c.after)} from epoch ${c.fromEpoch}`).join(', ')})`
+            : ''),
+      );
+    } else if (f.resume) {
+      progress.log(`no checkpoint at ${checkpointDir}: training from the start`);
+    }
     progress.log(
       `training ${f.preset} (${f.bits} bits) on ${f.data}: ${data.train.length} training items, ${f.epochs} epochs`,
     );
     const result = await trainHashingNetwork(net, data.train, {
-      ...trainOptions,
+      ...p.trainOptions,
       checkpointDir,
-      resume: f.resume,
-      onProgress: (p) =>
+      resume: Boolean(p.resumed),
+      allowChangedOptions: Boolean(f.allowChangedSettings),
+      checkpointInfo: { run: p.run, changes: p.resumed?.changes ?? [] },
+      stopAfterEpochs: f.stopAfter,
+      onProgress: (e) =>
         progress.update(
-          `epoch ${p.epoch + 1}/${p.epochs}`,
-          p.step,
-          p.steps,
-          `loss ${p.loss.toFixed(4)}  ${p.samplesPerSecond.toFixed(0)} samples/s  ETA ${Math.round(p.etaSeconds)} s`,
+          `epoch ${e.epoch + 1}/${e.epochs}`,
+          e.step,
+          e.steps,
+          `loss ${e.loss.toFixed(4)}  ${e.samplesPerSecond.toFixed(0)} samples/s  ETA ${Math.round(e.etaSeconds)} s`,
         ),
     });
-    if (result.resumedFrom > 0) progress.log(`resumed after epoch ${result.resumedFrom}`);
-    const clean = await cleanMap(net, data, f.mapQueries, progress, f.data, f.seed);
+    if (result.losses.length < f.epochs) {
+      // --stop-after: the checkpoint holds the run so far; no bundle yet.
+      progress.stop();
+      return {
+        out,
+        checkpoint: checkpointDir,
+        epochsDone: result.losses.length,
+        epochs: f.epochs,
+        losses: result.losses.map((l) => Number(l.toPrecision(6))),
+        stopped: true,
+      };
+    }
+    const weights = await net.readWeights();
+    const weightsBytes = writeSafetensors(weights, { format: 'pt' });
+    const evaluation = f.eval
+      ? await evaluate(gpu, net, weights, weightsBytes, f, p, progress)
+      : { map: null, queries: 0, R: null, engine: null, device: null, seconds: 0 };
     const card = {
       data: f.data,
       split: {
@@ -221,21 +442,72 @@ async function train(gpu: Gpu, f: TrainFlags): Promise<Record<string, unknown>> 
       initHashScale: f.initHashScale,
       balance: f.balance,
       seed: f.seed,
+      // A resumed run: the epoch it continued after, and every setting changed on the way (with
+      // --allow-changed-settings), so that the values above are not taken for those of every epoch.
+      ...(p.resumed
+        ? { resumed: { afterEpoch: p.resumed.fromEpoch, changedSettings: p.resumed.changes } }
+        : {}),
       losses: result.losses.map((l) => Number(l.toPrecision(6))),
       trainSeconds: Math.round(result.seconds),
-      cleanMap: clean.map,
-      cleanMapQueries: clean.queries,
-      cleanMapR: clean.R,
+      cleanMap: evaluation.map,
+      cleanMapQueries: evaluation.queries,
+      cleanMapR: evaluation.R,
+      cleanMapEngine: evaluation.engine,
       zeroHits: 'skip',
       trainedBy: 'dhta train',
     };
-    await saveBundle(out, { spec: { ...spec, card }, weights: await net.readWeights() });
+    await saveBundle(out, { spec: { ...spec, card }, weights });
     // The bundle is complete: the checkpoint has served its purpose.
     rmSync(checkpointDir, { recursive: true, force: true });
     progress.stop();
-    return { out, ...card };
+    return { out, ...card, evalSeconds: evaluation.seconds, evalDevice: evaluation.device };
   } finally {
     net.destroy();
+  }
+}
+
+/**
+ * The clean MAP, on the fast engine: the WebAssembly one for image models where the WebGPU adapter is a
+ * software one (encoding MNIST's 60 000-image database there takes a minute or less, against minutes on
+ * llvmpipe), or where --engine says so; the trained WebGPU network otherwise.
+ */
+async function evaluate(
+  gpu: Gpu,
+  net: ReturnType<typeof createNetwork>,
+  weights: Weights,
+  weightsBytes: Uint8Array,
+  f: TrainFlags,
+  p: Plan,
+  progress: Progress,
+): Promise<{
+  map: number | null;
+  queries: number;
+  R: number;
+  engine: 'webgpu' | 'wasm';
+  device: string;
+  seconds: number;
+}> {
+  const t0 = performance.now();
+  const engine = resolveEngine(f.engine, gpu, p.spec.task);
+  const cpu =
+    engine === 'wasm' ? await CpuImageNetwork.create(p.spec, weights, { threads: f.cpuThreads }) : null;
+  try {
+    const encoder = cpu ?? net;
+    const device = deviceOf(encoder);
+    progress.log(`clean MAP: ${Math.min(p.evalQueries, p.data.query.length)} queries, encoded on ${device}`);
+    const clean = await cleanMap(
+      encoder,
+      engine,
+      weightsBytes,
+      p.data,
+      p.evalQueries,
+      progress,
+      f.data,
+      f.seed,
+    );
+    return { ...clean, engine, device, seconds: (performance.now() - t0) / 1000 };
+  } finally {
+    cpu?.destroy();
   }
 }
 
@@ -245,15 +517,30 @@ export function registerTrain(program: Command): void {
     .description(
       "Trains a hashing model from a preset on a data set's training split (pairwise DPSH-style loss on tanh(f(x)) " +
         'against a memory bank; SGD momentum 0.9 with weight decay; learning rate x0.1 at 50% and 75% of the epochs unless --lr-steps says otherwise), ' +
-        'checkpointing after every epoch to OUT.checkpoint (atomically; removed once OUT is written), then prints the clean MAP on the query set ' +
-        'and writes the bundle OUT (model.json with a model card, weights.safetensors).',
+        'checkpointing after every epoch to OUT.checkpoint (atomically; removed once OUT is written), then measures the clean MAP on the query set ' +
+        '(unless --no-eval; on the fast engine, see --engine) and writes the bundle OUT (model.json with a model card, weights.safetensors). ' +
+        'Every argument, the data set, the preset and any checkpoint are checked before anything is trained or written.',
     )
     .requiredOption('--data <NAME>', 'data set (see dhta data list)')
     .requiredOption('--preset <P>', `model preset: ${PRESET_NAMES.join(', ')}`)
-    .requiredOption('--bits <B>', 'code length', positiveInt('--bits'))
+    // At most what the evaluation's Hamming search stores (checked here, not after training).
+    .requiredOption('--bits <B>', `code length, 1 to ${MAX_BITS}`, positiveInt('--bits', MAX_BITS))
     .requiredOption('--epochs <E>', 'training epochs', positiveInt('--epochs'))
     .requiredOption('--out <DIR>', 'the bundle folder to write')
-    .option('--resume', 'continue from OUT.checkpoint')
+    .option(
+      '--resume',
+      "continue from OUT.checkpoint; refused when the checkpoint's settings differ from this run's (they are named)",
+    )
+    .option(
+      '--allow-changed-settings',
+      "with --resume: continue even with other settings than the checkpoint's (not --data, --preset or --bits); " +
+        'the model card records each change and the first epoch it applied to',
+    )
+    .option(
+      '--stop-after <E>',
+      'stop after E epochs of this call, leaving OUT.checkpoint for a later --resume (no bundle yet)',
+      positiveInt('--stop-after'),
+    )
     .option(
       '--no-balance',
       "DPSH's pairwise loss exactly (default: similar and dissimilar pairs weighted to count equally)",
@@ -307,21 +594,50 @@ export function registerTrain(program: Command): void {
       classList('--held-out'),
     )
     .option(
-      '--map-queries <N>',
-      'queries used for the clean MAP (a seeded sample of the query set; all when it holds fewer)',
-      positiveInt('--map-queries'),
-      1000,
+      '--eval-queries <N>',
+      `queries of the clean MAP (a seeded sample of the query set; all when it holds fewer; default ${DEFAULT_EVAL_QUERIES})`,
+      positiveInt('--eval-queries'),
+    )
+    .addOption(
+      new Option('--map-queries <N>', 'the earlier name of --eval-queries')
+        .argParser(positiveInt('--map-queries'))
+        .hideHelp(),
+    )
+    .option(
+      '--no-eval',
+      'skip the clean MAP (and the database encoding it takes): the card says cleanMap null',
+    )
+    .option(
+      '--engine <E>',
+      'where the clean MAP encodes the database and queries (training itself runs on WebGPU): wasm ' +
+        '(WebAssembly SIMD on the CPU cores; image models), webgpu, or auto (default): wasm for image models on a ' +
+        'software adapter (llvmpipe), webgpu otherwise',
+      engineOption,
+    )
+    .option(
+      '--cpu-threads <T>',
+      'threads of the WebAssembly engine, 1 to 16 (default: the logical CPUs)',
+      positiveInt('--cpu-threads', 16),
     )
     .option('--json', 'print the model card as one JSON line')
     .option('--backend <B>', 'WebGPU backend (vulkan, metal, d3d12, ...)', backendOption)
     .option('--adapter <NAME>', 'adapter name substring')
     .action(async (f: TrainFlags) => {
-      const card = await withGpu(f, (gpu) => train(gpu, f));
+      // Everything is checked first: a wrong argument or checkpoint costs no training and leaves no file.
+      const p = await plan(f);
+      const card = await withGpu(f, (gpu) => train(gpu, f, p));
       if (f.json) printJson(card);
+      else if (card['stopped'])
+        process.stdout.write(
+          `stopped after epoch ${card['epochsDone']} of ${card['epochs']}; continue with --resume (checkpoint ${card['checkpoint']})\n`,
+        );
+      else if (card['cleanMap'] === null && card['cleanMapQueries'] === 0)
+        process.stdout.write(`clean MAP not measured (--no-eval); wrote ${card['out']}\n`);
       else
         process.stdout.write(
-          `clean MAP ${card['cleanMap'] === null ? '-' : (100 * (card['cleanMap'] as number)).toFixed(2)}% ` +
-            `(${card['cleanMapQueries']} queries, R ${card['cleanMapR']}); wrote ${card['out']}\n`,
+          `clean MAP ${card['cleanMap'] === null ? '-' : `${(100 * (card['cleanMap'] as number)).toFixed(2)}%`} ` +
+            `(${card['cleanMapQueries']} queries, R ${card['cleanMapR']}, encoded on ${card['evalDevice']} in ` +
+            `${(card['evalSeconds'] as number).toFixed(1)} s); wrote ${card['out']}\n`,
         );
     });
 }

@@ -44,6 +44,13 @@ export interface TrainOptions {
   checkpointDir?: string;
   /** Continue from `checkpointDir` when it holds a checkpoint. */
   resume?: boolean;
+  /**
+   * Resume even where the checkpoint was trained with other options (learning rate, seed, epochs, ...): the
+   * rest of the run uses these options. Without it such a resume is refused, naming the options that differ.
+   */
+  allowChangedOptions?: boolean;
+  /** JSON the caller keeps with each checkpoint (state.json's `info`), e.g. what the run trains on. */
+  checkpointInfo?: Record<string, unknown>;
   /** Stop after this many epochs of this call (a later call with `resume` continues from the checkpoint). */
   stopAfterEpochs?: number;
   onProgress?: (p: TrainProgress) => void;
@@ -69,7 +76,7 @@ export interface TrainResult {
   resumedFrom: number;
 }
 
-interface ResolvedTrainOptions {
+export interface ResolvedTrainOptions {
   epochs: number;
   batch: number;
   lr: number;
@@ -124,11 +131,111 @@ const STATE_FILE = 'state.json';
 const TENSORS_FILE = 'state.safetensors';
 const MODEL_DIR = 'model';
 
-interface CheckpointState {
+/** state.json of a checkpoint. */
+export interface CheckpointState {
   format: 'dhta-checkpoint/1';
+  /** Epochs completed (1 to options.epochs). */
   epoch: number;
+  /** Mean loss of each completed epoch (`epoch` of them). */
   losses: number[];
+  /** The options the epochs so far were trained with (the last call's, on a resumed run). */
   options: ResolvedTrainOptions;
+  /** The caller's own record (TrainOptions.checkpointInfo), when it gave one. */
+  info?: Record<string, unknown>;
+}
+
+function describe(v: unknown): string {
+  if (v === undefined) return 'nothing';
+  const text = JSON.stringify(v);
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
+ * Checks parsed state.json against the checkpoint schema, naming the file and the field at fault: a
+ * damaged or edited checkpoint is refused rather than trained on (an epoch of -5 or 1e9 would otherwise
+ * skip training and claim every epoch done).
+ */
+export function validateCheckpointState(value: unknown, file: string): CheckpointState {
+  const bad = (what: string, v: unknown): never => {
+    throw new ModelError(
+      'BAD_FILE',
+      `${file}: ${what}, found ${describe(v)} (a damaged or edited checkpoint: delete its folder to start over)`,
+    );
+  };
+  if (!isRecord(value)) return bad('expected a JSON object', value);
+  if (value['format'] !== 'dhta-checkpoint/1')
+    return bad('not a dhta checkpoint: \'format\' must be "dhta-checkpoint/1"', value['format']);
+  const o = value['options'];
+  if (!isRecord(o)) return bad("'options' must be an object", o);
+  const int = (name: string, min: number) => {
+    const v = o[name];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min)
+      bad(`'options.${name}' must be an integer >= ${min}`, v);
+  };
+  int('epochs', 1);
+  int('batch', 1);
+  int('seed', 0);
+  for (const name of ['lr', 'momentum', 'weightDecay', 'eta', 'gamma']) {
+    const v = o[name];
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0)
+      bad(`'options.${name}' must be a finite number >= 0`, v);
+  }
+  const m = o['milestones'];
+  if (!Array.isArray(m) || m.some((x) => typeof x !== 'number' || !(x >= 0 && x <= 1)))
+    bad("'options.milestones' must be a list of fractions between 0 and 1", m);
+  if (typeof o['balance'] !== 'boolean') bad("'options.balance' must be true or false", o['balance']);
+  const epochs = o['epochs'] as number;
+  const epoch = value['epoch'];
+  if (typeof epoch !== 'number' || !Number.isInteger(epoch) || epoch < 1 || epoch > epochs)
+    bad(`'epoch' (epochs completed) must be an integer from 1 to the run's ${epochs} epochs`, epoch);
+  const losses = value['losses'];
+  if (!Array.isArray(losses) || losses.length !== epoch)
+    bad(`'losses' must be a list of ${String(epoch)} numbers (one per completed epoch)`, losses);
+  if ((losses as unknown[]).some((l) => typeof l !== 'number' || !Number.isFinite(l)))
+    bad("'losses' must hold finite numbers", losses);
+  if (value['info'] !== undefined && !isRecord(value['info']))
+    bad("'info' must be an object when present", value['info']);
+  return value as unknown as CheckpointState;
+}
+
+/** The options of a checkpoint that differ from `now`: name, the checkpoint's value and the new one. */
+export function changedTrainOptions(
+  saved: ResolvedTrainOptions,
+  now: ResolvedTrainOptions,
+): Array<{ name: keyof ResolvedTrainOptions; checkpoint: unknown; now: unknown }> {
+  const out: Array<{ name: keyof ResolvedTrainOptions; checkpoint: unknown; now: unknown }> = [];
+  for (const name of Object.keys(now) as Array<keyof ResolvedTrainOptions>) {
+    if (JSON.stringify(saved[name]) !== JSON.stringify(now[name]))
+      out.push({ name, checkpoint: saved[name], now: now[name] });
+  }
+  return out;
+}
+
+/** A checkpoint's state.json, checked (see validateCheckpointState); null when `dir` holds none. */
+export async function readCheckpointState(dir: string): Promise<CheckpointState | null> {
+  const file = join(dir, STATE_FILE);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw new ModelError('BAD_FILE', `${file}: cannot be read (${(e as Error).message})`, { cause: e });
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (e) {
+    throw new ModelError(
+      'BAD_FILE',
+      `${file}: not valid JSON (${(e as Error).message}); the checkpoint is damaged: delete its folder to start over`,
+      { cause: e },
+    );
+  }
+  return validateCheckpointState(parsed, file);
 }
 
 /** Writes a checkpoint folder atomically: model bundle, momentum buffers and bank, and the epoch reached. */
@@ -160,24 +267,19 @@ export async function loadCheckpoint(dir: string): Promise<{
   weights: Weights;
   tensors: Weights;
 } | null> {
-  let text: string;
-  try {
-    text = await readFile(join(dir, STATE_FILE), 'utf8');
-  } catch {
-    return null;
-  }
-  const state = JSON.parse(text) as CheckpointState;
-  if (state.format !== 'dhta-checkpoint/1') {
-    throw new ModelError(
-      'BAD_FILE',
-      `${join(dir, STATE_FILE)}: not a dhta checkpoint (format '${String(state.format)}')`,
-    );
-  }
+  const state = await readCheckpointState(dir);
+  if (!state) return null;
   const { weights } = await loadBundle(join(dir, MODEL_DIR));
-  const { weights: tensors } = readSafetensors(
-    await readFile(join(dir, TENSORS_FILE)),
-    join(dir, TENSORS_FILE),
-  );
+  const tensorsFile = join(dir, TENSORS_FILE);
+  let bytes: Uint8Array;
+  try {
+    bytes = await readFile(tensorsFile);
+  } catch (e) {
+    throw new ModelError('BAD_FILE', `${tensorsFile}: cannot be read (${(e as Error).message})`, {
+      cause: e,
+    });
+  }
+  const { weights: tensors } = readSafetensors(bytes, tensorsFile);
   return { state, weights, tensors };
 }
 
@@ -210,24 +312,43 @@ export async function trainHashingNetwork(
   const losses: number[] = [];
 
   if (options.resume && options.checkpointDir) {
-    const ckpt = await loadCheckpoint(options.checkpointDir);
+    const dir = options.checkpointDir;
+    const ckpt = await loadCheckpoint(dir);
     if (ckpt) {
+      const stateFile = join(dir, STATE_FILE);
+      const changed = changedTrainOptions(ckpt.state.options, o);
+      if (changed.length && !options.allowChangedOptions) {
+        throw new ModelError(
+          'BAD_INPUT',
+          `${stateFile}: the checkpoint was trained with other options: ` +
+            `${changed.map((c) => `${c.name} ${describe(c.checkpoint)} (now ${describe(c.now)})`).join(', ')}; ` +
+            'resume with the same options, or allow the change (allowChangedOptions)',
+        );
+      }
+      if (ckpt.state.epoch > o.epochs) {
+        throw new ModelError(
+          'BAD_INPUT',
+          `${stateFile}: the checkpoint has ${ckpt.state.epoch} epochs done, more than the ${o.epochs} asked for`,
+        );
+      }
+      const weightsFile = join(dir, MODEL_DIR, 'weights.safetensors');
       for (const [name, p] of params) {
         const w = ckpt.weights.get(name);
         if (!w || w.data.length !== p.size) {
           throw new ModelError(
             'BAD_FILE',
-            `${options.checkpointDir}: the checkpoint's ${name} is missing or has the wrong size for this model`,
+            `${weightsFile}: the checkpoint's ${name} is missing or has the wrong size for this model`,
           );
         }
         gpu.write(p, w.data);
       }
+      const tensorsFile = join(dir, TENSORS_FILE);
       for (const [name, v] of momentum) {
         const saved = ckpt.tensors.get(`momentum.${name}`);
         if (!saved || saved.data.length !== v.size) {
           throw new ModelError(
             'BAD_FILE',
-            `${options.checkpointDir}: momentum for ${name} is missing or has the wrong size`,
+            `${tensorsFile}: momentum for ${name} is missing or has the wrong size`,
           );
         }
         gpu.write(v, saved.data);
@@ -236,7 +357,7 @@ export async function trainHashingNetwork(
       if (!savedBank || savedBank.data.length !== N * K) {
         throw new ModelError(
           'BAD_FILE',
-          `${options.checkpointDir}: the memory bank does not match this training set (${N} x ${K})`,
+          `${tensorsFile}: the memory bank does not match this training set (${N} x ${K})`,
         );
       }
       bank = savedBank.data;
@@ -335,6 +456,7 @@ export async function trainHashingNetwork(
           epoch: epoch + 1,
           losses,
           options: o,
+          ...(options.checkpointInfo ? { info: options.checkpointInfo } : {}),
         });
       }
       if (options.stopAfterEpochs !== undefined && epoch + 1 - startEpoch >= options.stopAfterEpochs) break;
