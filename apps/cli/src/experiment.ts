@@ -93,7 +93,8 @@ export interface ProtocolResult {
 }
 
 export function cacheDir(): string {
-  return process.env['DHTA_CACHE'] ?? join(homedir(), '.cache', 'dhta');
+  // An empty DHTA_CACHE means unset (not the current folder).
+  return process.env['DHTA_CACHE'] || join(homedir(), '.cache', 'dhta');
 }
 
 /** What encodes: a WebGPU network or one on the WebAssembly engine. */
