@@ -27,9 +27,8 @@ export const MAX_SEED = 2 ** 32 - 1;
 
 export function intInRange(name: string, min: number, max: number) {
   return (v: string): number => {
-    const t = v.trim();
-    const n = /^[0-9]+$/.test(t) ? Number(t) : Number.NaN;
-    if (!Number.isSafeInteger(n) || n < min || n > max)
+    const n = decimalInt(v);
+    if (Number.isNaN(n) || n < min || n > max)
       throw new CliError(`${name} must be an integer from ${min} to ${max}, found "${v}"`);
     return n;
   };
@@ -43,10 +42,22 @@ export function nonNegativeInt(name: string, max = MAX_SEED) {
   return intInRange(name, 0, max);
 }
 
+/** A non-negative decimal number (12, 0.5, .5, 1e-3); NaN for anything else (0x10, Infinity, -1, ''). */
+export function decimal(v: string): number {
+  const t = v.trim();
+  return /^([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$/.test(t) ? Number(t) : Number.NaN;
+}
+
+/** A non-negative integer in plain digits; NaN for anything else (0x10, 1e3, 1.0, -1, ''). */
+export function decimalInt(v: string): number {
+  const t = v.trim();
+  const n = /^[0-9]+$/.test(t) ? Number(t) : Number.NaN;
+  return Number.isSafeInteger(n) ? n : Number.NaN;
+}
+
 export function positiveNumber(name: string, max = 1_000_000) {
   return (v: string): number => {
-    const t = v.trim();
-    const n = /^([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$/.test(t) ? Number(t) : Number.NaN;
+    const n = decimal(v);
     if (!(n > 0) || !(n <= max))
       throw new CliError(`${name} must be a number > 0 and <= ${max}, found "${v}"`);
     return n;

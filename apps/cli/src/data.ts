@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, renameSync, rmSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import {
   BUILTIN_DATASETS,
@@ -14,6 +14,7 @@ import { writeNpyFile } from '@dhta/kernels/hamming';
 import type { Command } from 'commander';
 import { nonNegativeInt, positiveInt } from './attack.js';
 import { CliError } from './errors.js';
+import { makeDir } from './files.js';
 import { formatTable, printJson } from './output.js';
 
 const SPLITS = ['train', 'database', 'query'] as const;
@@ -217,7 +218,7 @@ export function registerData(program: Command): void {
       const tmpOut = `${o.out}.tmp-${process.pid}`;
       const tmpLabels = `${o.labels}.tmp-${process.pid}`;
       try {
-        for (const p of [o.out, o.labels]) mkdirSync(dirname(resolve(p)), { recursive: true });
+        for (const p of [o.out, o.labels]) makeDir(dirname(resolve(p)), 'the folder of');
         await writeNpyFile(tmpOut, pixels, shape);
         await writeNpyFile(tmpLabels, labels, labelsShape);
         renameSync(tmpOut, o.out);

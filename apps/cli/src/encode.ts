@@ -1,6 +1,6 @@
 // dhta encode: f(x) and codes sign(f(x)) of a .npy batch of images (NCHW) or videos (NTCHW) in [0, 1]; the codes
 // as int8 +-1, or with --packed as bytes in FAISS's layout, which `dhta search` reads.
-import { mkdirSync, renameSync, rmSync } from 'node:fs';
+import { renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import {
   bytesPerCode,
@@ -15,6 +15,7 @@ import { CpuImageNetwork, type ModelSpec } from '@dhta/models';
 import type { Command } from 'commander';
 import { positiveInt } from './attack.js';
 import { CliError } from './errors.js';
+import { makeDir } from './files.js';
 import {
   backendOption,
   deviceOf,
@@ -97,6 +98,14 @@ async function readInput(path: string, spec: ModelSpec): Promise<{ data: Float32
 
 /** Runs the command; returns the summary it prints. */
 export async function runEncode(o: EncodeOptions): Promise<EncodeSummary> {
+  for (const [flag, path] of [
+    ['--out', o.out],
+    ['--features', o.features],
+  ] as const) {
+    // A folder is not an output file (and a temporary folder would land beside it, in its parent).
+    if (path && statSync(path, { throwIfNoEntry: false })?.isDirectory())
+      throw new CliError(`${flag} ${path} is a folder; give the path of the .npy file to write`);
+  }
   if (o.features && resolve(o.features) === resolve(o.out)) {
     throw new CliError('--out and --features must be different files');
   }
@@ -132,15 +141,14 @@ export async function runEncode(o: EncodeOptions): Promise<EncodeSummary> {
           : [o.out, codes, [n, net.bits]],
       ];
       if (o.features) outs.push([o.features, features, [n, net.bits]]);
+      // Every output's folder first, then the files under temporary names beside --out, then the renames.
+      for (const [path] of outs) makeDir(dirname(resolve(path)), 'the folder of');
       const tmp = join(dirname(resolve(o.out)), `.dhta-encode-${process.pid}-${basename(o.out)}`);
-      mkdirSync(tmp, { recursive: true });
+      makeDir(tmp, 'a temporary folder');
       try {
         for (const [i, [, arr, shape]] of outs.entries())
           await writeNpyFile(join(tmp, `${i}.npy`), arr, shape);
-        for (const [i, [path]] of outs.entries()) {
-          mkdirSync(dirname(resolve(path)), { recursive: true });
-          renameSync(join(tmp, `${i}.npy`), path);
-        }
+        for (const [i, [path]] of outs.entries()) renameSync(join(tmp, `${i}.npy`), path);
       } finally {
         rmSync(tmp, { recursive: true, force: true });
       }

@@ -2,7 +2,7 @@
 // per cell group (each resumable and shardable like `dhta attack --data`), and a summary table beside the
 // paper's numbers.
 
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { parseName } from '@dhta/data';
 import type { Gpu } from '@dhta/kernels';
@@ -11,12 +11,14 @@ import {
   type AttackSettingFlags,
   addAttackSettings,
   attackSettingsOf,
+  decimalInt,
   positiveInt,
   shardOption,
 } from './attack.js';
 import { zooDir } from './demo.js';
 import { CliError } from './errors.js';
 import { fmt, type Method, type ProtocolOptions, type ProtocolResult, runProtocol } from './experiment.js';
+import { makeDir, removeIfEmpty } from './files.js';
 import { backendOption, withOptionalGpu } from './gpu.js';
 import { formatTable, printJson } from './output.js';
 import { createProgress } from './progress.js';
@@ -265,9 +267,9 @@ interface ReproduceFlags extends AttackSettingFlags {
 
 function bitsList(v: string | undefined, fallback: number[]): number[] {
   if (v === undefined) return fallback;
-  const list = v.split(',').map((s) => Number(s.trim()));
-  if (list.some((b) => !Number.isInteger(b) || b < 1))
-    throw new CliError(`--bits must be a comma-separated list of code lengths, found "${v}"`);
+  const list = v.split(',').map(decimalInt);
+  if (list.some((b) => Number.isNaN(b) || b < 1 || b > 4096))
+    throw new CliError(`--bits must be a comma-separated list of code lengths from 1 to 4096, found "${v}"`);
   return list;
 }
 
@@ -319,11 +321,13 @@ async function reproduce(gpu: Gpu | null, name: string, f: ReproduceFlags): Prom
       heldOut.set(b, classes);
     }
   }
-  mkdirSync(outDir, { recursive: true });
+  const createdOutDir = makeDir(outDir);
   const progress = createProgress({ quiet: f.json });
   const results = new Map<string, ProtocolResult>();
   const cells = cellsOf(exp, bits, sweep);
   for (const [i, cell] of cells.entries()) {
+    // A run that fails before its first cell wrote anything leaves no empty folder behind.
+    if (i === 0 && createdOutDir) process.once('exit', () => removeIfEmpty(outDir));
     progress.log(`== ${name} ${i + 1}/${cells.length}: ${cell.name} (${cell.methods.join(', ')})`);
     const settings = attackSettingsOf(f);
     if (cell.iterations !== undefined) settings.iterations = cell.iterations;

@@ -24,7 +24,7 @@ import {
   writeSafetensors,
 } from '@dhta/models';
 import { type Command, Option } from 'commander';
-import { classList, nonNegativeInt, positiveInt, positiveNumber } from './attack.js';
+import { classList, decimal, nonNegativeInt, positiveInt, positiveNumber } from './attack.js';
 import { CliError } from './errors.js';
 import { cacheCodes, codesCacheFile, encodeDataset } from './experiment.js';
 import { backendOption, deviceOf, type Engine, engineOption, resolveEngine, withGpu } from './gpu.js';
@@ -81,9 +81,9 @@ const DEFAULT_BATCH: Record<string, number> = { video: 20 };
 
 function nonNegativeNumber(name: string) {
   return (v: string): number => {
-    const n = Number(v);
-    if (!(n >= 0) || !Number.isFinite(n) || v.trim() === '')
-      throw new CliError(`${name} must be a number >= 0, found "${v}"`);
+    const n = decimal(v);
+    if (!(n >= 0) || !(n <= 1_000_000))
+      throw new CliError(`${name} must be a decimal number from 0 to 1000000, found "${v}"`);
     return n;
   };
 }
@@ -92,7 +92,7 @@ function nonNegativeNumber(name: string) {
 function fractionList(name: string) {
   return (v: string): number[] => {
     if (v.trim() === '') return [];
-    const list = v.split(',').map((x) => Number(x.trim()));
+    const list = v.split(',').map(decimal);
     if (list.some((x) => !(x >= 0 && x <= 1))) {
       throw new CliError(
         `${name} must be comma-separated fractions between 0 and 1 (e.g. 0.5,0.75), found "${v}"`,

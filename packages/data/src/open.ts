@@ -199,9 +199,13 @@ export function parseName(name: string): ParsedName {
 function intParam(p: ParsedName, key: string, fallback: number, min = 1): number {
   const v = p.params.get(key);
   if (v === undefined) return fallback;
-  const n = Number(v);
+  // Plain digits only: Number() would take 0x10 or 1e3.
+  const n = /^[0-9]{1,9}$/.test(v.trim()) ? Number(v) : Number.NaN;
   if (!Number.isInteger(n) || n < min)
-    throw new DataError('BAD_NAME', `parameter ${key} must be an integer >= ${min}, found "${v}"`);
+    throw new DataError(
+      'BAD_NAME',
+      `parameter ${key} must be an integer from ${min} to 999999999 in plain digits, found "${v}"`,
+    );
   return n;
 }
 
