@@ -3,7 +3,7 @@
 // the same run, after a short check run whose codes and deltas are compared.
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { tmpdir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runAttack } from '@dhta/attack';
@@ -20,8 +20,8 @@ import {
   vgg11,
 } from '@dhta/models';
 import type { Command } from 'commander';
-import { positiveInt } from './attack.js';
-import { writeAtomic } from './bench.js';
+import { nonNegativeInt, positiveInt } from './attack.js';
+import { outFileReady, writeAtomic } from './bench.js';
 import { CliError } from './errors.js';
 import {
   backendOption,
@@ -146,6 +146,15 @@ function runTorch(python: string, args: string[]): Promise<TorchOutput> {
   for (const k of Object.keys(env)) if (k.startsWith('OPENBLAS_')) delete env[k];
   return new Promise((ok, fail) => {
     execFile(python, args, { env, maxBuffer: 1 << 22 }, (err, out, errText) => {
+      if ((err as NodeJS.ErrnoException | null)?.code === 'ENOENT') {
+        fail(
+          new CliError(
+            `bench attack --peer torch: cannot run ${python}: no such program`,
+            "install Debian's python3-torch (apt-get install python3-torch libopenblas0-pthread) or pass --python PATH",
+          ),
+        );
+        return;
+      }
       if (err) {
         fail(
           new CliError(
@@ -180,6 +189,15 @@ export async function benchAttack(gpu: Gpu | null, o: AttackBenchOptions): Promi
   const spec = specOf(o.preset, bits, o.size);
   const { channels, height, width } = spec.input;
   const inputSize = channels * height * width;
+  // The batch's pixels (float32) are held about five times over during the attack: refuse what cannot fit.
+  const bytes = 5 * 4 * o.batch * inputSize;
+  const limit = Math.min(2 ** 33, Math.floor(totalmem() / 2));
+  if (bytes > limit)
+    throw new CliError(
+      `--batch ${o.batch} of ${channels}x${height}x${width} inputs needs about ${(bytes / 2 ** 30).toFixed(0)} GiB, ` +
+        `more than a benchmark may take here (${(limit / 2 ** 30).toFixed(0)} GiB)`,
+      'choose a smaller --batch (or --size)',
+    );
   const weights = initWeights(spec, seed);
   const rng = new SeededRandom((seed * 7919 + 13) >>> 0);
   const x = new Float32Array(o.batch * inputSize);
@@ -360,25 +378,38 @@ export function registerBenchAttack(program: Command): void {
       return v as AttackBenchPreset;
     })
     .requiredOption('--batch <B>', 'queries attacked at once', positiveInt('--batch'))
-    .option('--iters <N>', 'timed iterations (default 50 for small-cnn, 3 for vgg11)', positiveInt('--iters'))
+    .option(
+      '--iters <N>',
+      'timed iterations, 1 to 1000000 (default 50 for small-cnn, 3 for vgg11)',
+      positiveInt('--iters', 1_000_000),
+    )
     .option(
       '--check-iters <N>',
-      'iterations of the check run, also the warm-up (default 10 for small-cnn, 2 for vgg11)',
-      positiveInt('--check-iters'),
+      'iterations of the check run, also the warm-up, 1 to 1000000 (default 10 for small-cnn, 2 for vgg11)',
+      positiveInt('--check-iters', 1_000_000),
     )
-    .option('--bits <K>', 'code length', positiveInt('--bits'), 64)
-    .option('--size <S>', 'vgg11 input side, a multiple of 32 (default 224)', positiveInt('--size'))
-    .option('--seed <S>', 'seed of weights, pixels and anchors', positiveInt('--seed'), 1)
+    .option('--bits <K>', 'code length, 1 to 4096', positiveInt('--bits', 4096), 64)
+    .option(
+      '--size <S>',
+      'vgg11 input side, a multiple of 32 up to 2048 (default 224)',
+      positiveInt('--size', 2048),
+    )
+    .option('--seed <S>', 'seed of weights, pixels and anchors, 0 to 4294967295', nonNegativeInt('--seed'), 1)
     .option(
       '--repeat <R>',
-      'timed runs of each side, ours and the peer taking turns; medians reported (default 1)',
-      positiveInt('--repeat'),
+      'timed runs of each side, ours and the peer taking turns, 1 to 1000; medians reported',
+      positiveInt('--repeat', 1000),
       1,
     )
     .option('--engine <E>', `${ENGINE_HELP}: auto, webgpu or wasm`, engineOption)
     .option('--peer <name>', 'also time a peer on the same model and data: torch')
     .option('--python <path>', 'Python with PyTorch for --peer torch (default /usr/bin/python3)')
-    .option('--threads <T>', 'threads of PyTorch and of our WebAssembly engine', positiveInt('--threads'), 2)
+    .option(
+      '--threads <T>',
+      'threads of PyTorch and of our WebAssembly engine, 1 to 256',
+      positiveInt('--threads', 256),
+      2,
+    )
     .option('--out <file>', 'also write the result as JSON to this file (atomically)')
     .option('--backend <name>', 'Dawn backend', backendOption)
     .option('--adapter <name>', 'adapter name')
@@ -404,6 +435,7 @@ export function registerBenchAttack(program: Command): void {
       ) => {
         if (o.peer !== undefined && o.peer !== 'torch')
           throw new CliError(`--peer must be torch, found "${o.peer}"`);
+        const failed = outFileReady(o.out);
         await withOptionalGpu(o, async (gpu) => {
           const r = await benchAttack(gpu, {
             preset: o.preset,
@@ -466,7 +498,7 @@ export function registerBenchAttack(program: Command): void {
                 `max |f diff| ${c.maxFeatureDiff.toExponential(2)})`,
             );
           }
-        });
+        }).catch(failed);
       },
     );
 }

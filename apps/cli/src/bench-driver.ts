@@ -4,7 +4,7 @@ import { loadavg } from 'node:os';
 import { DRIVER_PROBES, type DriverProbeResult, type DriverProbeRow, probeDriver } from '@dhta/kernels';
 import type { Command } from 'commander';
 import { positiveInt } from './attack.js';
-import { writeAtomic } from './bench.js';
+import { outFileReady, writeAtomic } from './bench.js';
 import { CliError } from './errors.js';
 import { backendOption, type GpuFlags, withGpu } from './gpu.js';
 import { formatNumber, formatTable, printJson } from './output.js';
@@ -77,8 +77,8 @@ export function registerBenchDriver(bench: Command): void {
     .option('--quick', 'tiny sizes (2^14 invocations, ~2 ms dispatches): a smoke test, not a measurement')
     .option(
       '--reps <n>',
-      'timed repetitions per probe; the median is reported (default 5, quick 3)',
-      positiveInt('--reps'),
+      'timed repetitions per probe, 1 to 1000; the median is reported (default 5, quick 3)',
+      positiveInt('--reps', 1000),
     )
     .option('--out <file>', 'also write the JSON to this file (atomically)')
     .option('--backend <name>', 'Dawn backend', backendOption)
@@ -93,6 +93,7 @@ export function registerBenchDriver(bench: Command): void {
       const quick = o.quick ?? false;
       const reps = o.reps ?? (quick ? 3 : 5);
       const load = loadavg();
+      const failed = outFileReady(o.out);
       await withGpu(o, async (gpu) => {
         if (!o.json)
           console.log(`device: ${gpu.adapter.description}${gpu.adapter.isSoftware ? ' (software)' : ''}\n`);
@@ -149,6 +150,6 @@ export function registerBenchDriver(bench: Command): void {
             `timing: ${probes.rows[0]?.timing ?? '-'} (dispatch: wall); median of ${reps} after warm-up; ` +
             `load average ${load.map((x) => x.toFixed(2)).join(' ')}`,
         );
-      });
+      }).catch(failed);
     });
 }

@@ -1,9 +1,10 @@
 import { dirname } from 'node:path';
 import { benchKernels, type KernelBenchRow } from '@dhta/kernels';
 import type { Command } from 'commander';
+import { positiveInt } from './attack.js';
 import { registerBenchDriver } from './bench-driver.js';
 import { CliError } from './errors.js';
-import { makeDir, writeAtomic as writeFileAtomic } from './files.js';
+import { makeDir, prepareOutFile, writeAtomic as writeFileAtomic } from './files.js';
 import { backendOption, type GpuFlags, withGpu } from './gpu.js';
 import { formatTable, printJson } from './output.js';
 
@@ -11,8 +12,21 @@ const GROUPS = ['small-cnn', 'vgg11', 'fc', 'lstm'];
 
 /** Writes a benchmark's JSON atomically (its folder made first), nothing half-written left on failure. */
 export function writeAtomic(path: string, text: string): void {
-  makeDir(dirname(path), 'the folder of');
+  makeDir(dirname(path), `the folder of ${path}`);
   writeFileAtomic(path, text);
+}
+
+/**
+ * For a benchmark whose JSON goes to `out` (when given): checks the path and makes its folder before the (long)
+ * run, so that a path that cannot be written fails in seconds. Returns the handler for the run's failure
+ * (`.catch`): it removes that folder again when it made it, and rethrows.
+ */
+export function outFileReady(out: string | undefined, option = '--out'): (e: unknown) => never {
+  const cleanup = out === undefined ? () => {} : prepareOutFile(out, option);
+  return (e) => {
+    cleanup();
+    throw e;
+  };
 }
 
 export function registerBench(program: Command): Command {
@@ -28,18 +42,16 @@ export function registerBench(program: Command): Command {
     )
     .option('--groups <list>', `comma-separated subset of ${GROUPS.join(',')}`, (v: string) => {
       const gs = v.split(',').map((s) => s.trim());
+      if (gs.every((g) => g === ''))
+        throw new CliError('--groups is empty', `use some of ${GROUPS.join(', ')}`);
       for (const g of gs)
         if (!GROUPS.includes(g)) throw new CliError(`unknown group "${g}"`, `use ${GROUPS.join(', ')}`);
       return gs;
     })
     .option(
       '--reps <n>',
-      'timed repetitions per case; the median is reported',
-      (v: string) => {
-        const n = Number(v);
-        if (!Number.isInteger(n) || n < 1) throw new CliError(`--reps must be an integer >= 1, found "${v}"`);
-        return n;
-      },
+      'timed repetitions per case, 1 to 1000; the median is reported',
+      positiveInt('--reps', 1000),
       3,
     )
     .option('--out <file>', 'also write the rows as a JSON array to this file')
@@ -47,6 +59,7 @@ export function registerBench(program: Command): Command {
     .option('--adapter <name>', 'adapter name')
     .option('--json', 'print one JSON line: {device, rows: [{op, direction, shape, gflops, ms}]}')
     .action(async (o: GpuFlags & { groups?: string[]; reps: number; out?: string; json?: boolean }) => {
+      const failed = outFileReady(o.out);
       await withGpu(o, async (gpu) => {
         if (!o.json)
           console.log(`device: ${gpu.adapter.description}${gpu.adapter.isSoftware ? ' (software)' : ''}\n`);
@@ -72,7 +85,7 @@ export function registerBench(program: Command): Command {
           ),
         );
         console.log(`\ntiming: ${rows[0]?.timing ?? '-'}; median of ${o.reps} runs after one warm-up`);
-      });
+      }).catch(failed);
     });
   registerBenchDriver(bench);
   return bench;

@@ -1,4 +1,6 @@
-import { mkdirSync, renameSync, rmSync } from 'node:fs';
+import { constants } from 'node:buffer';
+import { existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -10,11 +12,12 @@ import {
   enableGpuHamming,
   HammingIndex,
   readNpyFile,
-  writeNpyFile,
+  writeNpy,
 } from '@dhta/kernels/hamming';
 import type { Command } from 'commander';
-import { positiveInt } from './attack.js';
+import { intInRange, nonNegativeInt, positiveInt } from './attack.js';
 import { CliError } from './errors.js';
+import { fsReason, makeDir, removeIfEmpty, writeAtomic } from './files.js';
 import { formatTable, printJson } from './output.js';
 
 const BACKENDS = ['auto', 'cpu', 'gpu'];
@@ -35,15 +38,22 @@ async function releaseBackends(): Promise<void> {
   await disposeHammingWorkers();
 }
 
-function bitsOption(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 8 || n > 4096)
-    throw new CliError(`--bits must be an integer from 8 to 4096, found "${v}"`);
-  return n;
+const bitsOption = intInRange('--bits', 8, 4096);
+
+/**
+ * The largest code array this process can hold: a typed array's limit, and half the machine's memory (the
+ * search needs room beside the codes).
+ */
+function maxCodeBytes(): number {
+  return Math.min(constants.MAX_LENGTH, Math.floor(totalmem() / 2));
 }
+
+const gb = (bytes: number) => `${(bytes / 2 ** 30).toFixed(bytes < 2 ** 30 ? 2 : 0)} GiB`;
 
 /** Reads an (n, ceil(bits/8)) uint8 array of codes in FAISS's layout, or says precisely what is wrong. */
 async function readCodes(path: string, bits: number, what: string): Promise<Uint8Array> {
+  if (existsSync(path) && statSync(path).isDirectory())
+    throw new CliError(`${what} ${path}: is a folder; expected a .npy file of codes`);
   const arr = await readNpyFile(path);
   const bytes = Math.ceil(bits / 8);
   const shape = `(${arr.shape.join(', ')})`;
@@ -55,6 +65,37 @@ async function readCodes(path: string, bits: number, what: string): Promise<Uint
   }
   if (arr.shape[0] < 1) throw new CliError(`${what} ${path}: the array holds no codes`);
   return arr.data as Uint8Array;
+}
+
+/**
+ * Writes the search's files into DIR: both appear together or not at all (written into a fresh folder inside
+ * DIR, then moved in); DIR is made only now, and removed again if nothing could be written.
+ */
+function writeResults(dir: string, files: Array<[string, Uint8Array]>): void {
+  for (const [name] of files) {
+    const target = join(dir, name);
+    if (existsSync(target) && statSync(target).isDirectory())
+      throw new CliError(`cannot write ${target}: is a folder, not a file`, 'choose another --out-dir');
+  }
+  const created = makeDir(dir);
+  const tmp = join(dir, `.dhta-search-${process.pid}`);
+  try {
+    mkdirSync(tmp);
+    for (const [name, bytes] of files) writeAtomic(join(tmp, name), bytes);
+    for (const [name] of files) {
+      try {
+        renameSync(join(tmp, name), join(dir, name));
+      } catch (e) {
+        throw new CliError(`cannot write ${join(dir, name)}: ${fsReason(e)}`);
+      }
+    }
+  } catch (e) {
+    if (e instanceof CliError) throw e;
+    throw new CliError(`cannot write into ${dir}: ${fsReason(e)}`, 'choose a folder you can write to');
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+    if (created) removeIfEmpty(dir);
+  }
 }
 
 /** The location of bench/faiss_bench.py, from the bundle (apps/cli/dist) or the sources (apps/cli/src). */
@@ -100,18 +141,10 @@ export function registerHamming(program: Command, bench: Command): void {
         const t0 = performance.now();
         const r = await index.search(q, o.k);
         const seconds = (performance.now() - t0) / 1000;
-        // Both files appear together or not at all: write into a fresh folder beside DIR, then move them in.
-        mkdirSync(o.outDir, { recursive: true });
-        const tmp = join(o.outDir, `.dhta-search-${process.pid}`);
-        mkdirSync(tmp, { recursive: true });
-        try {
-          await writeNpyFile(join(tmp, 'distances.npy'), r.distances, [nq, r.k]);
-          await writeNpyFile(join(tmp, 'ids.npy'), r.ids, [nq, r.k]);
-          renameSync(join(tmp, 'distances.npy'), join(o.outDir, 'distances.npy'));
-          renameSync(join(tmp, 'ids.npy'), join(o.outDir, 'ids.npy'));
-        } finally {
-          rmSync(tmp, { recursive: true, force: true });
-        }
+        writeResults(o.outDir, [
+          ['distances.npy', writeNpy(r.distances, [nq, r.k])],
+          ['ids.npy', writeNpy(r.ids, [nq, r.k])],
+        ]);
         const summary = {
           n: index.count,
           bits: o.bits,
@@ -143,8 +176,13 @@ export function registerHamming(program: Command, bench: Command): void {
     .option('--queries <Q>', 'queries', positiveInt('--queries'), 100)
     .option('--k <K>', 'neighbours per query', positiveInt('--k'), 1000)
     .option('--backend <name>', 'auto, cpu or gpu', backendChoice, 'auto')
-    .option('--repeats <R>', 'timed searches; the median is reported', positiveInt('--repeats'), 3)
-    .option('--seed <S>', 'seed of the random codes', positiveInt('--seed'), 1)
+    .option(
+      '--repeats <R>',
+      'timed searches, 1 to 1000; the median is reported',
+      positiveInt('--repeats', 1000),
+      3,
+    )
+    .option('--seed <S>', 'seed of the random codes, 0 to 4294967295', nonNegativeInt('--seed'), 1)
     .option('--peer <name>', 'also time a peer on the same data: faiss')
     .option('--python <path>', 'Python with FAISS for --peer faiss (default /usr/bin/python3)')
     .option('--json', 'print one JSON line')
@@ -163,6 +201,13 @@ export function registerHamming(program: Command, bench: Command): void {
       }) => {
         if (o.peer !== undefined && o.peer !== 'faiss')
           throw new CliError(`--peer must be faiss, found "${o.peer}"`);
+        // The random database and queries are made in memory first: refuse sizes that cannot fit.
+        const bytes = (o.n + o.queries) * Math.ceil(o.bits / 8);
+        if (bytes > maxCodeBytes())
+          throw new CliError(
+            `--n ${o.n} codes of ${o.bits} bits take ${gb(bytes)}, more than this process can hold (${gb(maxCodeBytes())})`,
+            'choose a smaller --n or --bits',
+          );
         const opts = {
           n: o.n,
           bits: o.bits,

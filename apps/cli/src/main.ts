@@ -13,6 +13,26 @@ import { registerReport } from './report.js';
 import { registerReproduce } from './reproduce.js';
 import { registerTrain } from './train.js';
 
+/**
+ * Commander's own errors (unknown option, missing argument, ...) in the CLI's form: one `dhta: error: ...` line
+ * (its "Did you mean ...?" suggestion kept on that line) and a hint naming the command's --help.
+ */
+function useOneLineErrors(cmd: Command, path = 'dhta'): void {
+  cmd.showHelpAfterError(false);
+  cmd.configureOutput({
+    outputError: (text, write) => {
+      const line = text
+        .trim()
+        .split('\n')
+        .map((l) => l.trim())
+        .filter(Boolean)
+        .join(' ');
+      write(`dhta: ${line.startsWith('error') ? line : `error: ${line}`}\nhint: see ${path} --help\n`);
+    },
+  });
+  for (const sub of cmd.commands) useOneLineErrors(sub, `${path} ${sub.name()}`);
+}
+
 const program = new Command();
 program
   .name('dhta')
@@ -21,7 +41,6 @@ program
       'attacks, metrics and benchmarks on WebGPU.',
   )
   .version('0.1.0')
-  .showHelpAfterError('(run with --help for usage)')
   .exitOverride();
 
 registerDoctor(program);
@@ -35,6 +54,7 @@ registerDemo(program);
 registerMerge(program);
 registerReproduce(program);
 registerReport(program);
+useOneLineErrors(program);
 
 try {
   await program.parseAsync(process.argv);

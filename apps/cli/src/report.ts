@@ -2,11 +2,12 @@
 // self-contained file: inline SVG charts, base64 PNG tiles, no external URL), report.md (tables and links to
 // figures/*.png) and the PNG figures. metrics.json and the other inputs are left as they are.
 
+import { rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type OpenedDataset, openDataset } from '@dhta/data';
 import type { Command } from 'commander';
-import { CliError } from './errors.js';
-import { makeDir, writeAtomic } from './files.js';
+import { positiveInt } from './attack.js';
+import { makeDir, removeIfEmpty, writeAtomic } from './files.js';
 import { printJson } from './output.js';
 import {
   paperHasBits,
@@ -531,7 +532,7 @@ export async function writeReport(outDir: string, options: ReportOptions = {}): 
   const log = options.log ?? (() => {});
   const run = await readRunFolder(outDir);
   const figuresDir = join(outDir, 'figures');
-  makeDir(figuresDir, 'the figures folder');
+  const createdFigures = makeDir(figuresDir, 'the figures folder');
   const ctx: Ctx = {
     run,
     outDir,
@@ -543,6 +544,25 @@ export async function writeReport(outDir: string, options: ReportOptions = {}): 
     classNames: null,
     log,
   };
+  try {
+    return await writeReportFiles(ctx, outDir, options, started);
+  } catch (e) {
+    // A report that fails half-way leaves no figures folder of its own behind (older figures stay).
+    if (createdFigures) {
+      for (const f of ctx.figures) rmSync(f, { force: true });
+      removeIfEmpty(figuresDir);
+    }
+    throw e;
+  }
+}
+
+async function writeReportFiles(
+  ctx: Ctx,
+  outDir: string,
+  options: ReportOptions,
+  started: number,
+): Promise<ReportResult> {
+  const { run } = ctx;
   const data = await openData(ctx, options.dataset);
   ctx.classNames = data?.info.classNames ?? null;
   const benign = run.examples['benign'];
@@ -560,11 +580,11 @@ export async function writeReport(outDir: string, options: ReportOptions = {}): 
     'set and model, shown for orientation, not as numbers this run should match.';
   const percNote = `The paper's DHTA perceptibility: ${PAPER_PERCEPTIBILITY.map(([d, v]) => `${d} ${v.toExponential(2)}`).join(', ')}.`;
 
-  log('report: charts');
+  ctx.log('report: charts');
   const charts = await chartsSection(ctx, paper);
-  log('report: retrieval grids');
+  ctx.log('report: retrieval grids');
   const grids = await gridSection(ctx, data);
-  log('report: examples');
+  ctx.log('report: examples');
   const examples = await examplesSection(ctx);
 
   const claimsHtml = checks.length
@@ -630,11 +650,14 @@ export function registerReport(program: Command): void {
         'adversarial examples with the perturbation magnified (Fig. 8). metrics.json is left as it is.',
     )
     .argument('<OUT_DIR>', 'the run folder (holds metrics.json)')
-    .option('--queries <N>', 'queries shown in the retrieval grids and examples', (v) => Number(v), 8)
+    .option(
+      '--queries <N>',
+      'queries shown in the retrieval grids and examples, 1 to 1000',
+      positiveInt('--queries', 1000),
+      8,
+    )
     .option('--json', 'print the written paths as one JSON line')
     .action(async (outDir: string, f: { queries: number; json?: boolean }) => {
-      if (!Number.isInteger(f.queries) || f.queries < 1)
-        throw new CliError(`--queries must be an integer >= 1, found ${f.queries}`);
       const r = await writeReport(outDir, {
         queries: f.queries,
         log: f.json ? undefined : (l) => process.stderr.write(`${l}\n`),

@@ -1,10 +1,11 @@
 // Reading a protocol run's output folder (what runProtocol writes) for the report, with checks that turn a
 // wrong or partial folder into one clear error, not a crash deep inside the rendering.
 
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { readNpyFile } from '@dhta/kernels/hamming';
-import { CliError } from '../errors.js';
+import { CliError, plainMessage } from '../errors.js';
+import { fsReason, jsonReason } from '../files.js';
 
 export interface RunMethodMetrics {
   method: string;
@@ -87,15 +88,26 @@ export interface RunFolder {
   missing: string[];
 }
 
+const RERUN = 'rerun the attack that wrote this folder (dhta attack ... --out-dir DIR, or dhta demo)';
+
 function readJson(path: string): unknown {
+  let text: string;
   try {
-    return JSON.parse(readFileSync(path, 'utf8'));
+    text = readFileSync(path, 'utf8');
   } catch (e) {
-    throw new CliError(
-      `${path}: not readable JSON (${(e as Error).message.split('\n')[0]})`,
-      'rerun the attack that wrote this folder (dhta attack ... --out-dir DIR, or dhta demo)',
-    );
+    throw new CliError(`cannot read ${path}: ${fsReason(e)}`, RERUN);
   }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new CliError(`${path}: not readable JSON (${jsonReason(e, text)})`, RERUN);
+  }
+}
+
+/** A value found in a file, for a message: as JSON, at most 80 characters. */
+function shown(v: unknown): string {
+  const text = JSON.stringify(v) ?? String(v);
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }
 
 function fail(path: string, what: string): never {
@@ -115,32 +127,29 @@ function checkMetrics(path: string, v: unknown): RunMetrics {
     fail(path, 'expected an object with a non-empty "metrics" array (one entry per method)');
   for (const [i, e] of m.metrics.entries()) {
     if (!e || typeof e.method !== 'string' || !/^[a-z0-9-]+$/.test(e.method))
-      fail(
-        path,
-        `metrics[${i}].method: expected a method name like "dhta", found ${JSON.stringify(e?.method)}`,
-      );
+      fail(path, `metrics[${i}].method: expected a method name like "dhta", found ${shown(e?.method)}`);
     for (const k of ['tMap', 'map', 'perceptibility'] as const)
       if (!isNumOrNull(e[k]))
-        fail(path, `metrics[${i}].${k}: expected a number or null, found ${JSON.stringify(e[k])}`);
+        fail(path, `metrics[${i}].${k}: expected a number or null, found ${shown(e[k])}`);
     for (const k of ['anchorDistance', 'seconds'] as const)
       if (e[k] !== undefined && !isNum(e[k]))
-        fail(path, `metrics[${i}].${k}: expected a number, found ${JSON.stringify(e[k])}`);
+        fail(path, `metrics[${i}].${k}: expected a number, found ${shown(e[k])}`);
     if (e.queryIterationsPerSecond !== undefined && !isNumOrNull(e.queryIterationsPerSecond))
       fail(path, `metrics[${i}].queryIterationsPerSecond: expected a number or null`);
   }
   for (const k of ['R', 'databaseSize', 'queries', 'nT', 'bits', 'seed', 'iterations'] as const)
     if (m[k] !== undefined && !(Number.isInteger(m[k]) && (m[k] as number) >= 0))
-      fail(path, `${k}: expected an integer >= 0, found ${JSON.stringify(m[k])}`);
+      fail(path, `${k}: expected an integer >= 0, found ${shown(m[k])}`);
   for (const k of ['data', 'model'] as const)
     if (m[k] !== undefined && typeof m[k] !== 'string')
-      fail(path, `${k}: expected a string, found ${JSON.stringify(m[k])}`);
+      fail(path, `${k}: expected a string, found ${shown(m[k])}`);
   if (m.zeroHits !== undefined && m.zeroHits !== 'skip' && m.zeroHits !== 'count')
-    fail(path, `zeroHits: expected "skip" or "count", found ${JSON.stringify(m.zeroHits)}`);
+    fail(path, `zeroHits: expected "skip" or "count", found ${shown(m.zeroHits)}`);
   if (m.seconds !== undefined && (typeof m.seconds !== 'object' || m.seconds === null))
     fail(path, 'seconds: expected {total, encode}');
   for (const k of ['total', 'encode'] as const)
     if (m.seconds?.[k] !== undefined && !isNum(m.seconds[k]))
-      fail(path, `seconds.${k}: expected a number, found ${JSON.stringify(m.seconds[k])}`);
+      fail(path, `seconds.${k}: expected a number, found ${shown(m.seconds[k])}`);
   if (
     m.attack !== undefined &&
     (typeof m.attack !== 'object' || m.attack === null || Array.isArray(m.attack))
@@ -194,9 +203,9 @@ function checkRetrieval(path: string, v: unknown, metrics: RunMetrics): RunRetri
     fail(path, 'expected {data, seed, queries: [...], top: {benign: [...], ...}}');
   // The report opens the data set named here to draw the database images: it must be the run's own.
   if (metrics.data !== undefined && r.data !== metrics.data)
-    fail(path, `data ${JSON.stringify(r.data)} differs from metrics.json's ${JSON.stringify(metrics.data)}`);
+    fail(path, `data ${shown(r.data)} differs from metrics.json's ${shown(metrics.data)}`);
   if (metrics.seed !== undefined && r.seed !== metrics.seed)
-    fail(path, `seed ${JSON.stringify(r.seed)} differs from metrics.json's ${metrics.seed}`);
+    fail(path, `seed ${shown(r.seed)} differs from metrics.json's ${metrics.seed}`);
   for (const [i, q] of r.queries.entries())
     if (!q || !Number.isInteger(q.query) || !Array.isArray(q.label) || !Array.isArray(q.target))
       fail(path, `queries[${i}]: expected {query, label: [...], target: [...]}`);
@@ -222,11 +231,14 @@ function checkRetrieval(path: string, v: unknown, metrics: RunMetrics): RunRetri
 
 async function readExamples(path: string): Promise<Examples> {
   let arr: Awaited<ReturnType<typeof readNpyFile>>;
+  if (statSync(path).isDirectory()) fail(path, 'is a folder; expected a .npy file of pixels');
   try {
     arr = await readNpyFile(path);
   } catch (e) {
+    // The reader's message names the file itself (or not): said once.
+    const why = plainMessage((e as Error).message.split('\n')[0]);
     throw new CliError(
-      `${path}: ${(e as Error).message.split('\n')[0]}`,
+      why.startsWith(path) ? why : `${path}: ${why}`,
       'rerun the attack that wrote this folder',
     );
   }
@@ -243,6 +255,10 @@ async function readExamples(path: string): Promise<Examples> {
 /** Reads OUT (metrics.json required; curves, retrieval and examples when present). */
 export async function readRunFolder(dir: string): Promise<RunFolder> {
   const metricsPath = join(dir, 'metrics.json');
+  const hint =
+    'give the --out-dir of a protocol run (dhta attack --model DIR --data NAME --out-dir OUT, or dhta demo)';
+  if (!existsSync(dir)) throw new CliError(`no metrics.json in ${dir}: no such folder`, hint);
+  if (!statSync(dir).isDirectory()) throw new CliError(`${dir} is a file; expected a run folder`, hint);
   if (!existsSync(metricsPath)) {
     throw new CliError(
       `no metrics.json in ${dir}`,
