@@ -74,10 +74,7 @@ export function plainMessage(message: string): string {
           : `cannot run ${program}: ${FS_WORDS[code] ?? code}`,
       )
       // JSON.parse, in the wordings of Node 20 to 24
-      .replace(
-        /Unexpected end of JSON input/g,
-        'cut short: the text ends inside a JSON value',
-      )
+      .replace(/Unexpected end of JSON input/g, 'cut short: the text ends inside a JSON value')
       .replace(
         /Unexpected token '?(.)'?, "[^"]*"(?:\.\.\.)? is not valid JSON/g,
         'unexpected "$1": not JSON text',

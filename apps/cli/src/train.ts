@@ -1,7 +1,7 @@
 // `dhta train`: a hashing model from a preset on a data set's training split, then its clean MAP.
 
 import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { type OpenedDataset, openDataset } from '@dhta/data';
 import { RetrievalDatabase } from '@dhta/eval';
 import type { Gpu } from '@dhta/kernels';
@@ -27,6 +27,7 @@ import { type Command, Option } from 'commander';
 import { classList, decimal, nonNegativeInt, positiveInt, positiveNumber } from './attack.js';
 import { CliError } from './errors.js';
 import { cacheCodes, codesCacheFile, encodeDataset } from './experiment.js';
+import { makeDir, removeIfEmpty } from './files.js';
 import { backendOption, deviceOf, type Engine, engineOption, resolveEngine, withGpu } from './gpu.js';
 import { printJson } from './output.js';
 import { createProgress, type Progress } from './progress.js';
@@ -287,6 +288,10 @@ async function checkCheckpoint(
 
 /** Refuses an --out that a bundle cannot replace: a file, or a folder holding something else than a bundle. */
 function checkOut(out: string): void {
+  // The bundle's parent folder is made now (a path that cannot be made fails before training, not after);
+  // it goes again at exit if the run left it empty.
+  const parent = dirname(out);
+  if (makeDir(parent, 'the parent folder of --out')) process.once('exit', () => removeIfEmpty(parent));
   if (!existsSync(out)) return;
   if (!statSync(out).isDirectory())
     throw new CliError(`--out ${out} is a file; the bundle is a folder`, 'give another --out');

@@ -127,17 +127,6 @@ const add = (id: string, args: string[], watch: string[] = []) => {
   });
 };
 
-/**
- * Failures in files this change could not edit (their owners were changing them at the time): still run, but
- * collected and printed instead of asserted. Empty the list once they are fixed.
- */
-const KNOWN_ELSEWHERE = new Set<string>([
-  // packages/models/src/bundle.ts replaceDirAtomic: mkdir(tmp, { recursive: true }) never returns under /proc
-  // (Node's recursive mkdir loops on ENOENT there), and apps/cli/src/train.ts checks --out's folder only
-  // then, after the whole training.
-  'train --out under /proc',
-]);
-
 const INTS_BAD = ['0x10', '1e20', '-1', 'NaN', 'Infinity', '', 'abc', '1.5'];
 const FLOATS_BAD = ['0x10', '1e20', '-1', 'NaN', 'Infinity', '', 'abc', '0'];
 let rotation = 0;
@@ -1290,7 +1279,6 @@ function judge(c: Case, r: Run, before: string[]): string[] {
 }
 
 const failures: Array<{ id: string; problems: string[]; stderr: string }> = [];
-const knownResults: Array<{ id: string; problems: string[]; stderr: string }> = [];
 
 describe('bad command lines and bad input files: one clear line, nothing left behind', () => {
   beforeAll(async () => {
@@ -1300,14 +1288,7 @@ describe('bad command lines and bad input files: one clear line, nothing left be
   }, 300_000);
 
   afterAll(() => {
-    console.log(
-      `bad-input sweep: ${cases.length} cases, ${failures.length} failed, ` +
-        `${knownResults.filter((k) => k.problems.length).length} of ${KNOWN_ELSEWHERE.size} known elsewhere still failing`,
-    );
-    for (const k of knownResults)
-      console.log(
-        `KNOWN_ELSEWHERE ${k.id}: ${k.problems.length ? k.problems.join('; ') : 'passes now: remove it from the list'}\n  ${k.stderr.trim().split('\n').slice(-2).join('\n  ')}`,
-      );
+    console.log(`bad-input sweep: ${cases.length} cases, ${failures.length} failed`);
     for (const f of failures)
       console.log(
         `FAILED ${f.id}: ${f.problems.join('; ')}\n  ${f.stderr.trim().split('\n').slice(-3).join('\n  ')}`,
@@ -1321,13 +1302,8 @@ describe('bad command lines and bad input files: one clear line, nothing left be
     '%s',
     async (_id, c) => {
       const before = c.watch.map(snapshot);
-      const known = KNOWN_ELSEWHERE.has(c.id);
-      const r = await dhta(c.args, known ? 30_000 : 90_000);
+      const r = await dhta(c.args, 90_000);
       const problems = judge(c, r, before);
-      if (known) {
-        knownResults.push({ id: c.id, problems, stderr: r.stderr });
-        return;
-      }
       if (problems.length) failures.push({ id: c.id, problems, stderr: r.stderr });
       expect(problems, `dhta ${c.args.join(' ')}\nstderr:\n${r.stderr}`).toEqual([]);
     },
