@@ -119,14 +119,32 @@ say "no WebGPU adapter found"
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && grep -q 'bookworm' /etc/os-release 2>/dev/null; then
   src=/etc/apt/sources.list.d/dhta-bookworm-backports.sources
   if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
-    say "adding Debian bookworm-backports to apt sources ($src)"
-    cat >"$src" <<'SRC'
-Types: deb
-URIs: http://deb.debian.org/debian
-Suites: bookworm-backports
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SRC
+    # The mirror and keyring of the machine's own Debian bookworm entry (deb822 stanza or one-line format),
+    # with the suite bookworm-backports.
+    read -r uris keyring < <(
+      awk 'BEGIN { RS = ""; FS = "\n" }
+        { u = ""; k = ""; main = 0
+          for (i = 1; i <= NF; i++) {
+            if ($i ~ /^URIs:/) { u = $i; sub(/^URIs:[ \t]*/, "", u); sub(/[ \t].*/, "", u) }
+            if ($i ~ /^Signed-By:/) { k = $i; sub(/^Signed-By:[ \t]*/, "", k) }
+            if ($i ~ /^Suites:/ && (" " $i " ") ~ /[ \t]bookworm[ \t]/) main = 1
+          }
+          if (main && u != "") { print u, (k == "" ? "-" : k); exit } }' /etc/apt/sources.list.d/*.sources 2>/dev/null
+    ) || true
+    if [ -z "${uris:-}" ]; then
+      read -r uris keyring < <(
+        awk '$1 == "deb" { opts = ""; j = 2; if ($2 ~ /^\[/) { while ($j !~ /\]$/) { opts = opts " " $j; j++ } opts = opts " " $j; j++ }
+          if ($(j + 1) == "bookworm") { k = "-"; if (match(opts, /signed-by=[^] ]+/)) k = substr(opts, RSTART + 10, RLENGTH - 10); print $j, k; exit } }' \
+          /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null
+      ) || true
+    fi
+    if [ -z "${uris:-}" ]; then
+      say "no Debian bookworm entry found in apt's sources to take the mirror from; add bookworm-backports yourself"
+      exit 1
+    fi
+    [ "${keyring:-"-"}" != "-" ] || keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+    say "adding Debian bookworm-backports to apt sources ($src, mirror $uris)"
+    printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: %s\n' "$uris" "$keyring" >"$src"
   fi
   say "installing Mesa's software Vulkan driver (mesa-vulkan-drivers from bookworm-backports) and libvulkan1"
   export DEBIAN_FRONTEND=noninteractive
