@@ -4,39 +4,10 @@
 // the attack's trajectories part after a few hundred iterations.
 import { createGpu, type Gpu } from '@dhta/kernels';
 import { SeededRandom } from '@dhta/kernels/reference';
-import { CpuImageNetwork, createNetwork, initWeights, type ModelSpec } from '@dhta/models';
+import { CpuImageNetwork, createNetwork, initWeights } from '@dhta/models';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tailNet } from '../../models/test/helpers.js';
 import { type AttackOptions, type AttackResult, runAttack } from '../src/attack.js';
-
-/**
- * A small network with the tails that batch-dependent arithmetic hid in: planes of 143, 30 and 9 pixels (not
- * multiples of 4 or 8, so that an image's im2col columns start mid-panel at most places in a batch), a
- * stride-2 conv (the general conv kernels), and linear layers of 2561 and 40 units (widths and reductions
- * that are not multiples of 4: the generic GEMM, its column tails, and reductions long enough for split-K).
- */
-function tailNet(): ModelSpec {
-  return {
-    format: 'dhta-model/1',
-    task: 'image',
-    bits: 12,
-    input: { channels: 3, height: 13, width: 11, mean: [0.5, 0.4, 0.3], std: [0.3, 0.2, 0.25] },
-    layers: [
-      { type: 'conv2d', out: 4, kernel: 3, padding: 1 },
-      { type: 'relu' },
-      { type: 'maxpool2d', kernel: 2 },
-      { type: 'conv2d', out: 6, kernel: 3, padding: 1 },
-      { type: 'relu' },
-      { type: 'conv2d', out: 8, kernel: 3, stride: 2, padding: 1 },
-      { type: 'relu' },
-      { type: 'flatten' },
-      { type: 'linear', out: 2561 },
-      { type: 'relu' },
-      { type: 'linear', out: 40 },
-      { type: 'relu' },
-      { type: 'linear', out: 12 },
-    ],
-  };
-}
 
 function queries(n: number, size: number, seed: number): Float32Array {
   const x = Float32Array.from(new SeededRandom(seed).uniformArray(n * size, 0, 1));

@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createGpu, type Gpu } from '@dhta/kernels';
 import { afterAll, beforeAll } from 'vitest';
-import { readSafetensors } from '../src/index.js';
+import { type ModelSpec, readSafetensors } from '../src/index.js';
 
 export const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'parity');
 
@@ -42,4 +42,34 @@ export function readCaseData(name: string) {
     return t;
   };
   return { tensors: weights, get, alpha: Number(metadata['alpha']), n: Number(metadata['n']) };
+}
+
+/**
+ * A small network with the tails that batch-dependent arithmetic hid in: planes of 143, 30 and 9 pixels (not
+ * multiples of 4 or 8, so that an image's im2col columns start mid-panel at most places in a batch), a
+ * stride-2 conv (the general conv kernels), and linear layers of 2561 and 40 units (widths and reductions
+ * that are not multiples of 4: the generic GEMM, its column tails, and reductions long enough for split-K).
+ */
+export function tailNet(): ModelSpec {
+  return {
+    format: 'dhta-model/1',
+    task: 'image',
+    bits: 12,
+    input: { channels: 3, height: 13, width: 11, mean: [0.5, 0.4, 0.3], std: [0.3, 0.2, 0.25] },
+    layers: [
+      { type: 'conv2d', out: 4, kernel: 3, padding: 1 },
+      { type: 'relu' },
+      { type: 'maxpool2d', kernel: 2 },
+      { type: 'conv2d', out: 6, kernel: 3, padding: 1 },
+      { type: 'relu' },
+      { type: 'conv2d', out: 8, kernel: 3, stride: 2, padding: 1 },
+      { type: 'relu' },
+      { type: 'flatten' },
+      { type: 'linear', out: 2561 },
+      { type: 'relu' },
+      { type: 'linear', out: 40 },
+      { type: 'relu' },
+      { type: 'linear', out: 12 },
+    ],
+  };
 }
