@@ -1,4 +1,4 @@
-import { createGpu, type Gpu, type GpuBackend, KernelError } from '@dhta/kernels';
+import { createGpu, type Gpu, type GpuBackend, KernelError, type WebGpuEngine } from '@dhta/kernels';
 import { CpuImageNetwork, type HashingNetwork, loadBundle, loadNetwork, loadSpec } from '@dhta/models';
 import { CliError } from './errors.js';
 
@@ -114,5 +114,7 @@ export async function openNetwork(
 export function deviceOf(net: HashingNetwork | CpuImageNetwork): string {
   return net instanceof CpuImageNetwork
     ? `WebAssembly SIMD, ${net.cpu.threads} CPU thread${net.cpu.threads > 1 ? 's' : ''}`
-    : net.gpu.adapter.description;
+    : net.engine.kind === 'webgpu'
+      ? (net.engine as WebGpuEngine).gpu.adapter.description
+      : net.engine.description;
 }

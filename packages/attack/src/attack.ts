@@ -2,16 +2,7 @@
 // code): delta lives in the model's normalised input space, starts at 0, takes per-query L2-normalised
 // gradient steps, and after each step the image is clamped to the pixel box, then delta to the eps ball.
 
-import {
-  type AttackStepMode,
-  attackProject,
-  attackStep,
-  attackStepProject,
-  axpy,
-  type Gpu,
-  type Tensor,
-  tanhScaledBackward,
-} from '@dhta/kernels';
+import type { AttackStepMode, EngineTensor as Tensor } from '@dhta/kernels';
 import { pcgHash, uniformAt } from '@dhta/kernels/reference';
 import { attackUpdateCpu, tanhScaledBackwardCpu } from '@dhta/kernels/wasm';
 import { CpuImageNetwork, type HashingNetwork } from '@dhta/models';
@@ -312,7 +303,7 @@ async function attackBatch(
   progress: (iteration: number, features: Float32Array) => void,
   progressEvery: number,
 ): Promise<{ adversarial: Float32Array; features: Float32Array }> {
-  const gpu: Gpu = net.gpu;
+  const engine = net.engine;
   const bits = net.bits;
   const shape = [rows, net.inputSize];
   const epsC = epsPerChannel(net, s.eps, s.epsSpace);
@@ -324,57 +315,56 @@ async function attackBatch(
     return t;
   };
   try {
-    const xPixels = gpu.tensor(shape, x);
+    const xPixels = engine.tensor(shape, x);
     const xn = keep(net.normalize(xPixels, rows));
     xPixels.release();
     const delta = keep(
       s.method === 'noise' || s.randomStart
-        ? gpu.tensor(shape, uniformDelta(net, ids, s.seed, epsC))
-        : gpu.zeros(shape),
+        ? engine.tensor(shape, uniformDelta(net, ids, s.seed, epsC))
+        : engine.zeros(shape),
     );
-    attackProject(gpu, delta, xn, project);
-    const xAdv = keep(gpu.empty(shape));
+    engine.attackProject(delta, xn, project);
+    const xAdv = keep(engine.empty(shape));
     const setAdversarial = (): void => {
-      gpu.copy(xn, xAdv);
-      axpy(gpu, 1, delta, xAdv);
+      engine.copy(xn, xAdv);
+      engine.axpy(1, delta, xAdv);
     };
     if (s.method !== 'noise' && anchors) {
       // dL/dtanh = -(1/K) * a for DHTA/P2P, +(1/K) * b for HAG; constant over the iterations.
       const coef = s.method === 'hag' ? 1 / bits : -1 / bits;
       const dTanh = keep(
-        gpu.tensor(
+        engine.tensor(
           [rows, bits],
           Float32Array.from(anchors, (a) => coef * a),
         ),
       );
-      const dF = keep(gpu.empty([rows, bits]));
+      const dF = keep(engine.empty([rows, bits]));
       setAdversarial();
       for (let it = 0; it < s.iterations; it++) {
         const { output: f, tape } = net.forward(xAdv, rows, { tape: true });
         if (!tape) throw new AttackError('INTERNAL', 'the network returned no tape for a taped forward pass');
-        if (progressEvery > 0 && it % progressEvery === 0)
-          progress(it, (await gpu.readF32(f)) as Float32Array);
-        tanhScaledBackward(gpu, dTanh, f, alphaAt(it, s.iterations, s.alpha), dF);
+        if (progressEvery > 0 && it % progressEvery === 0) progress(it, await engine.read(f));
+        engine.tanhScaledBackward(dTanh, f, alphaAt(it, s.iterations, s.alpha), dF);
         const g = net.backward(tape, dF, { input: true });
         tape.release();
         f.release();
         if (!g) throw new AttackError('INTERNAL', 'the network returned no input gradient');
         if (s.step === 'l2') {
           // Step, both clamps and the next input xn + delta in one dispatch (same f32 result as apart).
-          attackStepProject(gpu, delta, g, xn, xAdv, rows, { ...project, lr: s.lr });
+          engine.attackStepProject(delta, g, xn, xAdv, rows, { ...project, lr: s.lr });
         } else {
-          attackStep(gpu, delta, g, rows, { mode: s.step, lr: s.lr });
-          attackProject(gpu, delta, xn, project);
+          engine.attackStep(delta, g, rows, { mode: s.step, lr: s.lr });
+          engine.attackProject(delta, xn, project);
           setAdversarial();
         }
         g.release();
       }
     } else setAdversarial();
     const { output: f } = net.forward(xAdv, rows);
-    const features = (await gpu.readF32(f)) as Float32Array;
+    const features = await engine.read(f);
     f.release();
     if (s.method !== 'noise' && progressEvery > 0) progress(s.iterations, features);
-    return { adversarial: toPixels(net, x, (await gpu.readF32(delta)) as Float32Array), features };
+    return { adversarial: toPixels(net, x, await engine.read(delta)), features };
   } finally {
     for (const t of tensors) t.release();
   }

@@ -1,8 +1,8 @@
 // A tiny hashing network for the attack tests: f = W2 relu(W1 xn + b1) + b2 over the flattened object, on the
-// GPU through @dhta/kernels and in float64 through @dhta/kernels/reference. Small enough to run thousands of
+// engine's ops (WebGPU or WebAssembly) through @dhta/kernels and in float64 through @dhta/kernels/reference. Small enough to run thousands of
 // attack iterations in a test, with per-channel normalisation and either an image or a video layout.
 
-import { type Gpu, linear, linearBackwardInput, reluBackward, type Tensor } from '@dhta/kernels';
+import { type Engine, Gpu, type EngineTensor as Tensor, WebGpuEngine } from '@dhta/kernels';
 import {
   linearBackwardInput as refLinearBackwardInput,
   linearForward as refLinearForward,
@@ -33,12 +33,16 @@ export class TinyNet implements HashingNetwork {
   readonly b1: Float64Array;
   readonly w2: Float64Array;
   readonly b2: Float64Array;
+  readonly engine: Engine;
+  readonly maxBatch = 1 << 20;
   private readonly t: Record<'w1' | 'b1' | 'w2' | 'b2' | 'diag' | 'shift', Tensor>;
 
   constructor(
-    readonly gpu: Gpu,
+    engine: Engine | Gpu,
     readonly o: TinyNetOptions,
   ) {
+    this.engine = engine instanceof Gpu ? new WebGpuEngine(engine) : engine;
+    const e = this.engine;
     const mean = [0.485, 0.456, 0.406, 0.5].slice(0, o.channels);
     const std = [0.229, 0.224, 0.225, 0.25].slice(0, o.channels);
     const input = { channels: o.channels, height: o.height, width: o.width, mean, std };
@@ -73,23 +77,35 @@ export class TinyNet implements HashingNetwork {
       shift[j] = -mean[c] / std[c];
     }
     this.t = {
-      w1: gpu.tensor([o.hidden, d], this.w1),
-      b1: gpu.tensor([o.hidden], this.b1),
-      w2: gpu.tensor([o.bits, o.hidden], this.w2),
-      b2: gpu.tensor([o.bits], this.b2),
-      diag: gpu.tensor([d, d], diag),
-      shift: gpu.tensor([d], shift),
+      w1: e.tensor([o.hidden, d], Float32Array.from(this.w1)),
+      b1: e.tensor([o.hidden], Float32Array.from(this.b1)),
+      w2: e.tensor([o.bits, o.hidden], Float32Array.from(this.w2)),
+      b2: e.tensor([o.bits], Float32Array.from(this.b2)),
+      diag: e.tensor([d, d], diag),
+      shift: e.tensor([d], shift),
     };
   }
 
+  /** y = x W^T + b for W [out, in] (PyTorch's Linear). */
+  private linear(x: Tensor, n: number, w: Tensor, b: Tensor, relu = false): Tensor {
+    const [out, inp] = w.shape;
+    return this.engine.matmul(x, w, n, inp, out, { transB: true, bias: b, relu });
+  }
+
+  /** dx = dy W for W [out, in]. */
+  private linearBackwardInput(dy: Tensor, n: number, w: Tensor): Tensor {
+    const [out, inp] = w.shape;
+    return this.engine.matmul(dy, w, n, out, inp);
+  }
+
   normalize(pixels: Tensor, n: number): Tensor {
-    return linear(this.gpu, pixels.reshape([n, this.inputSize]), this.t.diag, this.t.shift);
+    return this.linear(pixels.reshape([n, this.inputSize]), n, this.t.diag, this.t.shift);
   }
 
   forward(normalized: Tensor, n: number, options: { tape?: boolean } = {}): ForwardResult {
     const x = normalized.reshape([n, this.inputSize]);
-    const h = linear(this.gpu, x, this.t.w1, this.t.b1, { relu: true });
-    const output = linear(this.gpu, h, this.t.w2, this.t.b2);
+    const h = this.linear(x, n, this.t.w1, this.t.b1, true);
+    const output = this.linear(h, n, this.t.w2, this.t.b2);
     if (!options.tape) {
       h.release();
       return { output };
@@ -100,9 +116,10 @@ export class TinyNet implements HashingNetwork {
 
   backward(tape: Tape, gradOutput: Tensor): Tensor {
     const { h } = tape as Tape & { h: Tensor };
-    const dh = linearBackwardInput(this.gpu, gradOutput, this.t.w2);
-    const dPre = reluBackward(this.gpu, dh, h);
-    const dx = linearBackwardInput(this.gpu, dPre, this.t.w1);
+    const n = gradOutput.size / this.bits;
+    const dh = this.linearBackwardInput(gradOutput, n, this.t.w2);
+    const dPre = this.engine.reluBackward(dh, h);
+    const dx = this.linearBackwardInput(dPre, n, this.t.w1);
     dh.release();
     dPre.release();
     return dx;
@@ -117,10 +134,10 @@ export class TinyNet implements HashingNetwork {
   zeroGradients(): void {}
 
   async encode(pixels: Float32Array, n: number): Promise<{ features: Float32Array; codes: Int8Array }> {
-    const x = this.gpu.tensor([n, this.inputSize], pixels);
+    const x = this.engine.tensor([n, this.inputSize], pixels);
     const xn = this.normalize(x, n);
     const { output } = this.forward(xn, n);
-    const features = (await this.gpu.readF32(output)) as Float32Array;
+    const features = await this.engine.read(output);
     for (const t of [x, xn, output]) t.release();
     return { features, codes: Int8Array.from(features, (v) => (v >= 0 ? 1 : -1)) };
   }

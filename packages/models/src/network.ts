@@ -4,24 +4,11 @@
 // (the activations, max-pool argmaxes, dropout seeds) for the backward pass to the normalised input and to
 // every weight.
 import {
-  axpy,
-  channelAffine,
-  conv2d,
-  conv2dBackwardInput,
-  conv2dBackwardWeight,
-  dropout,
-  dropoutBackward,
-  type Gpu,
-  type LstmWeightTensors,
-  lstmBackward,
-  lstmForward,
-  matmul,
-  maxPool2d,
-  maxPool2dBackward,
-  relu,
-  reluBackward,
-  sumChannels,
-  type Tensor,
+  type Engine,
+  type EngineLstmWeights,
+  Gpu,
+  type EngineTensor as Tensor,
+  WebGpuEngine,
 } from '@dhta/kernels';
 import { pcgHash } from '@dhta/kernels/reference';
 import { loadBundle } from './bundle.js';
@@ -44,6 +31,8 @@ export interface NetworkOptions {
    * than this is held as row blocks, one matmul each (VGG-11's fc6 on llvmpipe: 4 blocks of 1024 rows).
    */
   maxBlockBytes?: number;
+  /** A lower cap for maxBatch than the engine allows. */
+  maxBatch?: number;
 }
 
 interface LinearBlock {
@@ -113,8 +102,30 @@ function layerSeed(seed: number, section: number, index: number): number {
   return pcgHash((pcgHash(seed >>> 0) ^ pcgHash(section * 65536 + index + 1)) >>> 0);
 }
 
+/**
+ * Floats one object takes in a taped forward + backward round (activations, their gradients, and the
+ * largest conv scratch of the CPU engine's im2col GEMMs), for engines whose memory is bounded.
+ */
+function roundFloatsPerObject(spec: ModelSpec, shapes: ReturnType<typeof inferShapes>): number {
+  const frames = spec.task === 'video' ? spec.frames : 1;
+  let activations = inputSizeOf(spec);
+  let scratch = 0;
+  for (const l of [...shapes.layers, ...shapes.head]) {
+    const per = shapes.head.includes(l) ? 1 : frames;
+    activations += per * l.output.reduce((a, b) => a * b, 1);
+    if (l.layer.type === 'conv2d') {
+      const P = l.output[1] * l.output[2];
+      const K = l.input[0] * l.layer.kernel * l.layer.kernel;
+      const O = l.layer.out;
+      scratch = Math.max(scratch, per * (K + Math.max(K, O) + O + 8) * P);
+    }
+  }
+  if (spec.task === 'video') activations += 8 * frames * spec.lstm.hidden;
+  return 2 * activations + scratch;
+}
+
 export class Network implements HashingNetwork {
-  readonly gpu: Gpu;
+  readonly engine: Engine;
   readonly spec: ModelSpec;
   readonly bits: number;
   readonly inputSize: number;
@@ -130,20 +141,20 @@ export class Network implements HashingNetwork {
   private grads: Map<string, Tensor> | null = null;
   private readonly main: Step[];
   private readonly head: Step[];
-  private readonly lstm: LstmWeightTensors | null;
+  private readonly lstm: EngineLstmWeights | null;
   private readonly frameFeatures: number;
   private destroyed = false;
 
-  constructor(gpu: Gpu, spec: ModelSpec, weights: Weights, options: NetworkOptions = {}) {
+  constructor(engine: Engine | Gpu, spec: ModelSpec, weights: Weights, options: NetworkOptions = {}) {
     validateWeights(spec, weights);
-    this.gpu = gpu;
+    this.engine = engine instanceof Gpu ? new WebGpuEngine(engine) : engine;
     this.spec = spec;
     this.bits = spec.bits;
     this.inputSize = inputSizeOf(spec);
     this.channels = spec.input.channels;
     this.planeSize = spec.input.height * spec.input.width;
     const shapes = inferShapes(spec);
-    const maxBinding = gpu.limits['maxStorageBufferBindingSize'] ?? 134217728;
+    const maxBinding = this.engine.maxTensorBytes;
     const maxBlock = Math.min(options.maxBlockBytes ?? maxBinding, maxBinding);
     this.main = this.compile(shapes.layers, weights, maxBlock);
     this.head = this.compile(shapes.head, weights, maxBlock);
@@ -151,7 +162,7 @@ export class Network implements HashingNetwork {
     if (spec.task === 'video') {
       const up = (name: string) => {
         const t = weights.get(name) as WeightTensor;
-        const tensor = gpu.tensor(t.shape, t.data);
+        const tensor = this.engine.tensor(t.shape, t.data);
         this.params.set(name, tensor);
         return tensor;
       };
@@ -162,7 +173,17 @@ export class Network implements HashingNetwork {
         bHh: up('lstm.bias_hh_l0'),
       };
     } else this.lstm = null;
-    this.maxBatch = Math.max(1, Math.floor(maxBinding / 4 / shapes.maxActivation));
+    // The largest activation must fit one tensor (WebGPU: one storage binding), and a whole round must fit
+    // the engine's memory (the WebAssembly engine's 2 GiB, weights included, less some room for packing).
+    const roundBudget = this.engine.memoryBytesLeft - 64 * 2 ** 20;
+    this.maxBatch = Math.max(
+      1,
+      Math.min(
+        options.maxBatch ?? Number.POSITIVE_INFINITY,
+        Math.floor(maxBinding / 4 / shapes.maxActivation),
+        Math.floor(roundBudget / 4 / roundFloatsPerObject(spec, shapes)),
+      ),
+    );
     this.defaultBatch = Math.min(256, this.maxBatch);
   }
 
@@ -239,7 +260,7 @@ export class Network implements HashingNetwork {
   }
 
   private upload(name: string, t: WeightTensor): Tensor {
-    const tensor = this.gpu.tensor(t.shape, t.data);
+    const tensor = this.engine.tensor(t.shape, t.data);
     this.params.set(name, tensor);
     return tensor;
   }
@@ -263,12 +284,12 @@ export class Network implements HashingNetwork {
     this.assertLive();
     this.checkBatch('normalize', pixels, n, this.inputSize);
     const { mean, std } = this.spec.input;
-    return channelAffine(this.gpu, pixels, {
+    return this.engine.channelAffine(pixels, {
       channels: this.channels,
       planeSize: this.planeSize,
       scale: std.map((s) => 1 / s),
       shift: mean.map((m, c) => -m / std[c]),
-      out: this.gpu.empty([n, this.inputSize]),
+      out: this.engine.empty([n, this.inputSize]),
     });
   }
 
@@ -285,7 +306,7 @@ export class Network implements HashingNetwork {
     section: number,
     tape: { saved: Saved[]; owned: Tensor[] } | null,
   ): { y: Tensor; aliased: boolean } {
-    const g = this.gpu;
+    const g = this.engine;
     let cur = x;
     let owned = false; // whether `cur` is a fresh tensor of this section
     for (const s of steps) {
@@ -295,7 +316,7 @@ export class Network implements HashingNetwork {
       let argmax: Tensor | undefined;
       switch (s.kind) {
         case 'conv':
-          y = conv2d(g, input.reshape([n, ...s.in]), s.w, s.b, {
+          y = g.conv2d(input.reshape([n, ...s.in]), s.w, s.b, {
             stride: s.stride,
             padding: s.pad,
             relu: s.relu,
@@ -306,7 +327,7 @@ export class Network implements HashingNetwork {
           const [Out] = s.out;
           y = g.empty([n, Out]);
           for (const blk of s.blocks) {
-            matmul(g, input, blk.w, n, In, blk.rows, {
+            g.matmul(input, blk.w, n, In, blk.rows, {
               transB: true,
               bias: blk.b,
               relu: s.relu,
@@ -318,10 +339,10 @@ export class Network implements HashingNetwork {
           break;
         }
         case 'relu':
-          y = relu(g, input);
+          y = g.relu(input);
           break;
         case 'pool': {
-          const r = maxPool2d(g, input.reshape([n, ...s.in]), { kernel: s.kernel, stride: s.stride });
+          const r = g.maxPool2d(input.reshape([n, ...s.in]), { kernel: s.kernel, stride: s.stride });
           y = r.y;
           argmax = r.argmax;
           break;
@@ -331,7 +352,7 @@ export class Network implements HashingNetwork {
           fresh = false;
           break;
         case 'dropout':
-          if (train && s.p > 0) y = dropout(g, input, { p: s.p, seed: layerSeed(seed, section, s.index) });
+          if (train && s.p > 0) y = g.dropout(input, { p: s.p, seed: layerSeed(seed, section, s.index) });
           else {
             y = input;
             fresh = false;
@@ -364,7 +385,7 @@ export class Network implements HashingNetwork {
     wantInput: boolean,
     weights: boolean,
   ): Tensor | undefined {
-    const g = this.gpu;
+    const g = this.engine;
     let cur = dy;
     let owned = ownDy;
     const drop = (t: Tensor, o: boolean) => {
@@ -382,7 +403,7 @@ export class Network implements HashingNetwork {
       switch (s.kind) {
         case 'dropout':
           if (train && s.p > 0)
-            next = dropoutBackward(g, cur, { p: s.p, seed: layerSeed(tape.seed, section, s.index) });
+            next = g.dropoutBackward(cur, { p: s.p, seed: layerSeed(tape.seed, section, s.index) });
           else {
             next = cur;
             fresh = false;
@@ -393,12 +414,12 @@ export class Network implements HashingNetwork {
           fresh = false;
           break;
         case 'relu':
-          next = reluBackward(g, cur, saved.output);
+          next = g.reluBackward(cur, saved.output);
           break;
         case 'pool': {
           const prev = steps[i - 1];
           const fuseRelu = prev?.kind === 'conv' && prev.relu;
-          next = maxPool2dBackward(g, cur.reshape([n, ...s.out]), saved.argmax as Tensor, [n, ...s.in], {
+          next = g.maxPool2dBackward(cur.reshape([n, ...s.out]), saved.argmax as Tensor, [n, ...s.in], {
             kernel: s.kernel,
             stride: s.stride,
             reluOutput: fuseRelu ? saved.output : undefined,
@@ -408,29 +429,29 @@ export class Network implements HashingNetwork {
         }
         case 'conv': {
           const ownRelu = s.relu && reluAppliedAt !== i;
-          const dyr = ownRelu ? reluBackward(g, cur, saved.output) : cur;
+          const dyr = ownRelu ? g.reluBackward(cur, saved.output) : cur;
           const dy4 = dyr.reshape([n, ...s.out]);
           const x4 = saved.input.reshape([n, ...s.in]);
           if (weights) {
             const grads = this.gradientTensors();
-            conv2dBackwardWeight(g, x4, dy4, s.w.shape, {
+            g.conv2dBackwardWeight(x4, dy4, s.w.shape, {
               stride: s.stride,
               padding: s.pad,
               out: grads.get(`${s.name}.weight`),
               accumulate: true,
             });
-            const db = sumChannels(g, dy4);
-            axpy(g, 1, db, grads.get(`${s.name}.bias`) as Tensor);
+            const db = g.sumChannels(dy4);
+            g.axpy(1, db, grads.get(`${s.name}.bias`) as Tensor);
             db.release();
           }
           next = needDx
-            ? conv2dBackwardInput(g, dy4, s.w, [n, ...s.in], { stride: s.stride, padding: s.pad })
+            ? g.conv2dBackwardInput(dy4, s.w, [n, ...s.in], { stride: s.stride, padding: s.pad })
             : undefined;
           if (ownRelu) dyr.release();
           break;
         }
         case 'linear': {
-          const dyr = s.relu ? reluBackward(g, cur, saved.output) : cur;
+          const dyr = s.relu ? g.reluBackward(cur, saved.output) : cur;
           const [In] = s.in;
           const [Out] = s.out;
           if (weights) {
@@ -438,14 +459,14 @@ export class Network implements HashingNetwork {
             const ones = g.tensor([n], new Float32Array(n).fill(1));
             for (const blk of s.blocks) {
               // dW_block = dy[:, r0:r0+rows]^T x; db_block = 1^T dy[:, r0:r0+rows].
-              matmul(g, dyr, saved.input, blk.rows, n, In, {
+              g.matmul(dyr, saved.input, blk.rows, n, In, {
                 transA: true,
                 aOffset: blk.r0,
                 lda: Out,
                 out: grads.get(blk.wName),
                 accumulate: true,
               });
-              matmul(g, ones, dyr, 1, n, blk.rows, {
+              g.matmul(ones, dyr, 1, n, blk.rows, {
                 bOffset: blk.r0,
                 ldb: Out,
                 out: grads.get(blk.bName),
@@ -457,7 +478,7 @@ export class Network implements HashingNetwork {
           if (needDx) {
             next = g.empty([n, In]);
             s.blocks.forEach((blk, b) => {
-              matmul(g, dyr, blk.w, n, blk.rows, In, {
+              g.matmul(dyr, blk.w, n, blk.rows, In, {
                 aOffset: blk.r0,
                 lda: Out,
                 out: next,
@@ -489,8 +510,8 @@ export class Network implements HashingNetwork {
    */
   private ownedOutput(y: Tensor, n: number, copy: boolean): Tensor {
     if (!copy) return y.reshape([n, this.bits]);
-    const out = this.gpu.empty([n, this.bits]);
-    this.gpu.copy(y, out);
+    const out = this.engine.empty([n, this.bits]);
+    this.engine.copy(y, out);
     return out;
   }
 
@@ -502,7 +523,7 @@ export class Network implements HashingNetwork {
       throw new ModelError('BAD_INPUT', 'forward: training mode (dropout on) needs a seed');
     }
     const seed = options.seed ?? 0;
-    const g = this.gpu;
+    const g = this.engine;
     const keep = options.tape ? { saved: [] as Saved[], owned: [] as Tensor[] } : null;
     const { input } = this.spec;
     if (this.spec.task === 'image') {
@@ -519,12 +540,12 @@ export class Network implements HashingNetwork {
     const frameKeep = keep ? { saved: [] as Saved[], owned: [] as Tensor[] } : null;
     const f = this.runSection(this.main, frames, n * T, train, seed, 1, frameKeep);
     const features = f.y.reshape([n, T, this.frameFeatures]);
-    const lstm = lstmForward(g, features, this.lstm as LstmWeightTensors);
+    const lstm = g.lstmForward(features, this.lstm as EngineLstmWeights);
     let pooled: Tensor;
     if (spec.lstm.pool === 'last') pooled = lstm.hT;
     else {
       const ones = g.tensor([T], new Float32Array(T).fill(1));
-      pooled = matmul(g, ones, lstm.h, 1, T, H, {
+      pooled = g.matmul(ones, lstm.h, 1, T, H, {
         batch: n,
         strideA: 0,
         strideB: T * H,
@@ -571,7 +592,7 @@ export class Network implements HashingNetwork {
     const wantInput = options.input ?? true;
     const weights = options.weights ?? false;
     if (weights) this.gradientTensors();
-    const g = this.gpu;
+    const g = this.engine;
     const dy = gradOutput.reshape([n, this.bits]);
     if (this.spec.task === 'image') {
       const dx = this.backSection(this.main, tape.main, n, train, 0, dy, false, wantInput, weights);
@@ -593,7 +614,7 @@ export class Network implements HashingNetwork {
       dhT = dPooled;
     } else {
       const ones = g.tensor([T], new Float32Array(T).fill(1));
-      dh = matmul(g, ones, dPooled, T, 1, H, {
+      dh = g.matmul(ones, dPooled, T, 1, H, {
         batch: n,
         strideA: 0,
         strideB: H,
@@ -603,16 +624,16 @@ export class Network implements HashingNetwork {
       });
       ones.release();
     }
-    const lw = this.lstm as LstmWeightTensors;
-    const grads = lstmBackward(g, v.features, lw, null, null, v.lstm, dh, dhT);
+    const lw = this.lstm as EngineLstmWeights;
+    const grads = g.lstmBackward(v.features, lw, null, null, v.lstm, dh, dhT);
     dh.release();
     dPooled.release();
     if (weights) {
       const acc = this.gradientTensors();
-      axpy(g, 1, grads.dWih, acc.get('lstm.weight_ih_l0') as Tensor);
-      axpy(g, 1, grads.dWhh, acc.get('lstm.weight_hh_l0') as Tensor);
-      axpy(g, 1, grads.dbIh, acc.get('lstm.bias_ih_l0') as Tensor);
-      axpy(g, 1, grads.dbHh, acc.get('lstm.bias_hh_l0') as Tensor);
+      g.axpy(1, grads.dWih, acc.get('lstm.weight_ih_l0') as Tensor);
+      g.axpy(1, grads.dWhh, acc.get('lstm.weight_hh_l0') as Tensor);
+      g.axpy(1, grads.dbIh, acc.get('lstm.bias_ih_l0') as Tensor);
+      g.axpy(1, grads.dbHh, acc.get('lstm.bias_hh_l0') as Tensor);
     }
     for (const t of [grads.dWih, grads.dWhh, grads.dbIh, grads.dbHh, grads.dh0, grads.dc0]) t.release();
     const dFeat = grads.dx.reshape([n * T, this.frameFeatures]);
@@ -632,7 +653,7 @@ export class Network implements HashingNetwork {
   private gradientTensors(): Map<string, Tensor> {
     if (!this.grads) {
       this.grads = new Map();
-      for (const [name, p] of this.params) this.grads.set(name, this.gpu.zeros(p.shape));
+      for (const [name, p] of this.params) this.grads.set(name, this.engine.zeros(p.shape));
     }
     return this.grads;
   }
@@ -644,7 +665,7 @@ export class Network implements HashingNetwork {
 
   zeroGradients(): void {
     this.assertLive();
-    for (const t of this.gradientTensors().values()) this.gpu.fill(t, 0);
+    for (const t of this.gradientTensors().values()) this.engine.fill(t, 0);
   }
 
   async encode(
@@ -669,7 +690,7 @@ export class Network implements HashingNetwork {
     const K = this.bits;
     const features = new Float32Array(n * K);
     const codes = new Int8Array(n * K);
-    const g = this.gpu;
+    const g = this.engine;
     for (let start = 0; start < n; start += batch) {
       const m = Math.min(batch, n - start);
       const x = g.tensor(
@@ -680,7 +701,7 @@ export class Network implements HashingNetwork {
       x.release();
       const { output } = this.forward(xn, m);
       xn.release();
-      features.set(await g.readF32(output), start * K);
+      features.set(await g.read(output), start * K);
       output.release();
       options.onProgress?.(start + m, n);
     }
@@ -692,7 +713,7 @@ export class Network implements HashingNetwork {
   async readWeights(): Promise<Weights> {
     this.assertLive();
     const out: Weights = new Map();
-    const read = async (t: Tensor) => this.gpu.readF32(t);
+    const read = async (t: Tensor) => this.engine.read(t);
     for (const steps of [this.main, this.head]) {
       for (const s of steps) {
         if (s.kind === 'conv') {
@@ -732,18 +753,22 @@ export class Network implements HashingNetwork {
   }
 }
 
-/** A network on `gpu` from a spec and its weights (validated first). */
+/** A network on an engine (a Gpu means its WebGPU engine) from a spec and its weights (validated first). */
 export function createNetwork(
-  gpu: Gpu,
+  engine: Engine | Gpu,
   spec: ModelSpec,
   weights: Weights,
   options?: NetworkOptions,
 ): Network {
-  return new Network(gpu, spec, weights, options);
+  return new Network(engine, spec, weights, options);
 }
 
-/** Loads a bundle folder (model.json + weights.safetensors) onto `gpu`. */
-export async function loadNetwork(gpu: Gpu, dir: string, options?: NetworkOptions): Promise<Network> {
+/** Loads a bundle folder (model.json + weights.safetensors) onto an engine (a Gpu: its WebGPU engine). */
+export async function loadNetwork(
+  engine: Engine | Gpu,
+  dir: string,
+  options?: NetworkOptions,
+): Promise<Network> {
   const { spec, weights } = await loadBundle(dir);
-  return new Network(gpu, spec, weights, options);
+  return new Network(engine, spec, weights, options);
 }

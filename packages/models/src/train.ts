@@ -5,7 +5,7 @@
 
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { sgdMomentumStep, type Tensor } from '@dhta/kernels';
+import type { EngineTensor as Tensor } from '@dhta/kernels';
 import { pcgHash, SeededRandom } from '@dhta/kernels/reference';
 import { loadBundle, replaceDirAtomic, saveBundle } from './bundle.js';
 import { ModelError } from './errors.js';
@@ -250,7 +250,7 @@ async function saveCheckpoint(
   for (const [name, v] of momentum) {
     tensors.set(`momentum.${name}`, {
       shape: [...v.shape],
-      data: (await net.gpu.readF32(v)) as Float32Array,
+      data: await net.engine.read(v),
     });
   }
   tensors.set('bank', { shape: [bank.length / net.bits, net.bits], data: bank });
@@ -297,7 +297,7 @@ export async function trainHashingNetwork(
   options: TrainOptions,
 ): Promise<TrainResult> {
   const o = resolveTrainOptions(net.spec.task, options);
-  const { gpu, bits: K } = net;
+  const { engine, bits: K } = net;
   const C = data.classes;
   const N = data.length;
   if (N < 1) throw new ModelError('BAD_INPUT', 'the training set is empty');
@@ -305,7 +305,7 @@ export async function trainHashingNetwork(
   const params = net.parameters();
   const grads = net.gradients();
   const momentum = new Map<string, Tensor>();
-  for (const [name, p] of params) momentum.set(name, gpu.zeros(p.shape));
+  for (const [name, p] of params) momentum.set(name, engine.zeros(p.shape));
   // The memory bank starts at zero, as in DPSH (theta = 0 until an object's first visit).
   let bank: Float32Array = new Float32Array(N * K);
   let startEpoch = 0;
@@ -340,7 +340,7 @@ export async function trainHashingNetwork(
             `${weightsFile}: the checkpoint's ${name} is missing or has the wrong size for this model`,
           );
         }
-        gpu.write(p, w.data);
+        engine.write(p, w.data);
       }
       const tensorsFile = join(dir, TENSORS_FILE);
       for (const [name, v] of momentum) {
@@ -351,7 +351,7 @@ export async function trainHashingNetwork(
             `${tensorsFile}: momentum for ${name} is missing or has the wrong size`,
           );
         }
-        gpu.write(v, saved.data);
+        engine.write(v, saved.data);
       }
       const savedBank = ckpt.tensors.get('bank');
       if (!savedBank || savedBank.data.length !== N * K) {
@@ -387,12 +387,12 @@ export async function trainHashingNetwork(
         const B = idx.length;
         const pixels = await next;
         if (step + 1 < steps) next = data.load(order.slice((step + 1) * o.batch, (step + 2) * o.batch));
-        const x = gpu.tensor([B, net.inputSize], pixels);
+        const x = engine.tensor([B, net.inputSize], pixels);
         const xn = net.normalize(x, B);
         x.release();
         const seed = pcgHash((o.seed + epoch * 1_000_003 + step) >>> 0);
         const { output, tape } = net.forward(xn, B, { train: true, seed, tape: true });
-        const f = (await gpu.readF32(output)) as Float32Array;
+        const f = await engine.read(output);
         const u = Float64Array.from(f, tanh);
         const batchLabels = new Uint8Array(B * C);
         for (let i = 0; i < B; i++) {
@@ -410,7 +410,7 @@ export async function trainHashingNetwork(
           balance: o.balance,
         });
         // Through u = tanh(f): dL/df = dL/du * (1 - u^2).
-        const dF = gpu.tensor(
+        const dF = engine.tensor(
           [B, K],
           Float32Array.from(grad, (g, i) => g * (1 - u[i] * u[i])),
         );
@@ -421,7 +421,7 @@ export async function trainHashingNetwork(
         xn.release();
         dF.release();
         for (const [name, p] of params) {
-          sgdMomentumStep(gpu, p, grads.get(name)!, momentum.get(name)!, {
+          engine.sgdMomentumStep(p, grads.get(name)!, momentum.get(name)!, {
             lr,
             momentum: o.momentum,
             weightDecay: o.weightDecay,

@@ -1,7 +1,7 @@
 // The model bundle's description (model.json) and the interface every hashing network offers to training,
 // encoding and the attacks. Other packages (attack, cli) program against these types only.
 
-import type { Gpu, Tensor } from '@dhta/kernels';
+import type { Engine, EngineTensor as Tensor } from '@dhta/kernels';
 
 export type LayerSpec =
   | { type: 'conv2d'; out: number; kernel: number; stride?: number; padding?: number }
@@ -81,11 +81,13 @@ export interface BackwardOptions {
 }
 
 /**
- * A hashing network resident on a GPU. Inputs are tensors of n objects, each `inputSize` floats laid out
- * as [C, H, W] (image) or [T, C, H, W] (video).
+ * A hashing network resident on an engine (WebGPU or the WebAssembly CPU engine). Inputs are tensors of n
+ * objects, each `inputSize` floats laid out as [C, H, W] (image) or [T, C, H, W] (video).
  */
 export interface HashingNetwork {
-  readonly gpu: Gpu;
+  readonly engine: Engine;
+  /** The most objects one forward + backward round may hold on this engine. */
+  readonly maxBatch: number;
   readonly spec: ModelSpec;
   readonly bits: number;
   /** Floats per object: C*H*W, or T*C*H*W for video. */
@@ -108,7 +110,7 @@ export interface HashingNetwork {
    */
   backward(tape: Tape, gradOutput: Tensor, options?: BackwardOptions): Tensor | undefined;
 
-  /** Trainable parameters on the GPU, by PyTorch name, and their gradient accumulators (same names). */
+  /** Trainable parameters on the engine, by PyTorch name, and their gradient accumulators (same names). */
   parameters(): Map<string, Tensor>;
   gradients(): Map<string, Tensor>;
   zeroGradients(): void;

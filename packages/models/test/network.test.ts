@@ -42,7 +42,7 @@ describe('network', () => {
     const x = g.tensor([n, net.inputSize], xs);
     const run = async (o: { train?: boolean; seed?: number }, input = x) => {
       const { output } = net.forward(input, n, o);
-      const v = await g.readF32(output);
+      const v = await net.engine.read(output);
       output.release();
       return v;
     };
@@ -60,7 +60,7 @@ describe('network', () => {
     const v = Float32Array.from(rng.uniformArray(xs.length, -1, 1));
     const { output, tape } = net.forward(x, n, { train: true, seed: 5, tape: true });
     output.release();
-    const dx = await g.readF32(net.backward(tape!, g.tensor([n, 6], r))!);
+    const dx = await net.engine.read(net.backward(tape!, g.tensor([n, 6], r))!);
     tape!.release();
     const loss = async (h: number) => {
       const xh = g.tensor(
@@ -138,11 +138,11 @@ describe('network', () => {
       const dx = net.backward(tape!, g.tensor([n, spec.bits], new Float32Array(n * spec.bits).fill(1)), {
         weights: true,
       });
-      const grad = await g.readF32(dx!);
+      const grad = await net.engine.read(dx!);
       expect(grad.every(Number.isFinite)).toBe(true);
       expect(grad.some((v) => v !== 0)).toBe(true);
       for (const [name, t] of net.gradients()) {
-        const v = await g.readF32(t);
+        const v = await net.engine.read(t);
         expect(v.every(Number.isFinite), name).toBe(true);
       }
       tape!.release();

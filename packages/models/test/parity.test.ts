@@ -9,7 +9,7 @@ const CASES = ['layers', 'vgg11-narrow', 'video-mean', 'video-last', 'import-vgg
 const measured: Record<string, Record<string, number>> = {};
 
 async function check(net: Network, name: string, label = name) {
-  const g = net.gpu;
+  const g = net.engine;
   const d = readCaseData(name);
   const x = d.get('x');
   const n = x.shape[0];
@@ -17,7 +17,7 @@ async function check(net: Network, name: string, label = name) {
   expect(x.data.length).toBe(n * net.inputSize);
   const xn = net.normalize(g.tensor([n, net.inputSize], x.data), n);
   const { output, tape } = net.forward(xn, n, { tape: true });
-  const f = await g.readF32(output);
+  const f = await g.read(output);
   const errs: Record<string, number> = { f: relativeError(f, d.get('f').data) };
   // DHTA loss gradient dL/df_ij = -(1/K) a_j alpha (1 - tanh^2(alpha f_ij)), from the GPU's own f.
   const a = d.get('anchor').data;
@@ -27,7 +27,7 @@ async function check(net: Network, name: string, label = name) {
     dL[i] = -(1 / K) * a[i % K] * d.alpha * (1 - t * t);
   }
   const gIn = net.backward(tape!, g.tensor([n, K], dL), { input: true });
-  errs['grad_input'] = relativeError(await g.readF32(gIn!), d.get('grad_input').data);
+  errs['grad_input'] = relativeError(await g.read(gIn!), d.get('grad_input').data);
   gIn!.release();
   net.zeroGradients();
   const none = net.backward(tape!, g.tensor([n, K], d.get('r').data), { input: false, weights: true });
@@ -40,14 +40,14 @@ async function check(net: Network, name: string, label = name) {
     // Row-blocked weights (several GPU tensors) are compared block by block.
     let got: Float32Array;
     const t = grads.get(name);
-    if (t) got = await g.readF32(t);
+    if (t) got = await g.read(t);
     else {
       const parts = [...grads.keys()].filter((k) => k.startsWith(`${name}[`));
       expect(parts.length, name).toBeGreaterThan(1);
       got = new Float32Array(want.length);
       let at = 0;
       for (const k of parts) {
-        const v = await g.readF32(grads.get(k)!);
+        const v = await g.read(grads.get(k)!);
         got.set(v, at);
         at += v.length;
       }
