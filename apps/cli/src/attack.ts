@@ -3,7 +3,6 @@
 import { join } from 'node:path';
 import { type AttackMethod, type AttackOptions, pickP2pAnchors, runAttack, voteAnchors } from '@dhta/attack';
 import { readNpyFile, writeNpyFile } from '@dhta/kernels/hamming';
-import { CpuImageNetwork } from '@dhta/models';
 import type { Command } from 'commander';
 import { CliError } from './errors.js';
 import { fmt, METHODS, type Method, type ProtocolResult, runProtocol } from './experiment.js';
@@ -335,7 +334,7 @@ async function attackFiles(f: AttackFlags): Promise<void> {
         iterations: out.iterations,
         seconds: out.seconds,
         queryIterationsPerSecond: out.iterations ? (n * out.iterations) / out.seconds : null,
-        engine: net instanceof CpuImageNetwork ? 'wasm' : 'webgpu',
+        engine: net.engine.kind,
         outDir: f.outDir,
       };
       if (f.json) printJson(summary);

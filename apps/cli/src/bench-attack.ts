@@ -10,18 +10,11 @@ import { runAttack } from '@dhta/attack';
 import type { Gpu } from '@dhta/kernels';
 import { readNpyFile, writeNpyFile } from '@dhta/kernels/hamming';
 import { SeededRandom } from '@dhta/kernels/reference';
-import {
-  CpuImageNetwork,
-  createNetwork,
-  type ImageModelSpec,
-  initWeights,
-  saveBundle,
-  smallCnn,
-  vgg11,
-} from '@dhta/models';
+import { createNetwork, type ImageModelSpec, initWeights, saveBundle, smallCnn, vgg11 } from '@dhta/models';
 import type { Command } from 'commander';
 import { nonNegativeInt, positiveInt } from './attack.js';
 import { outFileReady, writeAtomic } from './bench.js';
+import { startBusy } from './busy.js';
 import { CliError } from './errors.js';
 import {
   backendOption,
@@ -30,6 +23,7 @@ import {
   type Engine,
   engineOption,
   type GpuFlags,
+  openEngine,
   resolveEngine,
   withOptionalGpu,
 } from './gpu.js';
@@ -61,6 +55,8 @@ export interface AttackBenchOptions {
   python?: string;
   /** Threads of PyTorch and of the WebAssembly engine (default 2). */
   threads?: number;
+  /** Competing busy processes (one core each) running from the check run to the end (default 0). */
+  busy?: number;
   /** Progress lines (stderr). */
   log?: (line: string) => void;
 }
@@ -204,11 +200,9 @@ export async function benchAttack(gpu: Gpu | null, o: AttackBenchOptions): Promi
   for (let i = 0; i < x.length; i++) x[i] = rng.next();
   const anchors = Int8Array.from({ length: o.batch * bits }, () => (rng.next() < 0.5 ? -1 : 1));
 
-  const engine = resolveEngine(o.engine, gpu, 'image');
-  const net =
-    engine === 'wasm' || !gpu
-      ? await CpuImageNetwork.create(spec, weights, { threads: o.threads ?? 2 })
-      : createNetwork(gpu, spec, weights);
+  const engine = resolveEngine(o.engine, gpu);
+  const kernels = await openEngine(gpu, engine, o.threads ?? 2);
+  const net = createNetwork(kernels, spec, weights, { ownEngine: true });
   const device = deviceOf(net);
   const dispatches = (): number => gpu?.dispatches ?? 0;
   const n = o.batch;
@@ -229,6 +223,8 @@ export async function benchAttack(gpu: Gpu | null, o: AttackBenchOptions): Promi
     date: new Date().toISOString(),
     ours: { seconds: 0, queryIterationsPerSecond: 0, msPerIteration: 0, dispatchesPerIteration: 0 },
   };
+  const busy = await startBusy(o.busy ?? 0);
+  if (busy.count) log(`dhta: ${busy.count} busy process(es) running`);
   const dir = mkdtempSync(join(tmpdir(), 'dhta-bench-attack-'));
   try {
     // The check run doubles as the warm-up: it compiles every shader the timed run uses.
@@ -349,6 +345,7 @@ export async function benchAttack(gpu: Gpu | null, o: AttackBenchOptions): Promi
     }
     return result;
   } finally {
+    await busy.stop();
     net.destroy();
     rmSync(dir, { recursive: true, force: true });
   }
@@ -410,6 +407,12 @@ export function registerBenchAttack(program: Command): void {
       positiveInt('--threads', 256),
       2,
     )
+    .option(
+      '--busy <N>',
+      'start N busy processes (each spins on one core) before the check run and kill them after the timed runs, 0 to 64',
+      nonNegativeInt('--busy', 64),
+      0,
+    )
     .option('--out <file>', 'also write the result as JSON to this file (atomically)')
     .option('--backend <name>', 'Dawn backend', backendOption)
     .option('--adapter <name>', 'adapter name')
@@ -429,6 +432,7 @@ export function registerBenchAttack(program: Command): void {
           engine?: Engine;
           python?: string;
           threads: number;
+          busy: number;
           out?: string;
           json?: boolean;
         },
@@ -450,6 +454,7 @@ export function registerBenchAttack(program: Command): void {
             engine: o.engine,
             python: o.python,
             threads: o.threads,
+            busy: o.busy,
             log: o.json ? undefined : (line) => process.stderr.write(`  ${line}\n`),
           });
           if (o.out) writeAtomic(o.out, `${JSON.stringify(r, null, 2)}\n`);

@@ -3,6 +3,7 @@ import { benchKernels, type KernelBenchRow } from '@dhta/kernels';
 import type { Command } from 'commander';
 import { positiveInt } from './attack.js';
 import { registerBenchDriver } from './bench-driver.js';
+import { registerBenchEncode } from './bench-encode.js';
 import { CliError } from './errors.js';
 import { makeDir, prepareOutFile, writeAtomic as writeFileAtomic } from './files.js';
 import { backendOption, type GpuFlags, withGpu } from './gpu.js';
@@ -88,5 +89,6 @@ export function registerBench(program: Command): Command {
       }).catch(failed);
     });
   registerBenchDriver(bench);
+  registerBenchEncode(bench);
   return bench;
 }

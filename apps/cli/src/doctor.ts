@@ -40,7 +40,7 @@ export function registerDoctor(program: Command): void {
         const report = {
           cpuEngine: {
             ...cpuEngine,
-            autoForImageModels: gpu.adapter.isSoftware && cpuEngine.available ? 'wasm' : 'webgpu',
+            autoEngine: gpu.adapter.isSoftware && cpuEngine.available ? 'wasm' : 'webgpu',
           },
           adapter: gpu.adapter,
           adaptersSeen: seen,
@@ -76,7 +76,7 @@ export function registerDoctor(program: Command): void {
         console.log(
           `cpu engine   ${
             cpuEngine.available
-              ? `WebAssembly SIMD, ${cpuEngine.threads} thread${cpuEngine.threads > 1 ? 's' : ''}; --engine auto runs image models on ${report.cpuEngine.autoForImageModels}`
+              ? `WebAssembly SIMD, ${cpuEngine.threads} thread${cpuEngine.threads > 1 ? 's' : ''}; --engine auto runs models on ${report.cpuEngine.autoEngine}`
               : `not available (${cpuEngine.error})`
           }`,
         );

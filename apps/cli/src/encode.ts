@@ -11,7 +11,7 @@ import {
   toFaissBytes,
   writeNpyFile,
 } from '@dhta/kernels/hamming';
-import { CpuImageNetwork, type ModelSpec } from '@dhta/models';
+import type { ModelSpec } from '@dhta/models';
 import type { Command } from 'commander';
 import { positiveInt } from './attack.js';
 import { CliError } from './errors.js';
@@ -158,7 +158,7 @@ export async function runEncode(o: EncodeOptions): Promise<EncodeSummary> {
         task: net.spec.task,
         seconds,
         device: deviceOf(net),
-        engine: net instanceof CpuImageNetwork ? 'wasm' : 'webgpu',
+        engine: net.engine.kind,
         codes: o.packed ? 'packed' : 'int8',
         out: o.out,
         ...(o.features ? { features: o.features } : {}),

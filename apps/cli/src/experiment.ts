@@ -11,7 +11,7 @@ import { type Dataset, type OpenedDataset, openDataset } from '@dhta/data';
 import { defaultNs, perceptibility, RetrievalDatabase } from '@dhta/eval';
 import type { Gpu } from '@dhta/kernels';
 import { readNpyFile, writeNpyFile } from '@dhta/kernels/hamming';
-import { CpuImageNetwork, type HashingNetwork, type ModelSpec } from '@dhta/models';
+import type { HashingNetwork, ModelSpec } from '@dhta/models';
 import { CliError } from './errors.js';
 import { lockOutDir, makeDir, removeIfEmpty } from './files.js';
 import { type Engine, openNetwork } from './gpu.js';
@@ -62,7 +62,7 @@ export interface ProtocolOptions {
   resume?: boolean;
   /** Run only slice `index` of `count` of the sampled queries. */
   shard?: { index: number; count: number };
-  /** Where the attack loop runs (default auto: wasm for image models on a software adapter). */
+  /** Where the model runs (default auto: wasm on a software adapter or without one). */
   engine?: Engine;
   /** Threads of the WebAssembly engine (default: the logical CPUs, at most 16). */
   cpuThreads?: number;
@@ -98,7 +98,7 @@ export function cacheDir(): string {
 }
 
 /** What encodes: a WebGPU network or one on the WebAssembly engine. */
-type Encoder = Pick<HashingNetwork, 'bits' | 'spec'> & {
+type Encoder = Pick<HashingNetwork, 'bits' | 'spec' | 'engine'> & {
   encode(pixels: Float32Array, n: number): Promise<{ codes: Int8Array }> | { codes: Int8Array };
 };
 
@@ -166,7 +166,7 @@ async function databaseCodes(
     o.data,
     data.info.seed,
     data.database.length,
-    net instanceof CpuImageNetwork ? 'wasm' : 'webgpu',
+    net.engine.kind,
   );
   try {
     const bytes = readFileSync(file);
@@ -334,7 +334,7 @@ export async function runProtocol(gpu: Gpu | null, o: ProtocolOptions): Promise<
       maxTargetsPerQuery: o.maxTargetsPerQuery ?? null,
       sampling: SAMPLING_VERSION,
       shard,
-      engine: net instanceof CpuImageNetwork ? 'wasm' : 'webgpu',
+      engine: net.engine.kind,
     };
     // The output folder is made (and taken: one run at a time) only now that the settings are checked.
     createdOutDir = makeDir(o.outDir);
@@ -512,7 +512,7 @@ export async function runProtocol(gpu: Gpu | null, o: ProtocolOptions): Promise<
       shard: shard.count > 1 ? `${shard.index}/${shard.count}` : null,
       seconds: { encode: encodeSeconds, total: (performance.now() - started) / 1000 },
       databaseCached: db.cached,
-      engine: net instanceof CpuImageNetwork ? 'wasm' : 'webgpu',
+      engine: net.engine.kind,
     };
     const shownQueries = Array.from({ length: Math.max(0, shownHi - lo) }, (_, i) => lo + i);
     writeRunOutputs(

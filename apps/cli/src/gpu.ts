@@ -1,5 +1,13 @@
-import { createGpu, type Gpu, type GpuBackend, KernelError, type WebGpuEngine } from '@dhta/kernels';
-import { CpuImageNetwork, type HashingNetwork, loadBundle, loadNetwork, loadSpec } from '@dhta/models';
+import {
+  createGpu,
+  type Gpu,
+  type GpuBackend,
+  type Engine as KernelEngine,
+  KernelError,
+  WebGpuEngine,
+} from '@dhta/kernels';
+import { WasmEngine } from '@dhta/kernels/wasm';
+import { createNetwork, type HashingNetwork, loadBundle, type Network } from '@dhta/models';
 import { CliError } from './errors.js';
 
 export interface GpuFlags {
@@ -25,7 +33,7 @@ export async function withGpu<T>(flags: GpuFlags, fn: (gpu: Gpu) => Promise<T>):
   }
 }
 
-/** Where the attack loop runs: WebGPU kernels, or the WebAssembly SIMD engine on the CPU (image models). */
+/** Where the model runs: WebGPU kernels, or the WebAssembly SIMD engine on the CPU. */
 export const ENGINES = ['auto', 'webgpu', 'wasm'] as const;
 export type Engine = (typeof ENGINES)[number];
 
@@ -36,41 +44,51 @@ export function engineOption(value: string): Engine {
 }
 
 export const ENGINE_HELP =
-  'where the attack loop runs: webgpu (the WGSL kernels), wasm (WebAssembly SIMD on the CPU cores; image ' +
-  'models), or auto (default): wasm for image models when the WebGPU adapter is a software one (llvmpipe), ' +
-  'where it is several times faster, webgpu otherwise';
+  'where the model runs: webgpu (the WGSL kernels), wasm (WebAssembly SIMD on the CPU cores), or auto ' +
+  '(default): wasm when the WebGPU adapter is a software one (llvmpipe) or there is none, where it is ' +
+  'several times faster, webgpu otherwise';
 
-/** The engine of a run: auto picks wasm for image models on a software adapter or without a GPU. */
+/**
+ * The engine of a run: auto picks wasm on a software adapter or without a GPU. Both engines run every model
+ * (`_task` is accepted for older callers and does not matter).
+ */
 export function resolveEngine(
   engine: Engine | undefined,
   gpu: Gpu | null,
-  task: 'image' | 'video',
+  _task?: 'image' | 'video',
 ): 'webgpu' | 'wasm' {
   const e = engine ?? 'auto';
-  if (e === 'wasm' && task !== 'image') {
-    throw new CliError(
-      '--engine wasm runs image models only (the WebAssembly engine has no LSTM)',
-      'use --engine webgpu (or auto) for video models',
-    );
-  }
   if (!gpu) {
-    if (task !== 'image') {
+    if (e === 'webgpu') {
       throw new CliError(
-        'video models need a WebGPU adapter, and none is open',
-        'install a WebGPU driver (dhta doctor says which), or run image models',
+        '--engine webgpu needs a WebGPU adapter, and none is open',
+        'use --engine wasm or auto',
       );
     }
     return 'wasm';
   }
-  if (e === 'auto') return task === 'image' && gpu.adapter.isSoftware ? 'wasm' : 'webgpu';
+  if (e === 'auto') return gpu.adapter.isSoftware ? 'wasm' : 'webgpu';
   return e;
+}
+
+/**
+ * The kernel engine of a run (see resolveEngine). A WebAssembly engine made here belongs to the caller
+ * (destroy it; a network made with `ownEngine` does it when destroyed).
+ */
+export async function openEngine(
+  gpu: Gpu | null,
+  engine: Engine | undefined,
+  cpuThreads?: number,
+): Promise<KernelEngine> {
+  if (resolveEngine(engine, gpu) === 'webgpu' && gpu) return new WebGpuEngine(gpu);
+  return WasmEngine.create({ threads: cpuThreads });
 }
 
 /**
  * Opens the GPU for a command that can also run on the WebAssembly engine, and releases it at the end. With
  * --engine wasm no GPU is opened at all (hosts without any WebGPU driver); with --engine auto, when no
  * adapter is found (and none was named with --adapter or --backend), the command goes on without one and
- * runs image models on the WebAssembly engine (a line on stderr says so).
+ * runs on the WebAssembly engine (a line on stderr says so).
  */
 export async function withOptionalGpu<T>(
   flags: GpuFlags & { engine?: Engine },
@@ -84,7 +102,7 @@ export async function withOptionalGpu<T>(
     const auto = (flags.engine ?? 'auto') === 'auto' && !flags.adapter && !flags.backend;
     if (auto && e instanceof KernelError && (e.code === 'NO_ADAPTER' || e.code === 'NO_WEBGPU')) {
       process.stderr.write(
-        `dhta: no WebGPU adapter (${e.message.split('. ')[0]}); image models run on the WebAssembly engine\n`,
+        `dhta: no WebGPU adapter (${e.message.split('. ')[0]}); models run on the WebAssembly engine\n`,
       );
       return fn(null);
     }
@@ -97,24 +115,25 @@ export async function withOptionalGpu<T>(
   }
 }
 
-/** A model bundle opened on the engine of a run: the WebGPU network, or the image network on the CPU engine. */
+/** A model bundle opened on the engine of a run (the network owns a WebAssembly engine it runs on). */
 export async function openNetwork(
   gpu: Gpu | null,
   dir: string,
   engine: Engine | undefined,
   cpuThreads?: number,
-): Promise<HashingNetwork | CpuImageNetwork> {
-  const spec = await loadSpec(dir);
-  if (resolveEngine(engine, gpu, spec.task) === 'webgpu' && gpu) return loadNetwork(gpu, dir);
-  const bundle = await loadBundle(dir);
-  return CpuImageNetwork.create(bundle.spec, bundle.weights, { threads: cpuThreads });
+): Promise<Network> {
+  const { spec, weights } = await loadBundle(dir);
+  const e = await openEngine(gpu, engine, cpuThreads);
+  try {
+    return createNetwork(e, spec, weights, { ownEngine: true });
+  } catch (err) {
+    e.destroy();
+    throw err;
+  }
 }
 
 /** Where a network runs, for summaries: the adapter, or the WebAssembly engine and its threads. */
-export function deviceOf(net: HashingNetwork | CpuImageNetwork): string {
-  return net instanceof CpuImageNetwork
-    ? `WebAssembly SIMD, ${net.cpu.threads} CPU thread${net.cpu.threads > 1 ? 's' : ''}`
-    : net.engine.kind === 'webgpu'
-      ? (net.engine as WebGpuEngine).gpu.adapter.description
-      : net.engine.description;
+export function deviceOf(net: Pick<HashingNetwork, 'engine'>): string {
+  const e = net.engine;
+  return e instanceof WebGpuEngine ? e.gpu.adapter.description : e.description;
 }

@@ -8,7 +8,6 @@ import type { Gpu } from '@dhta/kernels';
 import { MAX_BITS } from '@dhta/kernels/hamming';
 import { SeededRandom } from '@dhta/kernels/reference';
 import {
-  CpuImageNetwork,
   createNetwork,
   initWeights,
   loadCheckpoint,
@@ -20,7 +19,6 @@ import {
   trainHashingNetwork,
   vgg11,
   videoNet,
-  type Weights,
   writeSafetensors,
 } from '@dhta/models';
 import { type Command, Option } from 'commander';
@@ -28,7 +26,7 @@ import { classList, decimal, nonNegativeInt, positiveInt, positiveNumber } from 
 import { CliError } from './errors.js';
 import { cacheCodes, codesCacheFile, encodeDataset } from './experiment.js';
 import { makeDir, removeIfEmpty } from './files.js';
-import { backendOption, deviceOf, type Engine, engineOption, resolveEngine, withGpu } from './gpu.js';
+import { backendOption, deviceOf, type Engine, engineOption, openEngine, withOptionalGpu } from './gpu.js';
 import { printJson } from './output.js';
 import { createProgress, type Progress } from './progress.js';
 
@@ -130,7 +128,7 @@ export function presetFor(name: string, bits: number, data: OpenedDataset): Mode
   }
 }
 
-/** What encodes for the clean MAP: the trained WebGPU network, or the same weights on the WebAssembly engine. */
+/** What encodes for the clean MAP: the trained network, on its engine. */
 type Encoder = Parameters<typeof encodeDataset>[0];
 
 /**
@@ -333,12 +331,6 @@ async function plan(f: TrainFlags): Promise<Plan> {
     openSet: f.heldOut ? { heldOutClasses: f.heldOut } : undefined,
   });
   const spec = presetFor(f.preset, f.bits, data);
-  if (f.engine === 'wasm' && spec.task !== 'image') {
-    throw new CliError(
-      '--engine wasm runs image models only (the WebAssembly engine has no LSTM)',
-      'use --engine webgpu (or auto) for video models',
-    );
-  }
   const out = resolve(f.out);
   checkOut(out);
   const trainOptions = {
@@ -376,10 +368,19 @@ async function plan(f: TrainFlags): Promise<Plan> {
   };
 }
 
-async function train(gpu: Gpu, f: TrainFlags, p: Plan): Promise<Record<string, unknown>> {
+async function train(gpu: Gpu | null, f: TrainFlags, p: Plan): Promise<Record<string, unknown>> {
   const progress = createProgress({ quiet: f.json });
   const { data, spec, out, checkpointDir, used } = p;
-  const net = createNetwork(gpu, spec, initWeights(spec, f.seed, { hashScale: f.initHashScale }));
+  const engine = await openEngine(gpu, f.engine, f.cpuThreads);
+  let net: ReturnType<typeof createNetwork>;
+  try {
+    net = createNetwork(engine, spec, initWeights(spec, f.seed, { hashScale: f.initHashScale }), {
+      ownEngine: true,
+    });
+  } catch (e) {
+    engine.destroy();
+    throw e;
+  }
   try {
     if (p.resumed) {
       progress.log(
@@ -392,7 +393,7 @@ async function train(gpu: Gpu, f: TrainFlags, p: Plan): Promise<Record<string, u
       progress.log(`no checkpoint at ${checkpointDir}: training from the start`);
     }
     progress.log(
-      `training ${f.preset} (${f.bits} bits) on ${f.data}: ${data.train.length} training items, ${f.epochs} epochs`,
+      `training ${f.preset} (${f.bits} bits) on ${f.data}: ${data.train.length} training items, ${f.epochs} epochs, on ${deviceOf(net)}`,
     );
     const result = await trainHashingNetwork(net, data.train, {
       ...p.trainOptions,
@@ -424,7 +425,7 @@ async function train(gpu: Gpu, f: TrainFlags, p: Plan): Promise<Record<string, u
     const weights = await net.readWeights();
     const weightsBytes = writeSafetensors(weights, { format: 'pt' });
     const evaluation = f.eval
-      ? await evaluate(gpu, net, weights, weightsBytes, f, p, progress)
+      ? await evaluate(net, weightsBytes, f, p, progress)
       : { map: null, queries: 0, R: null, engine: null, device: null, seconds: 0 };
     const card = {
       data: f.data,
@@ -454,6 +455,7 @@ async function train(gpu: Gpu, f: TrainFlags, p: Plan): Promise<Record<string, u
         : {}),
       losses: result.losses.map((l) => Number(l.toPrecision(6))),
       trainSeconds: Math.round(result.seconds),
+      trainEngine: net.engine.kind,
       cleanMap: evaluation.map,
       cleanMapQueries: evaluation.queries,
       cleanMapR: evaluation.R,
@@ -471,15 +473,9 @@ async function train(gpu: Gpu, f: TrainFlags, p: Plan): Promise<Record<string, u
   }
 }
 
-/**
- * The clean MAP, on the fast engine: the WebAssembly one for image models where the WebGPU adapter is a
- * software one (encoding MNIST's 60 000-image database there takes a minute or less, against minutes on
- * llvmpipe), or where --engine says so; the trained WebGPU network otherwise.
- */
+/** The clean MAP, on the engine that trained the network. */
 async function evaluate(
-  gpu: Gpu,
   net: ReturnType<typeof createNetwork>,
-  weights: Weights,
   weightsBytes: Uint8Array,
   f: TrainFlags,
   p: Plan,
@@ -493,27 +489,11 @@ async function evaluate(
   seconds: number;
 }> {
   const t0 = performance.now();
-  const engine = resolveEngine(f.engine, gpu, p.spec.task);
-  const cpu =
-    engine === 'wasm' ? await CpuImageNetwork.create(p.spec, weights, { threads: f.cpuThreads }) : null;
-  try {
-    const encoder = cpu ?? net;
-    const device = deviceOf(encoder);
-    progress.log(`clean MAP: ${Math.min(p.evalQueries, p.data.query.length)} queries, encoded on ${device}`);
-    const clean = await cleanMap(
-      encoder,
-      engine,
-      weightsBytes,
-      p.data,
-      p.evalQueries,
-      progress,
-      f.data,
-      f.seed,
-    );
-    return { ...clean, engine, device, seconds: (performance.now() - t0) / 1000 };
-  } finally {
-    cpu?.destroy();
-  }
+  const device = deviceOf(net);
+  progress.log(`clean MAP: ${Math.min(p.evalQueries, p.data.query.length)} queries, encoded on ${device}`);
+  const engine = net.engine.kind;
+  const clean = await cleanMap(net, engine, weightsBytes, p.data, p.evalQueries, progress, f.data, f.seed);
+  return { ...clean, engine, device, seconds: (performance.now() - t0) / 1000 };
 }
 
 export function registerTrain(program: Command): void {
@@ -614,9 +594,8 @@ export function registerTrain(program: Command): void {
     )
     .option(
       '--engine <E>',
-      'where the clean MAP encodes the database and queries (training itself runs on WebGPU): wasm ' +
-        '(WebAssembly SIMD on the CPU cores; image models), webgpu, or auto (default): wasm for image models on a ' +
-        'software adapter (llvmpipe), webgpu otherwise',
+      'where training and the clean MAP run: wasm (WebAssembly SIMD on the CPU cores), webgpu, or auto ' +
+        '(default): wasm on a software adapter (llvmpipe) or without one, webgpu otherwise',
       engineOption,
     )
     .option(
@@ -630,7 +609,7 @@ export function registerTrain(program: Command): void {
     .action(async (f: TrainFlags) => {
       // Everything is checked first: a wrong argument or checkpoint costs no training and leaves no file.
       const p = await plan(f);
-      const card = await withGpu(f, (gpu) => train(gpu, f, p));
+      const card = await withOptionalGpu(f, (gpu) => train(gpu, f, p));
       if (f.json) printJson(card);
       else if (card['stopped'])
         process.stdout.write(

@@ -42,7 +42,7 @@ describe('dhta CLI', () => {
     // The WebAssembly engine works here, and auto picks it for image models on this software adapter.
     expect(report.cpuEngine).toMatchObject({
       available: true,
-      autoForImageModels: report.adapter.isSoftware ? 'wasm' : 'webgpu',
+      autoEngine: report.adapter.isSoftware ? 'wasm' : 'webgpu',
     });
     expect(report.cpuEngine.threads).toBeGreaterThanOrEqual(1);
   });

@@ -4,8 +4,7 @@
 
 import type { AttackStepMode, EngineTensor as Tensor } from '@dhta/kernels';
 import { pcgHash, uniformAt } from '@dhta/kernels/reference';
-import { attackUpdateCpu, tanhScaledBackwardCpu } from '@dhta/kernels/wasm';
-import { CpuImageNetwork, type HashingNetwork } from '@dhta/models';
+import type { HashingNetwork } from '@dhta/models';
 import { AttackError } from './errors.js';
 import { type AlphaSchedule, alphaAt } from './schedule.js';
 
@@ -205,7 +204,7 @@ function meanHamming(features: Float32Array, anchors: Int8Array, rows: number, b
  * or an image network on the WebAssembly CPU engine (the same attack, float32 on either).
  */
 export async function runAttack(
-  net: HashingNetwork | CpuImageNetwork,
+  net: HashingNetwork,
   pixels: Float32Array,
   n: number,
   anchors: Int8Array | undefined,
@@ -226,8 +225,9 @@ export async function runAttack(
   if (!Number.isInteger(asked) || asked < 1) {
     throw new AttackError('BAD_OPTION', `batch must be a positive integer, found ${asked}`);
   }
-  // The CPU engine's memory holds a bounded batch (a few VGG-11 images); results do not depend on the batch.
-  const batch = net instanceof CpuImageNetwork ? Math.min(asked, net.maxBatch) : asked;
+  // An engine holds a bounded batch (the WebAssembly engine's memory: a few VGG-11 images); results do not
+  // depend on the batch.
+  const batch = Math.min(asked, net.maxBatch);
   const started = performance.now();
   const adversarial = new Float32Array(n * net.inputSize);
   const features = new Float32Array(n * bits);
@@ -261,10 +261,7 @@ export async function runAttack(
       });
     };
     const every = options.progressEvery ?? 50;
-    const out =
-      net instanceof CpuImageNetwork
-        ? await attackBatchCpu(net, x, rows, batchIds, batchAnchors, settings, report, every)
-        : await attackBatch(net, x, rows, batchIds, batchAnchors, settings, report, every);
+    const out = await attackBatch(net, x, rows, batchIds, batchAnchors, settings, report, every);
     if (settings.method !== 'noise') queryIterations += rows * settings.iterations;
     adversarial.set(out.adversarial, first * net.inputSize);
     features.set(out.features, first * bits);
@@ -379,58 +376,4 @@ function toPixels(net: NetworkShape, x: Float32Array, d: Float32Array): Float32A
     adversarial[i] = Math.min(1, Math.max(0, x[i] + d[i] * std[c]));
   }
   return adversarial;
-}
-
-/** attackBatch on the WebAssembly CPU engine: the same steps, with delta, xn and xAdv in plain arrays. */
-async function attackBatchCpu(
-  net: CpuImageNetwork,
-  x: Float32Array,
-  rows: number,
-  ids: readonly number[],
-  anchors: Int8Array | undefined,
-  s: ResolvedAttackSettings,
-  progress: (iteration: number, features: Float32Array) => void,
-  progressEvery: number,
-): Promise<{ adversarial: Float32Array; features: Float32Array }> {
-  const cpu = net.cpu;
-  const bits = net.bits;
-  const { lo, hi } = normalizedBox(net);
-  const params = {
-    channels: net.channels,
-    planeSize: net.planeSize,
-    lo,
-    hi,
-    eps: epsPerChannel(net, s.eps, s.epsSpace),
-    lr: s.lr,
-  };
-  const xn = net.normalize(x, rows);
-  const delta =
-    s.method === 'noise' || s.randomStart
-      ? uniformDelta(net, ids, s.seed, params.eps)
-      : new Float32Array(xn.length);
-  const xAdv = new Float32Array(xn.length);
-  attackUpdateCpu(delta, null, xn, xAdv, rows, { ...params, mode: 'none' });
-  try {
-    if (s.method !== 'noise' && anchors) {
-      // dL/dtanh = -(1/K) * a for DHTA/P2P, +(1/K) * b for HAG; constant over the iterations.
-      const coef = s.method === 'hag' ? 1 / bits : -1 / bits;
-      const dTanh = Float32Array.from(anchors, (a) => coef * a);
-      for (let it = 0; it < s.iterations; it++) {
-        net.resetStack();
-        const { output, tape } = net.forward(cpu.upload(xAdv), rows, { tape: true });
-        if (!tape) throw new AttackError('INTERNAL', 'the network returned no tape for a taped forward pass');
-        const f = cpu.read(output);
-        if (progressEvery > 0 && it % progressEvery === 0) progress(it, f);
-        const dF = tanhScaledBackwardCpu(dTanh, f, alphaAt(it, s.iterations, s.alpha));
-        const g = cpu.view(net.backward(tape, cpu.upload(dF)));
-        attackUpdateCpu(delta, g, xn, xAdv, rows, { ...params, mode: s.step });
-      }
-    }
-    net.resetStack();
-    const features = cpu.read(net.forward(cpu.upload(xAdv), rows).output);
-    if (s.method !== 'noise' && progressEvery > 0) progress(s.iterations, features);
-    return { adversarial: toPixels(net, x, delta), features };
-  } finally {
-    net.resetStack();
-  }
 }

@@ -1,11 +1,11 @@
 import { createGpu, type Gpu } from '@dhta/kernels';
 import { SeededRandom } from '@dhta/kernels/reference';
-import { CpuImageNetwork, type ModelSpec, type Weights } from '@dhta/models';
+import type { ModelSpec, Network, Weights } from '@dhta/models';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AttackOptions, type AttackProgress, resolveAttackSettings, runAttack } from '../src/attack.js';
 import { referenceAttack } from '../src/reference.js';
 import { alphaAt, alphaSegments } from '../src/schedule.js';
-import { TinyNet, type TinyNetOptions } from './tiny-net.js';
+import { cpuNetwork, TinyNet, type TinyNetOptions } from './tiny-net.js';
 
 let gpu: Gpu;
 beforeAll(async () => {
@@ -130,7 +130,7 @@ describe('runAttack against the float64 reference', () => {
 });
 
 /** The tiny image net as a real model (flatten, linear, ReLU, linear) on the WebAssembly CPU engine. */
-async function tinyCpuNet(net: TinyNet, threads: number, maxBatch?: number): Promise<CpuImageNetwork> {
+async function tinyCpuNet(net: TinyNet, threads: number, maxBatch?: number): Promise<Network> {
   const spec: ModelSpec = {
     ...(net.spec as ModelSpec & { task: 'image' }),
     layers: [
@@ -146,7 +146,7 @@ async function tinyCpuNet(net: TinyNet, threads: number, maxBatch?: number): Pro
     ['layers.3.weight', { shape: [net.bits, net.o.hidden], data: Float32Array.from(net.w2) }],
     ['layers.3.bias', { shape: [net.bits], data: Float32Array.from(net.b2) }],
   ]);
-  return CpuImageNetwork.create(spec, weights, { threads, maxBatch });
+  return cpuNetwork(spec, weights, { threads, maxBatch });
 }
 
 describe('runAttack on the WebAssembly CPU engine against the float64 reference', () => {
@@ -182,7 +182,7 @@ describe('runAttack on the WebAssembly CPU engine against the float64 reference'
         expect(Array.from(got.codes)).toEqual(Array.from(ref.codes));
         expect(maxAbsDiff(got.adversarial, x)).toBeGreaterThan(0);
         if (full.method === 'hag')
-          expect(Array.from(got.anchors)).toEqual(Array.from(net.encode(x, n).codes));
+          expect(Array.from(got.anchors)).toEqual(Array.from((await net.encode(x, n)).codes));
       } finally {
         net.destroy();
         tiny.destroy();
@@ -192,6 +192,25 @@ describe('runAttack on the WebAssembly CPU engine against the float64 reference'
 });
 
 describe('runAttack on the WebAssembly engine with a capped batch', () => {
+  it('returns every tensor it took: the engine memory in use is the same after a run as before', async () => {
+    const tiny = new TinyNet(gpu, IMAGE);
+    const net = await tinyCpuNet(tiny, 1);
+    try {
+      const n = 3;
+      const x = queries(n, net.inputSize, 61);
+      const anchors = randomCodes(n, net.bits, 62);
+      const options: AttackOptions = { method: 'dhta', iterations: 5, progressEvery: 2 };
+      await runAttack(net, x, n, anchors, options);
+      const before = net.engine.memoryBytesLeft;
+      await runAttack(net, x, n, anchors, { ...options, iterations: 50 });
+      await runAttack(net, x, n, anchors, { ...options, method: 'hag' });
+      expect(net.engine.memoryBytesLeft).toBe(before);
+    } finally {
+      net.destroy();
+      tiny.destroy();
+    }
+  });
+
   it('splits a batch the engine cannot hold (maxBatch) and gets the same result', async () => {
     const tiny = new TinyNet(gpu, IMAGE);
     const whole = await tinyCpuNet(tiny, 2);

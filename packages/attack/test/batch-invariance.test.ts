@@ -4,10 +4,11 @@
 // the attack's trajectories part after a few hundred iterations.
 import { createGpu, type Gpu } from '@dhta/kernels';
 import { SeededRandom } from '@dhta/kernels/reference';
-import { CpuImageNetwork, createNetwork, initWeights } from '@dhta/models';
+import { createNetwork, initWeights } from '@dhta/models';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tailNet } from '../../models/test/helpers.js';
 import { type AttackOptions, type AttackResult, runAttack } from '../src/attack.js';
+import { cpuNetwork } from './tiny-net.js';
 
 function queries(n: number, size: number, seed: number): Float32Array {
   const x = Float32Array.from(new SeededRandom(seed).uniformArray(n * size, 0, 1));
@@ -79,7 +80,7 @@ describe('batch invariance on the WebAssembly engine', () => {
   it('8 queries: batches 1, 3 and 8 on 1 thread, 3 and 8 on 2 and 3 threads give the same bytes', async () => {
     let base: AttackResult | undefined;
     for (const threads of [1, 2, 3]) {
-      const net = await CpuImageNetwork.create(SPEC, WEIGHTS, { threads });
+      const net = await cpuNetwork(SPEC, WEIGHTS, { threads });
       try {
         // Batch 1 on one thread only: on a loaded 2-core machine each call that wakes a helper thread can wait
         // for a time slice, and batch 1 makes many such calls.
@@ -102,7 +103,7 @@ describe('batch invariance on the WebAssembly engine', () => {
   it('100 queries: batches 1, 3, 8 and 100, 100 with 2 and 3 threads, and the first 8 as attacked alone', async () => {
     let base: AttackResult | undefined;
     for (const threads of [1, 2, 3]) {
-      const net = await CpuImageNetwork.create(SPEC, WEIGHTS, { threads });
+      const net = await cpuNetwork(SPEC, WEIGHTS, { threads });
       try {
         for (const batch of threads === 1 ? [100, 8, 3, 1] : [100]) {
           const got = await runAttack(net, X, N, ANCHORS, { ...OPTIONS, batch });

@@ -10,7 +10,16 @@ import {
   reluBackward as refReluBackward,
   SeededRandom,
 } from '@dhta/kernels/reference';
-import type { ForwardResult, HashingNetwork, ModelSpec, Tape, Weights } from '@dhta/models';
+import { WasmEngine } from '@dhta/kernels/wasm';
+import {
+  createNetwork,
+  type ForwardResult,
+  type HashingNetwork,
+  type ModelSpec,
+  type Network,
+  type Tape,
+  type Weights,
+} from '@dhta/models';
 import type { ReferenceModel } from '../src/reference.js';
 
 export interface TinyNetOptions {
@@ -174,4 +183,14 @@ export class TinyNet implements HashingNetwork {
       },
     };
   }
+}
+
+/** A model on a WebAssembly engine of its own (destroyed with the network). */
+export async function cpuNetwork(
+  spec: ModelSpec,
+  weights: Weights,
+  o: { threads?: number; maxBatch?: number } = {},
+): Promise<Network> {
+  const engine = await WasmEngine.create({ threads: o.threads });
+  return createNetwork(engine, spec, weights, { maxBatch: o.maxBatch, ownEngine: true });
 }

@@ -6,7 +6,8 @@
 //
 // Semantics shared by all ops:
 // - Tensors are row-major float32 (or u32 for argmax indices), owned by the engine that made them; passing a
-//   tensor to another engine is an error. `release()` returns its memory; a reshape is a view of the same data.
+//   tensor to another engine is an error. `release()` returns its memory; a reshape is a view of the same data,
+//   and releasing a view releases that data (the tensor and all its views), on every engine.
 // - An op returns a new tensor unless `out` is given; `accumulate` adds into `out` instead of overwriting it.
 // - Results are per row: an object's outputs never depend on the other objects of the batch (fixed
 //   summation order, no batch-dependent split-K), so a query's result is the same in any batch.

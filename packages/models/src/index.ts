@@ -9,7 +9,6 @@ export {
   saveBundle,
   WEIGHTS_FILE,
 } from './bundle.js';
-export { CpuImageNetwork, type CpuNetworkOptions, type CpuTape } from './cpu-network.js';
 export { ModelError, type ModelErrorCode } from './errors.js';
 export { type InitOptions, initWeights } from './init.js';
 export { type PairwiseLossInput, pairwiseLoss, similar, softplus } from './loss.js';

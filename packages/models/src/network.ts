@@ -33,6 +33,8 @@ export interface NetworkOptions {
   maxBlockBytes?: number;
   /** A lower cap for maxBatch than the engine allows. */
   maxBatch?: number;
+  /** destroy() destroys the engine too (a network opened with an engine of its own). */
+  ownEngine?: boolean;
 }
 
 interface LinearBlock {
@@ -144,10 +146,12 @@ export class Network implements HashingNetwork {
   private readonly lstm: EngineLstmWeights | null;
   private readonly frameFeatures: number;
   private destroyed = false;
+  private readonly ownEngine: boolean;
 
   constructor(engine: Engine | Gpu, spec: ModelSpec, weights: Weights, options: NetworkOptions = {}) {
     validateWeights(spec, weights);
     this.engine = engine instanceof Gpu ? new WebGpuEngine(engine) : engine;
+    this.ownEngine = options.ownEngine ?? false;
     this.spec = spec;
     this.bits = spec.bits;
     this.inputSize = inputSizeOf(spec);
@@ -750,6 +754,7 @@ export class Network implements HashingNetwork {
     for (const t of this.grads?.values() ?? []) t.release();
     this.params.clear();
     this.grads = null;
+    if (this.ownEngine) this.engine.destroy();
   }
 }
 

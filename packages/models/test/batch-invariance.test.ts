@@ -1,8 +1,9 @@
 // An object's features, codes and input gradient must not depend on the batch it ran in nor on the
 // WebAssembly engine's thread count (DESIGN.md, Engines): compared byte for byte, not with a tolerance.
 import { SeededRandom } from '@dhta/kernels/reference';
+import { WasmEngine } from '@dhta/kernels/wasm';
 import { describe, expect, it } from 'vitest';
-import { CpuImageNetwork, createNetwork, initWeights } from '../src/index.js';
+import { createNetwork, initWeights, type Network } from '../src/index.js';
 import { tailNet, useGpu } from './helpers.js';
 
 /** 'identical', or where the bytes of two arrays (rows of `rowSize`) first differ and how many elements do. */
@@ -44,16 +45,30 @@ async function inBatches(
   return out;
 }
 
-describe('batch invariance of CpuImageNetwork (WebAssembly engine)', () => {
+/** Input gradients of objects [first, first + m) through a taped forward pass on the network's engine. */
+async function inputGradients(net: Network, first: number, m: number): Promise<Float32Array> {
+  const e = net.engine;
+  const x = e.tensor([m, INPUT], PIXELS.subarray(first * INPUT, (first + m) * INPUT));
+  const xn = net.normalize(x, m);
+  const { output, tape } = net.forward(xn, m, { tape: true });
+  const dF = e.tensor([m, BITS], GRAD.subarray(first * BITS, (first + m) * BITS));
+  const dx = net.backward(tape as NonNullable<typeof tape>, dF, { input: true });
+  const out = await e.read(dx as NonNullable<typeof dx>);
+  for (const t of [x, xn, output, dF, dx]) t?.release();
+  tape?.release();
+  return out;
+}
+
+describe('batch invariance on the WebAssembly engine', () => {
   it('encode: 100 objects in batches of 1, 3, 8 and 100 on 1 thread, 8 and 100 on 2 and 3, give the same bytes', async () => {
     let base: { features: Float32Array; codes: Int8Array } | undefined;
     for (const threads of [1, 2, 3]) {
-      const net = await CpuImageNetwork.create(SPEC, WEIGHTS, { threads });
+      const net = createNetwork(await WasmEngine.create({ threads }), SPEC, WEIGHTS, { ownEngine: true });
       try {
         // Small batches on one thread only: on a loaded 2-core machine each call that wakes a helper thread can
         // wait for a time slice, and small batches make many such calls.
         for (const batch of threads === 1 ? [100, 8, 3, 1] : [100, 8]) {
-          const got = net.encode(PIXELS, N, { batch });
+          const got = await net.encode(PIXELS, N, { batch });
           base ??= got;
           expect(difference(got.features, base.features, BITS), `${threads} threads, batch ${batch}`).toBe(
             'identical',
@@ -70,16 +85,10 @@ describe('batch invariance of CpuImageNetwork (WebAssembly engine)', () => {
     const n = 20;
     let base: Float32Array | undefined;
     for (const threads of [1, 2, 3]) {
-      const net = await CpuImageNetwork.create(SPEC, WEIGHTS, { threads });
+      const net = createNetwork(await WasmEngine.create({ threads }), SPEC, WEIGHTS, { ownEngine: true });
       try {
         for (const batch of threads === 1 ? [20, 8, 3, 1] : [20, 3]) {
-          const dx = await inBatches(n, batch, INPUT, (first, m) => {
-            net.resetStack();
-            const x = net.cpu.upload(net.normalize(PIXELS.subarray(first * INPUT, (first + m) * INPUT), m));
-            const { tape } = net.forward(x, m, { tape: true });
-            const dF = net.cpu.upload(GRAD.subarray(first * BITS, (first + m) * BITS));
-            return net.cpu.read(net.backward(tape as NonNullable<typeof tape>, dF));
-          });
+          const dx = await inBatches(n, batch, INPUT, (first, m) => inputGradients(net, first, m));
           base ??= dx;
           expect(difference(dx, base, INPUT), `${threads} threads, batch ${batch}`).toBe('identical');
         }
@@ -90,7 +99,7 @@ describe('batch invariance of CpuImageNetwork (WebAssembly engine)', () => {
   });
 });
 
-describe('batch invariance of Network (WebGPU)', () => {
+describe('batch invariance on WebGPU', () => {
   const gpu = useGpu();
 
   it('encode: 100 objects in batches of 1, 3, 8 and 100 give the same bytes', async () => {
@@ -108,22 +117,11 @@ describe('batch invariance of Network (WebGPU)', () => {
   });
 
   it('the input gradient: 20 objects in batches of 1, 3, 8 and 20 give the same bytes', async () => {
-    const g = gpu();
-    const net = createNetwork(g, SPEC, WEIGHTS);
+    const net = createNetwork(gpu(), SPEC, WEIGHTS);
     try {
       const n = 20;
       const gradients = (batch: number) =>
-        inBatches(n, batch, INPUT, async (first, m) => {
-          const x = g.tensor([m, INPUT], PIXELS.subarray(first * INPUT, (first + m) * INPUT));
-          const xn = net.normalize(x, m);
-          const { output, tape } = net.forward(xn, m, { tape: true });
-          const dF = g.tensor([m, BITS], GRAD.subarray(first * BITS, (first + m) * BITS));
-          const dx = net.backward(tape as NonNullable<typeof tape>, dF, { input: true });
-          const out = (await net.engine.read(dx as NonNullable<typeof dx>)) as Float32Array;
-          for (const t of [x, xn, output, dF, dx]) t?.release();
-          tape?.release();
-          return out;
-        });
+        inBatches(n, batch, INPUT, (first, m) => inputGradients(net, first, m));
       const base = await gradients(20);
       for (const batch of [8, 3, 1]) {
         expect(difference(await gradients(batch), base, INPUT), `batch ${batch}`).toBe('identical');

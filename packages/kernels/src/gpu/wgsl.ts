@@ -52,3 +52,16 @@ export function f32Literal(x: number): string {
   const s = String(x);
   return s.includes('.') || s.includes('e') ? s : `${s}.0`;
 }
+
+/**
+ * ReLU of a WGSL f32 (or vec4<f32>) expression that keeps NaN, as PyTorch and the references do: WGSL's
+ * `max(NaN, 0.0)` may return 0 (llvmpipe does), and a `v != v` test may be folded away by a compiler that
+ * assumes finite math, so NaN is recognised by its bits.
+ */
+export function reluKeepNan(v: string, vec4 = false): string {
+  if (!vec4) return `select(max(${v}, 0.0), ${v}, (bitcast<u32>(${v}) & 0x7fffffffu) > 0x7f800000u)`;
+  return (
+    `select(max(${v}, vec4<f32>(0.0)), ${v}, ` +
+    `(bitcast<vec4<u32>>(${v}) & vec4<u32>(0x7fffffffu)) > vec4<u32>(0x7f800000u))`
+  );
+}

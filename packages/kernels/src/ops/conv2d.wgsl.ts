@@ -1,4 +1,4 @@
-import { type BindingDecl, declareBindings } from '../gpu/wgsl.js';
+import { type BindingDecl, declareBindings, reluKeepNan } from '../gpu/wgsl.js';
 
 /** Register block of a convolution kernel: `tr` rows (channels) x `tc` columns (pixels) per invocation. */
 export interface ConvTile {
@@ -96,7 +96,7 @@ export function convForwardShader(c: ConvForwardConfig): string {
     for (let j = 0; j < tc; j++) {
       let v = `acc${i}_${j}`;
       if (c.bias) v = `${v} + bias[o${i}]`;
-      if (c.relu) v = `max(${v}, 0.0)`;
+      if (c.relu) v = reluKeepNan(`(${v})`);
       writes.push(`  if (o${i} < u.O && q${j} < NP) { y[(n${j} * u.O + o${i}) * P + p${j}] = ${v}; }`);
     }
   }
@@ -465,7 +465,7 @@ export function convRowShader(c: ConvRowConfig): string {
         for (let j4 = 0; j4 < tc / 4; j4++) {
           let v = `vec4<f32>(${[0, 1, 2, 3].map((e) => `acc${i}_${yy}_${4 * j4 + e}`).join(', ')})`;
           if (c.bias) v = `${v} + bias[r${i}]`;
-          if (c.relu) v = `max(${v}, vec4<f32>(0.0))`;
+          if (c.relu) v = reluKeepNan(`(${v})`, true);
           writes.push(
             `  if (live && rBase + ${i}u < u.O && oy + ${yy}u < u.OH && ox + ${4 * j4}u < u.OW) { dst[(ob + ${i}u * OP + ${yy}u * u.OW) / 4u + ${j4}u] = ${v}; }`,
           );
@@ -475,7 +475,7 @@ export function convRowShader(c: ConvRowConfig): string {
       for (let j = 0; j < tc; j++) {
         let v = `acc${i}_${yy}_${j}`;
         if (c.bias) v = `${v} + bias[r${i}]`;
-        if (c.relu) v = `max(${v}, 0.0)`;
+        if (c.relu) v = reluKeepNan(`(${v})`);
         writes.push(
           `  if (live && rBase + ${i}u < u.O && oy + ${yy}u < u.OH && ox + ${j}u < u.OW) { dst[ob + ${i}u * OP + ${yy}u * u.OW + ${j}u] = ${v}; }`,
         );

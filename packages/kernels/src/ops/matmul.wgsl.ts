@@ -1,4 +1,4 @@
-import { type BindingDecl, declareBindings } from '../gpu/wgsl.js';
+import { type BindingDecl, declareBindings, reluKeepNan } from '../gpu/wgsl.js';
 
 /** What changes the GEMM's code (the pipeline cache key). */
 export interface GemmConfig {
@@ -47,7 +47,7 @@ function epilogue(c: EpilogueFlags, acc: string, m: string, n: string, idx: stri
   if (c.bias === 'col') v = `${v} + bias[${n}]`;
   if (c.bias === 'row') v = `${v} + bias[${m}]`;
   if (c.accumulate) v = `${v} + cmat[${idx}]`;
-  return c.relu ? `max(${v}, ${zero})` : v;
+  return c.relu ? reluKeepNan(`(${v})`, zero !== '0.0') : v;
 }
 
 /** The cache-key part of the epilogue flags (and whether the kernel writes split-K partials). */

@@ -1,12 +1,12 @@
-import { declareBindings, GRID_BUILTINS, LINEAR_WORKGROUP } from '../gpu/wgsl.js';
+import { declareBindings, GRID_BUILTINS, LINEAR_WORKGROUP, reluKeepNan } from '../gpu/wgsl.js';
 
 export const RELU_WORKGROUP = 256;
 
-/** y = max(x, 0) (forward) or dx = dy where y > 0 (backward), one element per invocation. */
+/** y = max(x, 0), NaN kept (forward) or dx = dy where y > 0 (backward), one element per invocation. */
 export function reluShader(direction: 'forward' | 'backward'): string {
   const body =
     direction === 'forward'
-      ? 'out_[i] = max(a[i], 0.0);'
+      ? `let v = a[i]; out_[i] = ${reluKeepNan('v')};`
       : // a = dy, b = y: the gradient flows where the forward output was positive.
         'out_[i] = select(0.0, a[i], b[i] > 0.0);';
   const buffers =

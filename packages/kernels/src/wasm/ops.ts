@@ -294,26 +294,42 @@ export function conv2dForwardCpu(
   bias: Region | null,
   relu: boolean,
 ): Region {
+  const y = cpu.alloc(g.N * g.O * g.OH * g.OW);
+  conv2dForwardInto(cpu, x, g, w, bias, relu, y);
+  return y;
+}
+
+/** conv2dForwardCpu into a given region y (allocated before the call); scratch above the stack top. */
+export function conv2dForwardInto(
+  cpu: WasmCpu,
+  x: Region,
+  g: ConvGeometry,
+  w: PackedMatrix,
+  bias: Region | null,
+  relu: boolean,
+  y: Region,
+): void {
   const { N, C, H, W, O, KH, KW, OH, OW } = g;
   const K = C * KH * KW;
   const P = OH * OW;
   const cols = N * P;
   const nPanels = Math.ceil(cols / NR);
-  const y = cpu.alloc(N * O * P);
   const mark = cpu.mark();
-  const im = im2colTables(cpu, g, nPanels * NR);
-  const b = cpu.alloc(nPanels * NR * K);
-  gather(cpu, x, b, im.cols, im.rows, K, NR, H, W, nPanels);
-  const c = cpu.alloc(w.panels * MR * nPanels * NR);
-  cpu.gemm(w.region, b, c, w.panels, nPanels, K);
-  // C row o, column q = (n, p) -> y[(n*O + o)*P + p], split over the images.
-  cpu.run(
-    'unpack_conv',
-    [c.byteOffset, nPanels * NR, y.byteOffset, O, P, bias ? bias.byteOffset : 0, relu ? 1 : 0],
-    N,
-  );
-  cpu.reset(mark);
-  return y;
+  try {
+    const im = im2colTables(cpu, g, nPanels * NR);
+    const b = cpu.alloc(nPanels * NR * K);
+    gather(cpu, x, b, im.cols, im.rows, K, NR, H, W, nPanels);
+    const c = cpu.alloc(w.panels * MR * nPanels * NR);
+    cpu.gemm(w.region, b, c, w.panels, nPanels, K);
+    // C row o, column q = (n, p) -> y[(n*O + o)*P + p], split over the images.
+    cpu.run(
+      'unpack_conv',
+      [c.byteOffset, nPanels * NR, y.byteOffset, O, P, bias ? bias.byteOffset : 0, relu ? 1 : 0],
+      N,
+    );
+  } finally {
+    cpu.reset(mark);
+  }
 }
 
 /**
@@ -321,52 +337,70 @@ export function conv2dForwardCpu(
  * column adds its C*KH*KW values back to the input positions it read; threads split whole images).
  */
 export function conv2dBackwardInputCpu(cpu: WasmCpu, dy: Region, g: ConvGeometry, wT: PackedMatrix): Region {
+  const dx = cpu.alloc(g.N * g.C * g.H * g.W);
+  conv2dBackwardInputInto(cpu, dy, g, wT, dx);
+  return dx;
+}
+
+/** conv2dBackwardInputCpu into a given region dx (allocated before the call; it may be dy itself). */
+export function conv2dBackwardInputInto(
+  cpu: WasmCpu,
+  dy: Region,
+  g: ConvGeometry,
+  wT: PackedMatrix,
+  dx: Region,
+): void {
   const { N, C, H, W, O, KH, KW, OH, OW } = g;
   const K = C * KH * KW;
   const P = OH * OW;
   const cols = N * P;
   const nPanels = Math.ceil(cols / NR);
-  const dx = cpu.alloc(N * C * H * W);
-  cpu.f32.fill(0, dx.byteOffset / 4, dx.byteOffset / 4 + dx.floats);
   const mark = cpu.mark();
-  // B = dy as O x (N*P): element (o, q = (n, p)) at dy[(n*O + o)*P + p].
-  const [ihb, iwb, base, kh, kw, koff] = cached(`dy,${N},${O},${P},${nPanels}`, () => {
-    const t = [0, 1, 2].map(() => new Int32Array(nPanels * NR));
-    t[0].fill(OUTSIDE, cols);
-    for (let q = 0; q < cols; q++) {
-      const n = Math.floor(q / P);
-      t[2][q] = n * O * P + (q - n * P);
-    }
-    const rowOffsets = Int32Array.from({ length: O }, (_, o) => o * P);
-    return [...t, new Int32Array(O), new Int32Array(O), rowOffsets];
-  }).map((a) => cpu.upload(a));
-  const b = cpu.alloc(nPanels * NR * O);
-  gather(cpu, dy, b, { ihb, iwb, base }, { kh, kw, koff }, O, NR, 1, 1, nPanels);
-  const c = cpu.alloc(wT.panels * MR * nPanels * NR);
-  cpu.gemm(wT.region, b, c, wT.panels, nPanels, O);
-  const im = im2colTables(cpu, g, nPanels * NR);
-  // col2im over panels of 8 columns; the threads take chunks that start at an image, so that no two write
-  // the same image (multiples of lcm(8, P) columns), and each element adds its terms in ascending column
-  // order (see col2im8), so an image's dx is the same at any place in any batch and any thread count.
-  const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
-  const col2imArgs = [
-    c.byteOffset,
-    nPanels * NR,
-    dx.byteOffset,
-    SINK_ADDRESS, // + 64 x the thread's index, added by the routine
-    im.cols.ihb.byteOffset,
-    im.cols.iwb.byteOffset,
-    im.cols.base.byteOffset,
-    im.rows.kh.byteOffset,
-    im.rows.kw.byteOffset,
-    im.rows.koff.byteOffset,
-    K,
-    H,
-    W,
-  ];
-  cpu.run('col2im8', col2imArgs, nPanels, P / gcd(P, NR));
-  cpu.reset(mark);
-  return dx;
+  try {
+    // B = dy as O x (N*P): element (o, q = (n, p)) at dy[(n*O + o)*P + p].
+    const [ihb, iwb, base, kh, kw, koff] = cached(`dy,${N},${O},${P},${nPanels}`, () => {
+      const t = [0, 1, 2].map(() => new Int32Array(nPanels * NR));
+      t[0].fill(OUTSIDE, cols);
+      for (let q = 0; q < cols; q++) {
+        const n = Math.floor(q / P);
+        t[2][q] = n * O * P + (q - n * P);
+      }
+      const rowOffsets = Int32Array.from({ length: O }, (_, o) => o * P);
+      return [...t, new Int32Array(O), new Int32Array(O), rowOffsets];
+    }).map((a) => cpu.upload(a));
+    const b = cpu.alloc(nPanels * NR * O);
+    gather(cpu, dy, b, { ihb, iwb, base }, { kh, kw, koff }, O, NR, 1, 1, nPanels);
+    const c = cpu.alloc(wT.panels * MR * nPanels * NR);
+    cpu.gemm(wT.region, b, c, wT.panels, nPanels, O);
+    // dy is packed: dx may now be zeroed (even when it is dy's memory).
+    cpu.f32.fill(0, dx.byteOffset / 4, dx.byteOffset / 4 + N * C * H * W);
+    const im = im2colTables(cpu, g, nPanels * NR);
+    // col2im over panels of 8 columns; the threads take chunks that start at an image, so that no two write
+    // the same image (multiples of lcm(8, P) columns), and each element adds its terms in ascending column
+    // order (see col2im8), so an image's dx is the same at any place in any batch and any thread count.
+    const col2imArgs = [
+      c.byteOffset,
+      nPanels * NR,
+      dx.byteOffset,
+      SINK_ADDRESS, // + 64 x the thread's index, added by the routine
+      im.cols.ihb.byteOffset,
+      im.cols.iwb.byteOffset,
+      im.cols.base.byteOffset,
+      im.rows.kh.byteOffset,
+      im.rows.kw.byteOffset,
+      im.rows.koff.byteOffset,
+      K,
+      H,
+      W,
+    ];
+    cpu.run('col2im8', col2imArgs, nPanels, P / gcd(P, NR));
+  } finally {
+    cpu.reset(mark);
+  }
+}
+
+function gcd(a: number, b: number): number {
+  return b === 0 ? a : gcd(b, a % b);
 }
 
 /** Linear weights [Out, In] packed for y = x W^T (B = W^T, In x Out). */
@@ -491,6 +525,260 @@ export function reluCpu(cpu: WasmCpu, x: Region): Region {
     m[b + i] = v > 0 || Number.isNaN(v) ? v : 0;
   }
   return y;
+}
+
+/** Output shape of a max-pool of x [N, C, H, W] (no padding, floor mode); checks the kernel fits. */
+export function maxPool2dShape(
+  op: string,
+  shape: readonly number[],
+  kernel: number,
+  stride: number,
+): [number, number, number, number] {
+  const [N, C, H, W] = shape;
+  if (kernel > H || kernel > W)
+    throw argError(op, `kernel ${kernel} is larger than the input plane ${H}x${W}; use a smaller kernel`);
+  return [N, C, Math.floor((H - kernel) / stride) + 1, Math.floor((W - kernel) / stride) + 1];
+}
+
+/** maxPool2dCpu into given regions y and argmax (i32 indices in the plane), split over the planes. */
+export function maxPool2dInto(
+  cpu: WasmCpu,
+  x: Region,
+  shape: readonly number[],
+  kernel: number,
+  stride: number,
+  y: Region,
+  argmax: Region,
+): void {
+  const [N, C, H, W] = shape;
+  const [, , OH, OW] = maxPool2dShape('maxPool2d', shape, kernel, stride);
+  if (N * C === 0) return;
+  if (kernel === 2 && stride === 2)
+    cpu.run('maxpool2', [x.byteOffset, y.byteOffset, argmax.byteOffset, H, W, OH, OW], N * C);
+  else
+    cpu.run('maxpool', [x.byteOffset, y.byteOffset, argmax.byteOffset, H, W, kernel, stride, OH, OW], N * C);
+}
+
+/**
+ * maxPool2dBackwardCpu into a given region dx (zeroed here): each plane adds its dy values at their argmax in
+ * output order (overlapping windows accumulate as the reference does), gated by reluOutput > 0 when given.
+ */
+export function maxPool2dBackwardInto(
+  cpu: WasmCpu,
+  dy: Region,
+  argmax: Region,
+  yShape: readonly number[],
+  xShape: readonly number[],
+  dx: Region,
+  reluOutput?: Region,
+): void {
+  const [N, C, OH, OW] = yShape;
+  const plane = xShape[2] * xShape[3];
+  cpu.f32.fill(0, dx.byteOffset / 4, dx.byteOffset / 4 + N * C * plane);
+  if (N * C * OH * OW === 0) return;
+  cpu.run(
+    'maxpool_backward',
+    [dy.byteOffset, argmax.byteOffset, reluOutput ? reluOutput.byteOffset : 0, dx.byteOffset, plane, OH * OW],
+    N * C,
+  );
+}
+
+/**
+ * Index tables of a plain strided matrix read as `count` lines (rows of an A operand, columns of a B operand)
+ * of K values: line q, step k at q * qStride + k * kStride. Columns padded to a multiple of 8 (read as 0).
+ */
+function plainTables(count: number, K: number, qStride: number, kStride: number): Int32Array[] {
+  return cached(`plain,${count},${K},${qStride},${kStride}`, () => {
+    const padded = Math.ceil(count / NR) * NR;
+    const ihb = new Int32Array(padded).fill(OUTSIDE);
+    ihb.fill(0, 0, count);
+    const base = new Int32Array(padded);
+    for (let q = 0; q < count; q++) base[q] = q * qStride;
+    const koff = new Int32Array(K);
+    for (let k = 0; k < K; k++) koff[k] = k * kStride;
+    const zeros = new Int32Array(Math.max(padded, K));
+    return [ihb, zeros, base, zeros, zeros, koff];
+  });
+}
+
+function uploadTables(cpu: WasmCpu, t: Int32Array[]): { cols: ColumnTables; rows: RowTables } {
+  const [ihb, iwb, base, kh, kw, koff] = t.map((a) => cpu.upload(a));
+  return { cols: { ihb, iwb, base }, rows: { kh, kw, koff } };
+}
+
+/** Panels of `width` (MR: an A operand; NR: a B operand) that `count` lines of K values take, in floats. */
+export function packedFloats(count: number, K: number, width: number): number {
+  return Math.ceil(count / width) * width * K;
+}
+
+/**
+ * Packs a plain strided matrix into panels at `dst` (packedFloats(count, K, width) floats, allocated before
+ * the call): line q (a row of A when width is MR, a column of B when NR), step k, from the float at byte
+ * address `src` + 4 * (q * qStride + k * kStride). Runs on the threads (the gather routines).
+ */
+export function packInto(
+  cpu: WasmCpu,
+  src: number,
+  dst: Region,
+  count: number,
+  K: number,
+  width: number,
+  qStride: number,
+  kStride: number,
+): PackedMatrix {
+  const panels = Math.ceil(count / width);
+  const mark = cpu.mark();
+  try {
+    const t = uploadTables(cpu, plainTables(count, K, qStride, kStride));
+    gather(cpu, { byteOffset: src, floats: 0 }, dst, t.cols, t.rows, K, width, 1, 1, panels);
+  } finally {
+    cpu.reset(mark);
+  }
+  return { region: dst, size: count, panels, K };
+}
+
+/**
+ * Writes a GEMM's C (rows: the A panels' lines, columns: the B panels' lines, leading dimension ldc) into
+ * the plain matrix at byte address `dst`: C element (r, q) goes to dst + 4 * (r * rStride + q * qStride) for
+ * r < rows, q < cols (rows x cols of C), plus bias[r] (bias 'rows') or bias[q] ('cols'), ReLU when asked
+ * (NaN kept). Threads split the columns.
+ */
+export function storeProduct(
+  cpu: WasmCpu,
+  c: Region,
+  ldc: number,
+  rows: number,
+  cols: number,
+  dst: number,
+  rStride: number,
+  qStride: number,
+  bias: Region | null,
+  biasOn: 'rows' | 'cols',
+  relu: boolean,
+): void {
+  const mark = cpu.mark();
+  try {
+    const t = uploadTables(cpu, plainTables(cols, rows, qStride, rStride));
+    const flags = (relu ? RELU : 0) | (bias && biasOn === 'cols' ? BIAS_PER_COLUMN : 0);
+    // Chunks of 16 columns: whole 64-byte lines of dst when columns are contiguous.
+    scatter(cpu, c, ldc, { byteOffset: dst, floats: 0 }, t.cols, t.rows, rows, 1, 1, bias, flags, cols, 16);
+  } finally {
+    cpu.reset(mark);
+  }
+}
+
+/**
+ * dw [O, C, KH, KW] (= dw as O x C*KH*KW) of a convolution: the GEMM dy (O x N*OH*OW) times im2col(x)^T
+ * (N*OH*OW x C*KH*KW). dy is packed into A panels and im2col(x)^T straight into B panels by the gather
+ * routines, the latter with the im2col tables in swapped roles (columns (c, kh, kw), rows (n, oh, ow)). The
+ * reduction runs over the output pixels of the whole batch in order, in pieces whose panels take at most
+ * `pieceFloats` floats (64 MiB by default), their partial products added in order: the same sums for any
+ * thread count. With `accumulate` the result is added to dw.
+ */
+export function conv2dBackwardWeightInto(
+  cpu: WasmCpu,
+  x: Region,
+  dy: Region,
+  g: ConvGeometry,
+  dw: Region,
+  accumulate: boolean,
+  pieceFloats = 2 ** 24,
+): void {
+  const { N, C, H, W, O, KH, KW, OH, OW } = g;
+  const CKK = C * KH * KW;
+  const P = OH * OW;
+  const NP = N * P;
+  const mPanels = Math.ceil(O / MR);
+  const nPanels = Math.ceil(CKK / NR);
+  const out = dw.byteOffset / 4;
+  if (NP === 0) {
+    if (!accumulate) cpu.f32.fill(0, out, out + O * CKK);
+    return;
+  }
+  // Output pixels per piece: the panels of a piece take at most `pieceFloats` floats (at least 8 pixels).
+  const chunk = Math.max(8, Math.floor(pieceFloats / (mPanels * MR + nPanels * NR)));
+  const mark = cpu.mark();
+  try {
+    // im2col(x)^T as B: columns (c, kh, kw), padded to whole panels; rows (n, oh, ow).
+    const im = cached(`im2col,${N},${C},${H},${W},${KH},${KW},${g.stride},${g.pad},${NP}`, () =>
+      buildIm2colTables(g, NP),
+    );
+    const [kh, kw, koff] = cached(`im2colT,${C},${H},${W},${KH},${KW},${nPanels}`, () => {
+      const t = [0, 1, 2].map(() => new Int32Array(nPanels * NR));
+      t[0].fill(OUTSIDE);
+      t[0].set(im[3]);
+      t[1].set(im[4]);
+      t[2].set(im[5]);
+      return t;
+    }).map((a) => cpu.upload(a));
+    const [ihb, iwb, base] = im.slice(0, 3).map((a) => cpu.upload(a));
+    // dy as A: rows o (base o*P), steps q = (n, p) at n*O*P + p.
+    const dyRows = cached(`dyT,${N},${O},${P},${mPanels}`, () => {
+      const t = plainTables(O, 0, P, 0);
+      const koffQ = new Int32Array(NP);
+      for (let q = 0; q < NP; q++) {
+        const n = Math.floor(q / P);
+        koffQ[q] = n * O * P + (q - n * P);
+      }
+      return [t[0], t[1], t[2], new Int32Array(NP), koffQ];
+    }).map((a) => cpu.upload(a));
+    const a = cpu.alloc(mPanels * MR * Math.min(chunk, NP));
+    const b = cpu.alloc(nPanels * NR * Math.min(chunk, NP));
+    const c = cpu.alloc(mPanels * MR * nPanels * NR);
+    const ldc = nPanels * NR;
+    for (let q0 = 0; q0 < NP; q0 += chunk) {
+      const len = Math.min(chunk, NP - q0);
+      const at = (r: Region) => r.byteOffset + 4 * q0;
+      cpu.run(
+        'gather',
+        [
+          dy.byteOffset,
+          a.byteOffset,
+          dyRows[0].byteOffset,
+          dyRows[1].byteOffset,
+          dyRows[2].byteOffset,
+          at(dyRows[3]),
+          at(dyRows[3]),
+          at(dyRows[4]),
+          len,
+          MR,
+          1,
+          1,
+        ],
+        mPanels,
+      );
+      cpu.run(
+        'gather8',
+        [
+          x.byteOffset,
+          b.byteOffset,
+          ZERO_ADDRESS,
+          kh.byteOffset,
+          kw.byteOffset,
+          koff.byteOffset,
+          at(ihb),
+          at(iwb),
+          at(base),
+          len,
+          H,
+          W,
+        ],
+        nPanels,
+      );
+      cpu.gemm(a, b, c, mPanels, nPanels, len);
+      const f = cpu.f32;
+      const c0 = c.byteOffset / 4;
+      const add = accumulate || q0 > 0;
+      for (let o = 0; o < O; o++) {
+        const src = c0 + o * ldc;
+        const dst = out + o * CKK;
+        if (add) for (let k = 0; k < CKK; k++) f[dst + k] += f[src + k];
+        else for (let k = 0; k < CKK; k++) f[dst + k] = f[src + k];
+      }
+    }
+  } finally {
+    cpu.reset(mark);
+  }
 }
 
 /** dF = dTanh * alpha * (1 - tanh(alpha f)^2), element-wise (float32 out). */
