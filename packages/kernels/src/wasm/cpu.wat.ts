@@ -240,48 +240,6 @@ const LOOPS_TEXT = `
       (local.set $n (i32.add (local.get $n) (i32.const 1)))
       (br_if $N (i32.lt_u (local.get $n) (local.get $n1)))))
 
-  ;; 2x2 max pooling with stride 2 (the common case, unrolled) for planes p0 <= p < p1; same rules as maxpool.
-  (func (export "maxpool2") (param $x i32) (param $y i32) (param $am i32) (param $H i32) (param $W i32)
-      (param $OH i32) (param $OW i32) (param $p0 i32) (param $p1 i32)
-    (local $p i32) (local $oh i32) (local $ow i32) (local $row i32) (local $i i32) (local $out i32)
-    (local $best f32) (local $bi i32) (local $v f32) (local $plane i32) (local $take i32)
-    (if (i32.ge_u (local.get $p0) (local.get $p1)) (then (return)))
-    (local.set $out (i32.shl (i32.mul (local.get $p0) (i32.mul (local.get $OH) (local.get $OW))) (i32.const 2)))
-    (local.set $p (local.get $p0))
-    (loop $P
-      (local.set $plane (i32.add (local.get $x) (i32.shl (i32.mul (local.get $p) (i32.mul (local.get $H) (local.get $W))) (i32.const 2))))
-      (local.set $oh (i32.const 0))
-      (loop $OHl
-        (local.set $row (i32.mul (i32.shl (local.get $oh) (i32.const 1)) (local.get $W)))
-        (local.set $ow (i32.const 0))
-        (loop $OWl
-          (local.set $i (i32.add (local.get $row) (i32.shl (local.get $ow) (i32.const 1))))
-          (local.set $bi (local.get $i))
-          (local.set $best (f32.load (i32.add (local.get $plane) (i32.shl (local.get $i) (i32.const 2)))))
-          (local.set $v (f32.load (i32.add (local.get $plane) (i32.shl (i32.add (local.get $i) (i32.const 1)) (i32.const 2)))))
-          (local.set $take (i32.and (f32.eq (local.get $best) (local.get $best))
-                (i32.or (f32.gt (local.get $v) (local.get $best)) (f32.ne (local.get $v) (local.get $v)))))
-          (local.set $best (f32.reinterpret_i32 (select (i32.reinterpret_f32 (local.get $v)) (i32.reinterpret_f32 (local.get $best)) (local.get $take))))
-          (local.set $bi (select (i32.add (local.get $i) (i32.const 1)) (local.get $bi) (local.get $take)))
-          (local.set $v (f32.load (i32.add (local.get $plane) (i32.shl (i32.add (local.get $i) (local.get $W)) (i32.const 2)))))
-          (local.set $take (i32.and (f32.eq (local.get $best) (local.get $best))
-                (i32.or (f32.gt (local.get $v) (local.get $best)) (f32.ne (local.get $v) (local.get $v)))))
-          (local.set $best (f32.reinterpret_i32 (select (i32.reinterpret_f32 (local.get $v)) (i32.reinterpret_f32 (local.get $best)) (local.get $take))))
-          (local.set $bi (select (i32.add (local.get $i) (local.get $W)) (local.get $bi) (local.get $take)))
-          (local.set $v (f32.load (i32.add (local.get $plane) (i32.shl (i32.add (i32.add (local.get $i) (local.get $W)) (i32.const 1)) (i32.const 2)))))
-          (local.set $take (i32.and (f32.eq (local.get $best) (local.get $best))
-                (i32.or (f32.gt (local.get $v) (local.get $best)) (f32.ne (local.get $v) (local.get $v)))))
-          (local.set $best (f32.reinterpret_i32 (select (i32.reinterpret_f32 (local.get $v)) (i32.reinterpret_f32 (local.get $best)) (local.get $take))))
-          (local.set $bi (select (i32.add (i32.add (local.get $i) (local.get $W)) (i32.const 1)) (local.get $bi) (local.get $take)))
-          (f32.store (i32.add (local.get $y) (local.get $out)) (local.get $best))
-          (i32.store (i32.add (local.get $am) (local.get $out)) (local.get $bi))
-          (local.set $out (i32.add (local.get $out) (i32.const 4)))
-          (local.set $ow (i32.add (local.get $ow) (i32.const 1)))
-          (br_if $OWl (i32.lt_u (local.get $ow) (local.get $OW))))
-        (local.set $oh (i32.add (local.get $oh) (i32.const 1)))
-        (br_if $OHl (i32.lt_u (local.get $oh) (local.get $OH))))
-      (local.set $p (i32.add (local.get $p) (i32.const 1)))
-      (br_if $P (i32.lt_u (local.get $p) (local.get $p1)))))
 `;
 
 /**
@@ -386,6 +344,274 @@ function panelLoops(): string {
   );
 }
 
+/** The scalar step of the 2x2 pool: `v` (index `idx`) replaces the best when larger or NaN (see maxpool). */
+function poolTake(v: string, idx: string): string {
+  return `(local.set $take (i32.and (f32.eq (local.get $best) (local.get $best))
+                (i32.or (f32.gt ${v} (local.get $best)) (f32.ne ${v} ${v}))))
+          (local.set $best (f32.reinterpret_i32 (select (i32.reinterpret_f32 ${v}) (i32.reinterpret_f32 (local.get $best)) (local.get $take))))
+          (local.set $bi (select ${idx} (local.get $bi) (local.get $take)))`;
+}
+
+/** The same step on four windows at once (masks instead of selects: no branch either way). */
+function poolTake4(v: string, idx: string): string {
+  return `(local.set $vt (v128.and (f32x4.eq (local.get $vbest) (local.get $vbest))
+                (v128.or (f32x4.gt ${v} (local.get $vbest)) (f32x4.ne ${v} ${v}))))
+            (local.set $vbest (v128.bitselect ${v} (local.get $vbest) (local.get $vt)))
+            (local.set $vbi (v128.bitselect ${idx} (local.get $vbi) (local.get $vt)))`;
+}
+
+/**
+ * maxpool2: 2x2 max pooling with stride 2 (the common case) for planes p0 <= p < p1, same rules as maxpool
+ * (the window's elements in the order (0,0), (0,1), (1,0), (1,1); the first maximum wins, a NaN wins and
+ * stays). Four windows at a time: two rows of 8 inputs loaded as four vectors, split into even and odd
+ * columns by shuffles, compared lane-wise; the last OW % 4 windows of a row one at a time.
+ */
+function maxPool2Text(): string {
+  const even = '0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27';
+  const odd = '4 5 6 7 12 13 14 15 20 21 22 23 28 29 30 31';
+  const at = (i: string) => `(i32.add (local.get $plane) (i32.shl ${i} (i32.const 2)))`;
+  return `
+  (func (export "maxpool2") (param $x i32) (param $y i32) (param $am i32) (param $H i32) (param $W i32)
+      (param $OH i32) (param $OW i32) (param $p0 i32) (param $p1 i32)
+    (local $p i32) (local $oh i32) (local $ow i32) (local $row i32) (local $i i32) (local $out i32)
+    (local $best f32) (local $bi i32) (local $v f32) (local $plane i32) (local $take i32) (local $OW4 i32)
+    (local $r0a v128) (local $r0b v128) (local $r1a v128) (local $r1b v128) (local $vbest v128) (local $vbi v128)
+    (local $vi v128) (local $vt v128) (local $vW v128)
+    (if (i32.ge_u (local.get $p0) (local.get $p1)) (then (return)))
+    (local.set $out (i32.shl (i32.mul (local.get $p0) (i32.mul (local.get $OH) (local.get $OW))) (i32.const 2)))
+    (local.set $OW4 (i32.and (local.get $OW) (i32.const -4)))
+    (local.set $vW (i32x4.splat (local.get $W)))
+    (local.set $p (local.get $p0))
+    (loop $P
+      (local.set $plane (i32.add (local.get $x) (i32.shl (i32.mul (local.get $p) (i32.mul (local.get $H) (local.get $W))) (i32.const 2))))
+      (local.set $oh (i32.const 0))
+      (loop $OHl
+        (local.set $row (i32.mul (i32.shl (local.get $oh) (i32.const 1)) (local.get $W)))
+        (local.set $ow (i32.const 0))
+        (block $vecDone
+          (loop $V
+            (br_if $vecDone (i32.ge_u (local.get $ow) (local.get $OW4)))
+            (local.set $i (i32.add (local.get $row) (i32.shl (local.get $ow) (i32.const 1))))
+            (local.set $r0a (v128.load ${at('(local.get $i)')}))
+            (local.set $r0b (v128.load offset=16 ${at('(local.get $i)')}))
+            (local.set $r1a (v128.load ${at('(i32.add (local.get $i) (local.get $W))')}))
+            (local.set $r1b (v128.load offset=16 ${at('(i32.add (local.get $i) (local.get $W))')}))
+            (local.set $vi (i32x4.add (i32x4.splat (local.get $i)) (v128.const i32x4 0 2 4 6)))
+            (local.set $vbest (i8x16.shuffle ${even} (local.get $r0a) (local.get $r0b)))
+            (local.set $vbi (local.get $vi))
+            ${poolTake4(`(i8x16.shuffle ${odd} (local.get $r0a) (local.get $r0b))`, '(i32x4.add (local.get $vi) (v128.const i32x4 1 1 1 1))')}
+            ${poolTake4(`(i8x16.shuffle ${even} (local.get $r1a) (local.get $r1b))`, '(i32x4.add (local.get $vi) (local.get $vW))')}
+            ${poolTake4(`(i8x16.shuffle ${odd} (local.get $r1a) (local.get $r1b))`, '(i32x4.add (i32x4.add (local.get $vi) (local.get $vW)) (v128.const i32x4 1 1 1 1))')}
+            (v128.store (i32.add (local.get $y) (local.get $out)) (local.get $vbest))
+            (v128.store (i32.add (local.get $am) (local.get $out)) (local.get $vbi))
+            (local.set $out (i32.add (local.get $out) (i32.const 16)))
+            (local.set $ow (i32.add (local.get $ow) (i32.const 4)))
+            (br $V)))
+        (block $done
+          (loop $OWl
+            (br_if $done (i32.ge_u (local.get $ow) (local.get $OW)))
+            (local.set $i (i32.add (local.get $row) (i32.shl (local.get $ow) (i32.const 1))))
+            (local.set $bi (local.get $i))
+            (local.set $best (f32.load ${at('(local.get $i)')}))
+            (local.set $v (f32.load ${at('(i32.add (local.get $i) (i32.const 1))')}))
+            ${poolTake('(local.get $v)', '(i32.add (local.get $i) (i32.const 1))')}
+            (local.set $v (f32.load ${at('(i32.add (local.get $i) (local.get $W))')}))
+            ${poolTake('(local.get $v)', '(i32.add (local.get $i) (local.get $W))')}
+            (local.set $v (f32.load ${at('(i32.add (i32.add (local.get $i) (local.get $W)) (i32.const 1))')}))
+            ${poolTake('(local.get $v)', '(i32.add (i32.add (local.get $i) (local.get $W)) (i32.const 1))')}
+            (f32.store (i32.add (local.get $y) (local.get $out)) (local.get $best))
+            (i32.store (i32.add (local.get $am) (local.get $out)) (local.get $bi))
+            (local.set $out (i32.add (local.get $out) (i32.const 4)))
+            (local.set $ow (i32.add (local.get $ow) (i32.const 1)))
+            (br $OWl)))
+        (local.set $oh (i32.add (local.get $oh) (i32.const 1)))
+        (br_if $OHl (i32.lt_u (local.get $oh) (local.get $OH))))
+      (local.set $p (i32.add (local.get $p) (i32.const 1)))
+      (br_if $P (i32.lt_u (local.get $p) (local.get $p1)))))`;
+}
+
+/**
+ * pad_planes: copies planes p0 <= p < p1 of H x W floats from src into planes of (H + 2 ph) x (W + 2 pw) at
+ * dst with zero borders (the padded input of a convolution, read without bounds checks by conv_gemm).
+ */
+function padPlanesText(): string {
+  return `
+  (func (export "pad_planes") (param $src i32) (param $dst i32) (param $H i32) (param $W i32) (param $ph i32)
+      (param $pw i32) (param $p0 i32) (param $p1 i32)
+    (local $p i32) (local $r i32) (local $in i32) (local $out i32) (local $end i32) (local $rowEnd i32)
+    (local $Wp i32) (local $planeBytes i32) (local $o i32)
+    (if (i32.ge_u (local.get $p0) (local.get $p1)) (then (return)))
+    (local.set $Wp (i32.add (local.get $W) (i32.shl (local.get $pw) (i32.const 1))))
+    (local.set $planeBytes (i32.shl (i32.mul (local.get $Wp) (i32.add (local.get $H) (i32.shl (local.get $ph) (i32.const 1)))) (i32.const 2)))
+    (local.set $in (i32.add (local.get $src) (i32.shl (i32.mul (local.get $p0) (i32.mul (local.get $H) (local.get $W))) (i32.const 2))))
+    (local.set $p (local.get $p0))
+    (loop $P
+      ;; The whole plane to 0 (16 bytes at a time, then the rest), then the rows of the input into it.
+      (local.set $out (i32.add (local.get $dst) (i32.mul (local.get $p) (local.get $planeBytes))))
+      (local.set $end (i32.add (local.get $out) (local.get $planeBytes)))
+      (local.set $o (local.get $out))
+      (block $z4
+        (loop $Z4
+          (br_if $z4 (i32.gt_u (i32.add (local.get $o) (i32.const 16)) (local.get $end)))
+          (v128.store (local.get $o) (v128.const i32x4 0 0 0 0))
+          (local.set $o (i32.add (local.get $o) (i32.const 16)))
+          (br $Z4)))
+      (block $z1
+        (loop $Z1
+          (br_if $z1 (i32.ge_u (local.get $o) (local.get $end)))
+          (f32.store (local.get $o) (f32.const 0))
+          (local.set $o (i32.add (local.get $o) (i32.const 4)))
+          (br $Z1)))
+      (local.set $o (i32.add (local.get $out)
+        (i32.shl (i32.add (i32.mul (local.get $ph) (local.get $Wp)) (local.get $pw)) (i32.const 2))))
+      (local.set $r (i32.const 0))
+      (block $rowsDone
+        (loop $R
+          (br_if $rowsDone (i32.ge_u (local.get $r) (local.get $H)))
+          (local.set $rowEnd (i32.add (local.get $in) (i32.shl (local.get $W) (i32.const 2))))
+          (local.set $out (local.get $o))
+          (block $c4
+            (loop $C4
+              (br_if $c4 (i32.gt_u (i32.add (local.get $in) (i32.const 16)) (local.get $rowEnd)))
+              (v128.store (local.get $out) (v128.load (local.get $in)))
+              (local.set $in (i32.add (local.get $in) (i32.const 16)))
+              (local.set $out (i32.add (local.get $out) (i32.const 16)))
+              (br $C4)))
+          (block $c1
+            (loop $C1
+              (br_if $c1 (i32.ge_u (local.get $in) (local.get $rowEnd)))
+              (f32.store (local.get $out) (f32.load (local.get $in)))
+              (local.set $in (i32.add (local.get $in) (i32.const 4)))
+              (local.set $out (i32.add (local.get $out) (i32.const 4)))
+              (br $C1)))
+          (local.set $o (i32.add (local.get $o) (i32.shl (local.get $Wp) (i32.const 2))))
+          (local.set $r (i32.add (local.get $r) (i32.const 1)))
+          (br $R)))
+      (local.set $p (i32.add (local.get $p) (i32.const 1)))
+      (br_if $P (i32.lt_u (local.get $p) (local.get $p1)))))`;
+}
+
+/**
+ * conv_gemm: a GEMM whose B panels are gathered on the fly and whose C goes straight to its place, with
+ * bias and ReLU. For B panels j0 <= j < j1 (threads split them): panel j's element (k, c) is the float at
+ * src + colOff[8j + c] + rowOff[k] (byte offsets; every address valid: a convolution reads a padded copy of
+ * its input, see pad_planes), packed into this thread's K x 8 floats at scratch + thread * 32K, then every A
+ * panel times it, and the 4 x 8 tile (+ bias[m] when bias != 0, else + 0; then max(., 0) when relu, NaN
+ * kept) stored at dst + dstOff[8j + c] + m * rowStride for rows m < M and columns with dstOff >= 0 (a whole
+ * tile as 8 vector stores when its 8 columns are contiguous). Each output is the GEMM core's chain over k
+ * in order, then the bias: the same bits as gemm, then unpack_conv, at any batch and thread count.
+ */
+function convGemmText(): string {
+  const cols = Array.from({ length: NR }, (_, c) => c);
+  const acc: string[] = [];
+  for (let r = 0; r < MR; r++) for (let v = 0; v < 2; v++) acc.push(`$c${r}_${v}`);
+  const contiguous = (name: string) =>
+    cols
+      .slice(1)
+      .map((c) => `(i32.eq (i32.sub (local.get $${name}${c}) (local.get $${name}0)) (i32.const ${4 * c}))`)
+      .reduce((a, b) => `(i32.and ${a} ${b})`);
+  const epilogue: string[] = [];
+  for (let r = 0; r < MR; r++) {
+    // The bias of row min(m, M - 1): in bounds for the rows past M, which are not stored.
+    epilogue.push(`(local.set $bv (v128.const i32x4 0 0 0 0))
+        (if (local.get $bias) (then (local.set $bv (v128.load32_splat (i32.add (local.get $bias)
+          (i32.shl (select (i32.add (local.get $m0) (i32.const ${r})) (i32.sub (local.get $M) (i32.const 1))
+            (i32.lt_u (i32.add (local.get $m0) (i32.const ${r})) (local.get $M))) (i32.const 2)))))))`);
+    for (let v = 0; v < 2; v++) {
+      const c = `$c${r}_${v}`;
+      epilogue.push(`(local.set ${c} (f32x4.add (local.get ${c}) (local.get $bv)))
+        (if (local.get $relu) (then (local.set ${c} (f32x4.max (local.get ${c}) (v128.const f32x4 0 0 0 0)))))`);
+    }
+  }
+  const vectorStores: string[] = [];
+  for (let r = 0; r < MR; r++) {
+    for (let v = 0; v < 2; v++)
+      vectorStores.push(`(v128.store offset=${v * 16} (local.get $out) (local.get $c${r}_${v}))`);
+    if (r < MR - 1) vectorStores.push('(local.set $out (i32.add (local.get $out) (local.get $rowStride)))');
+  }
+  const laneStores: string[] = [];
+  for (const c of cols) {
+    const rowsText: string[] = [];
+    for (let r = 0; r < MR; r++) {
+      rowsText.push(`(if (i32.lt_u (i32.const ${r}) (local.get $rows)) (then
+              (f32.store (local.get $out) (f32x4.extract_lane ${c % 4} (local.get $c${r}_${c >> 2})))
+              (local.set $out (i32.add (local.get $out) (local.get $rowStride)))))`);
+    }
+    laneStores.push(`(local.set $d (i32.load offset=${c * 4} (i32.add (local.get $dstOff) (local.get $q4))))
+          (if (i32.ge_s (local.get $d) (i32.const 0)) (then
+            (local.set $out (i32.add (local.get $rowBase) (local.get $d)))
+            ${rowsText.join('\n            ')}))`);
+  }
+  return `
+  (func (export "conv_gemm") (param $ap i32) (param $src i32) (param $colOff i32) (param $rowOff i32)
+      (param $dst i32) (param $dstOff i32) (param $rowStride i32) (param $bias i32) (param $relu i32)
+      (param $M i32) (param $K i32) (param $scratch i32) (param $j0 i32) (param $j1 i32)
+    ${acc.map((a) => `(local ${a} v128)`).join(' ')}
+    (local $b0 v128) (local $b1 v128) (local $a v128) (local $bv v128)
+    ${cols.map((c) => `(local $s${c} i32) (local $e${c} i32)`).join(' ')}
+    (local $i i32) (local $j i32) (local $k i32) (local $pa i32) (local $pb i32) (local $sp i32) (local $k4 i32)
+    (local $K4 i32) (local $ro i32) (local $q4 i32) (local $mPanels i32) (local $aPanel i32) (local $m0 i32)
+    (local $rows i32) (local $whole i32) (local $out i32) (local $rowBase i32) (local $d i32)
+    (if (i32.or (i32.ge_u (local.get $j0) (local.get $j1)) (i32.or (i32.eqz (local.get $M)) (i32.eqz (local.get $K))))
+      (then (return)))
+    (local.set $K4 (i32.shl (local.get $K) (i32.const 2)))
+    (local.set $aPanel (i32.mul (local.get $K) (i32.const ${MR * 4})))
+    (local.set $mPanels (i32.shr_u (i32.add (local.get $M) (i32.const ${MR - 1})) (i32.const 2)))
+    (local.set $sp (i32.add (local.get $scratch) (i32.mul (global.get $thread) (i32.shl (local.get $K) (i32.const 5)))))
+    (local.set $j (local.get $j0))
+    (loop $J
+      (local.set $q4 (i32.shl (local.get $j) (i32.const 5)))
+      ${cols.map((c) => `(local.set $s${c} (i32.add (local.get $src) (i32.load offset=${c * 4} (i32.add (local.get $colOff) (local.get $q4)))))`).join('\n      ')}
+      ;; The panel: two vector copies per row when its 8 columns are contiguous, else 8 scalar ones.
+      (local.set $pb (local.get $sp))
+      (local.set $k4 (i32.const 0))
+      (if ${contiguous('s')}
+        (then
+          (loop $Bv
+            (local.set $ro (i32.add (local.get $s0) (i32.load (i32.add (local.get $rowOff) (local.get $k4)))))
+            (v128.store (local.get $pb) (v128.load (local.get $ro)))
+            (v128.store offset=16 (local.get $pb) (v128.load offset=16 (local.get $ro)))
+            (local.set $pb (i32.add (local.get $pb) (i32.const 32)))
+            (local.set $k4 (i32.add (local.get $k4) (i32.const 4)))
+            (br_if $Bv (i32.lt_u (local.get $k4) (local.get $K4)))))
+        (else
+          (loop $Bs
+            (local.set $ro (i32.load (i32.add (local.get $rowOff) (local.get $k4))))
+            ${cols.map((c) => `(f32.store offset=${c * 4} (local.get $pb) (f32.load (i32.add (local.get $s${c}) (local.get $ro))))`).join('\n            ')}
+            (local.set $pb (i32.add (local.get $pb) (i32.const 32)))
+            (local.set $k4 (i32.add (local.get $k4) (i32.const 4)))
+            (br_if $Bs (i32.lt_u (local.get $k4) (local.get $K4))))))
+      ;; Whether the tile's 8 columns are 8 contiguous floats of the output.
+      ${cols.map((c) => `(local.set $e${c} (i32.load offset=${c * 4} (i32.add (local.get $dstOff) (local.get $q4))))`).join('\n      ')}
+      (local.set $whole (i32.and (i32.ge_s (local.get $e0) (i32.const 0)) ${contiguous('e')}))
+      (local.set $i (i32.const 0))
+      (loop $I
+        ${zeroAccumulators()}
+        (local.set $pa (i32.add (local.get $ap) (i32.mul (local.get $i) (local.get $aPanel))))
+        (local.set $pb (local.get $sp))
+        (local.set $k (local.get $K))
+        (loop $L
+          ${microkernel()}
+          (local.set $pa (i32.add (local.get $pa) (i32.const ${MR * 4})))
+          (local.set $pb (i32.add (local.get $pb) (i32.const ${NR * 4})))
+          (local.set $k (i32.sub (local.get $k) (i32.const 1)))
+          (br_if $L (local.get $k)))
+        (local.set $m0 (i32.shl (local.get $i) (i32.const 2)))
+        (local.set $rows (i32.sub (local.get $M) (local.get $m0)))
+        (local.set $rowBase (i32.add (local.get $dst) (i32.mul (local.get $m0) (local.get $rowStride))))
+        ${epilogue.join('\n        ')}
+        (if (i32.and (local.get $whole) (i32.ge_u (local.get $rows) (i32.const ${MR})))
+          (then
+            (local.set $out (i32.add (local.get $rowBase) (local.get $e0)))
+            ${vectorStores.join('\n            ')})
+          (else
+          ${laneStores.join('\n          ')}))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br_if $I (i32.lt_u (local.get $i) (local.get $mPanels))))
+      (local.set $j (i32.add (local.get $j) (i32.const 1)))
+      (br_if $J (i32.lt_u (local.get $j) (local.get $j1)))))`;
+}
+
 /**
  * The module: imports its memory as env.memory (shared when `shared`), exports
  * gemm(ap, bp, c, mPanels, K, ldc, j0, j1): for B panels j0 <= j < j1 and every A panel i, the 4x8 tile
@@ -434,5 +660,5 @@ export function cpuModuleText(shared: boolean, maxPages: number): string {
         (br_if $I (i32.lt_u (local.get $i) (local.get $mPanels))))
       (local.set $j (i32.add (local.get $j) (i32.const 1)))
       (br_if $J (i32.lt_u (local.get $j) (local.get $j1)))))
-${LOOPS_TEXT}${panelLoops()})`;
+${LOOPS_TEXT}${maxPool2Text()}${padPlanesText()}${convGemmText()}${panelLoops()})`;
 }

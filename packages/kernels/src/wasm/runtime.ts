@@ -1,35 +1,41 @@
 /// <reference path="./webassembly.d.ts" />
-// The WebAssembly CPU engine: one linear memory shared with a helper thread, a stack allocator over it, and
-// the routines of cpu.wat.ts run on two threads (this one and one worker) that split each call's range.
+// The WebAssembly CPU engine: one linear memory shared with helper threads, a stack allocator over it, and
+// the routines of cpu.wat.ts run on several threads (this one and workers) that split each call's range.
 import { availableParallelism } from 'node:os';
 import { setFlagsFromString } from 'node:v8';
 import { Worker } from 'node:worker_threads';
-import wabtFactory from 'wabt';
 import { KernelError } from '../errors.js';
-import { cpuModuleText, MR, NR } from './cpu.wat.js';
+import { cpuWasmBytes } from './cpu.wasm.gen.js';
+import { MR, NR } from './cpu.wat.js';
 
 const PAGE = 65536;
-/** 2 GiB of address space at most (the memory grows on demand; only what is used is committed). */
+/**
+ * 2 GiB of address space at most (the memory grows on demand; only what is used is committed). The module's
+ * memory import declares the same maximum (scripts/gen-wasm.ts; test/wasm-gen.test.ts checks that).
+ */
 const MAX_PAGES = 32768;
 /** The most memory the engine may use (bytes). */
 export const MAX_MEMORY_BYTES = MAX_PAGES * PAGE;
 /**
- * Control block at the bottom of memory (i32): [0] generation, [1] workers done with it, [2] routine,
- * [3] argument count, [4] the next unclaimed index of the range (claimed with Atomics.add), [5] the range's
- * end, [6] the chunk, [7..30] the workers' arguments, [31] a float that stays 0 (ZERO). Then one 64-byte line
- * of throw-away floats per thread (SINK), so that the threads' writes there do not bounce a line between cores.
+ * Control block at the bottom of memory (i32): [0] generation, [1] chunks done, [2] routine, [3] argument
+ * count, [4] the claim word (the generation's low 15 bits << 16 | the next unclaimed chunk), [5] the range's
+ * end, [6] the chunk, [7] the number of chunks, [8] the threads taking part (those with a lower index),
+ * [9..30] the arguments, [31] a float that stays 0 (ZERO). Then one 64-byte line of throw-away floats per
+ * thread (SINK), so that the threads' writes there do not bounce a line between cores.
  */
 const CONTROL_INTS = 32;
 /** Threads at most (one throw-away line each). */
 export const MAX_THREADS = 16;
-/** How long a thread polls for work before it sleeps (ms). */
-const SPIN_MS = 2;
+const C_GENERATION = 0;
+const C_DONE = 1;
 const C_ROUTINE = 2;
 const C_ARGC = 3;
-const C_NEXT = 4;
+const C_CLAIM = 4;
 const C_TOTAL = 5;
 const C_CHUNK = 6;
-const C_ARGS = 7;
+const C_CHUNKS = 7;
+const C_ACTIVE = 8;
+const C_ARGS = 9;
 const MAX_ARGS = 31 - C_ARGS;
 /** Bytes at the bottom of memory that the engine keeps for itself (control block and throw-away lines). */
 export const RESERVED_BYTES = CONTROL_INTS * 4 + 64 * MAX_THREADS;
@@ -49,44 +55,110 @@ export const ROUTINES = [
   'maxpool2',
   'maxpool_backward',
   'unpack_conv',
+  'pad_planes',
+  'conv_gemm',
 ] as const;
 export type Routine = (typeof ROUTINES)[number];
 
-// The helper thread: waits for a new generation, then takes chunks of the range until none is left.
+/** Chunks per taking-part thread: enough to even out, few enough that claiming one costs nothing. */
+const CHUNKS_PER_THREAD = 8;
+/** The longest a thread polls before it sleeps (ms): a worker for the next call, the caller for chunks. */
+const SPIN_MS = 2;
+/**
+ * Measured in windows of at least this many ms (and 8 calls) of threaded calls: the CPU time that the
+ * process got during the calls, in cores (process.cpuUsage over wall time). Threads keep their number while
+ * that is within FIT_SLACK of it; after two windows short of it in a row, as many take part as the cores got
+ * (at least 1), and one more is tried BACKOFF_MS later for a shorter window (PROBE_MS, 4 calls), then after
+ * twice as long each time it fails again (at most MAX_BACKOFF_MS). Measured on the 2-core development VM
+ * with other programs' load kept low: 1.4-2.0 cores in windows of 2 threads on an idle machine, 0.7-1.2 with
+ * one other busy process.
+ */
+const WINDOW_MS = 50;
+/** Threaded calls per timed call (the windows count timed calls and their time only). */
+const SAMPLE_EVERY = 4;
+const PROBE_MS = 10;
+const FIT_SLACK = 0.7;
+const BACKOFF_MS = 100;
+const MAX_BACKOFF_MS = 3200;
+
+// The helper thread: waits for a new generation, then claims chunks of the range until none is left.
+// Claims go through a compare-exchange on a word that holds the generation's tag with the chunk index, so a
+// thread that comes late for a generation claims nothing (and reads the routine and its arguments only after
+// a claim, so what it runs is always the current call's). The same claim as claimChunk below.
 const WORKER_SOURCE = `
-const { workerData } = require('node:worker_threads');
+const { parentPort, workerData } = require('node:worker_threads');
 const { module, memory, names, tid } = workerData;
 const exports = new WebAssembly.Instance(module, { env: { memory } }).exports;
 exports.set_thread(tid);
+parentPort.postMessage('ready');
 const fns = names.map((n) => exports[n]);
 const ctl = new Int32Array(memory.buffer, 0, ${CONTROL_INTS});
+function claim(tag) {
+  for (;;) {
+    const w = Atomics.load(ctl, ${C_CLAIM});
+    if ((w & 0x7fff0000) !== tag) return -1;
+    const c = w & 0xffff;
+    if (c >= Atomics.load(ctl, ${C_CHUNKS})) return -1;
+    if (Atomics.compareExchange(ctl, ${C_CLAIM}, w, w + 1) === w) return c;
+  }
+}
 let seen = 0;
+// How long the gaps between calls lasted lately (ms, each counted up to SPIN_MS).
+let gap = ${SPIN_MS / 3};
 for (;;) {
-  // Poll for up to SPIN_MS before sleeping: waking a sleeping thread (a halted virtual CPU) took up to
-  // ~0.6 ms per call on the development VM, and an attack calls the engine every few hundred microseconds.
+  // Not among the threads taking part: sleep until that changes (no wake-up per call).
+  for (let a; tid >= (a = Atomics.load(ctl, ${C_ACTIVE})); ) Atomics.wait(ctl, ${C_ACTIVE}, a);
+  // Poll for the next call about three times as long as the gaps lasted lately (at most SPIN_MS), then
+  // sleep: waking a sleeping thread (a halted virtual CPU) took up to ~0.6 ms on the development VM, and an
+  // attack calls the engine every few hundred microseconds; but a poll that finds nothing burns a core that
+  // another program may want.
   const start = performance.now();
+  const limit = Math.min(${SPIN_MS}, Math.max(0.1, 3 * gap));
   let polls = 0;
-  while (Atomics.load(ctl, 0) === seen) {
-    if ((++polls & 1023) === 0 && performance.now() - start > ${SPIN_MS}) {
-      Atomics.wait(ctl, 0, seen);
+  while (Atomics.load(ctl, ${C_GENERATION}) === seen) {
+    if ((++polls & 255) === 0 && performance.now() - start > limit) {
+      Atomics.wait(ctl, ${C_GENERATION}, seen);
       break;
     }
   }
-  seen = Atomics.load(ctl, 0);
+  gap += (Math.min(${SPIN_MS}, performance.now() - start) - gap) / 8;
+  seen = Atomics.load(ctl, ${C_GENERATION});
   if (seen < 0) break;
-  const f = fns[ctl[${C_ROUTINE}]];
-  const args = Array.from(ctl.subarray(${C_ARGS}, ${C_ARGS} + ctl[${C_ARGC}]));
-  const total = ctl[${C_TOTAL}];
-  const chunk = ctl[${C_CHUNK}];
-  for (;;) {
-    const from = Atomics.add(ctl, ${C_NEXT}, chunk);
-    if (from >= total) break;
+  if (tid >= Atomics.load(ctl, ${C_ACTIVE})) continue;
+  const tag = (seen & 0x7fff) << 16;
+  let f = null;
+  let args;
+  let total = 0;
+  let chunk = 0;
+  let chunks = 0;
+  for (let c; (c = claim(tag)) >= 0; ) {
+    if (f === null) {
+      f = fns[ctl[${C_ROUTINE}]];
+      args = Array.from(ctl.subarray(${C_ARGS}, ${C_ARGS} + ctl[${C_ARGC}]));
+      total = ctl[${C_TOTAL}];
+      chunk = ctl[${C_CHUNK}];
+      chunks = ctl[${C_CHUNKS}];
+    }
+    const from = c * chunk;
     f(...args, from, Math.min(from + chunk, total));
+    if (Atomics.add(ctl, ${C_DONE}, 1) === chunks - 1) Atomics.notify(ctl, ${C_DONE});
   }
-  Atomics.add(ctl, 1, 1);
-  Atomics.notify(ctl, 1);
 }
 `;
+
+/**
+ * Claims the next chunk of the generation whose tag is `tag`: its index, or -1 when none is left or the
+ * generation is over (the worker's claim, for the calling thread).
+ */
+function claimChunk(ctl: Int32Array, tag: number): number {
+  for (;;) {
+    const w = Atomics.load(ctl, C_CLAIM);
+    if ((w & 0x7fff0000) !== tag) return -1;
+    const c = w & 0xffff;
+    if (c >= Atomics.load(ctl, C_CHUNKS)) return -1;
+    if (Atomics.compareExchange(ctl, C_CLAIM, w, w + 1) === w) return c;
+  }
+}
 
 export interface WasmCpuOptions {
   /** Threads, 1 to 16 (default: the host's logical CPUs, at most 16). */
@@ -100,9 +172,9 @@ export function defaultThreads(): number {
 
 let compiled: Promise<WebAssembly.Module> | undefined;
 
+/** Compiles the module (assembled at build time from cpu.wat.ts: cpu.wasm.gen.ts), once per process. */
 async function compileModule(): Promise<WebAssembly.Module> {
   compiled ??= (async () => {
-    const wabt = await wabtFactory();
     // Compile with the optimising tier only: V8 starts wasm functions in its baseline compiler (Liftoff) and
     // swaps in optimised code later, but a call that is already running stays in the baseline code, and our
     // routines are few, long calls. Measured: the GEMM core ran at 13-14 GFLOP/s in baseline code, 50-52
@@ -112,13 +184,7 @@ async function compileModule(): Promise<WebAssembly.Module> {
     } catch {
       // An embedder that refuses V8 flags: the engine still works, its first calls are slower.
     }
-    const parsed = wabt.parseWat('cpu.wat', cpuModuleText(true, MAX_PAGES), { simd: true, threads: true });
-    try {
-      const { buffer } = parsed.toBinary({});
-      return WebAssembly.compile(buffer);
-    } finally {
-      parsed.destroy();
-    }
+    return WebAssembly.compile(cpuWasmBytes());
   })();
   return compiled;
 }
@@ -135,6 +201,20 @@ export class WasmCpu {
   private readonly fns: Record<Routine, (...args: number[]) => void>;
   private readonly workers: Worker[] = [];
   private generation = 0;
+  /** Threads taking part now (this one included); see WINDOW_MS. */
+  private active: number;
+  /** How long the caller polls for the workers' last chunks before it sleeps (ms). */
+  private callerSpin = SPIN_MS;
+  private windowCpuMs = 0;
+  private windowMs = 0;
+  private windowCalls = 0;
+  private sampleCounter = 0;
+  /** Whether the current window tries one thread more. */
+  private probing = false;
+  /** Windows in a row whose threads got fewer cores than they are. */
+  private shortWindows = 0;
+  private probeAt = 0;
+  private backoff = BACKOFF_MS;
   private top = RESERVED_BYTES;
   private f32View: Float32Array;
   private i32View: Int32Array;
@@ -151,17 +231,18 @@ export class WasmCpu {
     this.f32View = new Float32Array(this.memory.buffer);
     this.i32View = new Int32Array(this.memory.buffer);
     this.threads = threads;
+    this.active = threads;
+    Atomics.store(this.i32View, C_ACTIVE, threads);
     for (let tid = 1; tid < threads; tid++) {
       const worker = new Worker(WORKER_SOURCE, {
         eval: true,
         workerData: { module, memory: this.memory, names: [...ROUTINES], tid },
       });
-      worker.unref();
       this.workers.push(worker);
     }
   }
 
-  /** Assembles the module (once per process) and starts the helper thread. */
+  /** Compiles the module (once per process) and starts the helper threads. */
   static async create(options: WasmCpuOptions = {}): Promise<WasmCpu> {
     const threads = options.threads ?? defaultThreads();
     if (!Number.isInteger(threads) || threads < 1 || threads > MAX_THREADS) {
@@ -176,7 +257,37 @@ export class WasmCpu {
         'WasmCpu needs SharedArrayBuffer and WebAssembly threads (Node 20 or newer)',
       );
     }
-    return new WasmCpu(await compileModule(), threads);
+    const cpu = new WasmCpu(await compileModule(), threads);
+    // Ready before the first call (a worker that is still starting would look like one that gets no core),
+    // then unref'd: idle workers never keep a process alive.
+    try {
+      await Promise.all(
+        cpu.workers.map(
+          (w) =>
+            new Promise<void>((ok, fail) => {
+              const onError = (err: Error) => fail(err);
+              const onExit = (code: number) => fail(new Error(`exited with code ${code}`));
+              w.once('error', onError);
+              w.once('exit', onExit);
+              w.once('message', () => {
+                w.off('error', onError);
+                w.off('exit', onExit);
+                ok();
+              });
+            }),
+        ),
+      );
+    } catch (err) {
+      cpu.destroy();
+      // The same code as a host without SharedArrayBuffer: the threaded engine cannot run here.
+      throw new KernelError(
+        'NO_WEBGPU',
+        `WasmCpu: expected ${threads - 1} helper thread(s) to start, one failed (${err instanceof Error ? err.message : String(err)}); use fewer threads (threads: 1 needs none)`,
+        { cause: err },
+      );
+    }
+    for (const w of cpu.workers) w.unref();
+    return cpu;
   }
 
   /** The whole memory as f32 (take it again after an allocation: the memory may have grown). */
@@ -252,7 +363,13 @@ export class WasmCpu {
   /**
    * Runs a routine over [0, total), `args` before the range. With several threads all take chunks (multiples
    * of `align`) of the range until none is left, so that a thread slowed by other work on its core does less
-   * (the machines we run on are shared).
+   * (the machines we run on are shared), and a worker that comes late takes nothing. Each output element is
+   * computed by one chunk, the same code whichever thread runs it: results do not depend on the thread count.
+   *
+   * A worker that is taken off its core while it holds a chunk makes this thread wait for it (for a whole
+   * time slice of another program). So the threads take part only while they get their cores: the process's
+   * CPU time during the calls is measured (see WINDOW_MS), and on a machine too busy for them fewer threads
+   * (down to this one alone) run the calls until one more is tried again.
    */
   run(routine: Routine, args: readonly number[], total: number, align = 1): void {
     this.assertLive();
@@ -260,37 +377,116 @@ export class WasmCpu {
     if (args.length > MAX_ARGS) {
       throw new KernelError('BAD_ARGUMENT', `WasmCpu.run: ${routine} takes at most ${MAX_ARGS} arguments`);
     }
-    // About 8 chunks per thread: enough to even out, few enough that claiming one costs nothing.
-    const chunk = Math.max(1, Math.ceil(total / (8 * this.threads) / align)) * align;
-    const workers = this.workers.length;
-    if (workers === 0 || chunk >= total) {
-      fn(...args, 0, total);
-      return;
+    if (this.active === 1 && this.threads > 1 && performance.now() >= this.probeAt) this.tryOneMore();
+    if (this.active > 1) {
+      const chunk = Math.max(1, Math.ceil(total / (CHUNKS_PER_THREAD * this.active) / align)) * align;
+      if (chunk < total) {
+        this.runThreaded(fn, routine, args, total, chunk);
+        return;
+      }
     }
+    fn(...args, 0, total);
+  }
+
+  private runThreaded(
+    fn: (...a: number[]) => void,
+    routine: Routine,
+    args: readonly number[],
+    total: number,
+    chunk: number,
+  ): void {
+    // One threaded call in SAMPLE_EVERY is timed for the fit of the thread count: process.cpuUsage costs
+    // ~12 us here (it sums every thread of the process), as much as a small routine call.
+    const sample = this.sampleCounter++ % SAMPLE_EVERY === 0;
+    const t0 = sample ? performance.now() : 0;
+    const cpu0 = sample ? process.cpuUsage() : null;
+    const chunks = Math.ceil(total / chunk);
     const ctl = this.i32;
     ctl[C_ROUTINE] = ROUTINES.indexOf(routine);
     ctl[C_ARGC] = args.length;
     ctl.set(args, C_ARGS);
     ctl[C_TOTAL] = total;
     ctl[C_CHUNK] = chunk;
-    Atomics.store(ctl, C_NEXT, 0);
-    Atomics.store(ctl, 1, 0);
+    ctl[C_CHUNKS] = chunks;
+    Atomics.store(ctl, C_DONE, 0);
     this.generation = (this.generation % 0x3fffffff) + 1;
-    Atomics.store(ctl, 0, this.generation);
-    Atomics.notify(ctl, 0);
+    const tag = (this.generation & 0x7fff) << 16;
+    // The claim word last: a worker that sees this generation's tag sees everything above.
+    Atomics.store(ctl, C_CLAIM, tag);
+    Atomics.store(ctl, C_GENERATION, this.generation);
+    Atomics.notify(ctl, C_GENERATION);
+    let mine = 0;
     for (;;) {
-      const from = Atomics.add(ctl, C_NEXT, chunk);
-      if (from >= total) break;
+      const c = claimChunk(ctl, tag);
+      if (c < 0) break;
+      const from = c * chunk;
       fn(...args, from, Math.min(from + chunk, total));
+      mine++;
     }
-    // The workers are finishing their last chunks: poll, then sleep if it takes long.
-    const start = performance.now();
-    let polls = 0;
-    for (;;) {
-      const done = Atomics.load(ctl, 1);
-      if (done === workers) break;
-      if ((++polls & 1023) === 0 && performance.now() - start > SPIN_MS) Atomics.wait(ctl, 1, done, 1000);
+    let done = Atomics.add(ctl, C_DONE, mine) + mine;
+    if (done < chunks) {
+      // Chunks that workers claimed are still running: poll about as long as such waits last, then sleep
+      // (a worker that is late may be off its core, and may get this one's). The poll shrinks while waits
+      // end well within it and doubles when one ended soon after the sleep began, the wake-up cost more
+      // than polling on would have; a long wait (a worker off its core) leaves it as it is.
+      const t1 = performance.now();
+      let polls = 0;
+      let slept = false;
+      while (done < chunks) {
+        if ((++polls & 63) === 0 && performance.now() - t1 > this.callerSpin) {
+          Atomics.wait(ctl, C_DONE, done, 1000);
+          slept = true;
+        }
+        done = Atomics.load(ctl, C_DONE);
+      }
+      const wait = performance.now() - t1;
+      if (!slept) {
+        if (wait < this.callerSpin / 4) this.callerSpin = Math.max(0.05, this.callerSpin * 0.95);
+      } else if (wait < 2 * this.callerSpin + 0.5) this.callerSpin = Math.min(SPIN_MS, this.callerSpin * 2);
     }
+    if (!cpu0) return;
+    const cpu = process.cpuUsage(cpu0);
+    this.windowCpuMs += (cpu.user + cpu.system) / 1000;
+    this.windowMs += performance.now() - t0;
+    const [calls, ms] = this.probing ? [4, PROBE_MS] : [8, WINDOW_MS];
+    if (++this.windowCalls >= calls && this.windowMs >= ms) this.endWindow();
+  }
+
+  /** Fits the number of threads taking part to the cores that the window's calls got. */
+  private endWindow(): void {
+    const cores = this.windowCpuMs / this.windowMs;
+    const fit = Math.max(1, Math.min(this.active, Math.floor(cores + FIT_SLACK)));
+    const now = performance.now();
+    this.shortWindows = fit < this.active ? this.shortWindows + 1 : 0;
+    if (fit < this.active && (this.probing || this.shortWindows >= 2)) {
+      this.shortWindows = 0;
+      this.setActive(fit);
+      this.probeAt = now + this.backoff;
+      this.backoff = Math.min(MAX_BACKOFF_MS, this.backoff * 2);
+      this.probing = false;
+    } else if (fit === this.active) {
+      if (this.probing) {
+        this.backoff = BACKOFF_MS;
+        this.probeAt = now + BACKOFF_MS;
+        this.probing = false;
+      }
+      if (this.active < this.threads && now >= this.probeAt) this.tryOneMore();
+    }
+    this.windowCpuMs = 0;
+    this.windowMs = 0;
+    this.windowCalls = 0;
+  }
+
+  /** One thread more takes part (kept if the next window finds that the threads get their cores). */
+  private tryOneMore(): void {
+    this.setActive(this.active + 1);
+    this.probing = true;
+  }
+
+  private setActive(n: number): void {
+    this.active = n;
+    Atomics.store(this.i32, C_ACTIVE, n);
+    Atomics.notify(this.i32, C_ACTIVE);
   }
 
   /**
@@ -313,8 +509,10 @@ export class WasmCpu {
     if (this.destroyed) return;
     this.destroyed = true;
     if (this.workers.length) {
-      Atomics.store(this.i32, 0, -1);
-      Atomics.notify(this.i32, 0);
+      Atomics.store(this.i32, C_GENERATION, -1);
+      Atomics.notify(this.i32, C_GENERATION);
+      Atomics.store(this.i32, C_ACTIVE, MAX_THREADS);
+      Atomics.notify(this.i32, C_ACTIVE);
       for (const w of this.workers) void w.terminate();
     }
   }
