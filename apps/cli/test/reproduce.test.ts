@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { SeededRandom } from '@dhta/kernels/reference';
 import { initWeights, saveBundle, smallCnn } from '@dhta/models';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -8,6 +9,8 @@ import { PAPER_TABLES, paperColumnsFor } from '../src/report/paper.js';
 import { originalScoredOnOwnLabel, writeCurveFigures } from '../src/reproduce-figures.js';
 import { buildCli, cliRunner, lastJson } from './cli-helper.js';
 import { writeIdx } from './idx-fixture.js';
+
+const zooRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'zoo');
 
 const root = mkdtempSync(join(tmpdir(), 'dhta-reproduce-'));
 const dhta = cliRunner(join(root, 'cache'));
@@ -336,10 +339,16 @@ describe('dhta reproduce', () => {
     expect(dhtaLines.map((l) => l.iterations)).toEqual([5, 5]);
   });
 
-  it("video data: 32-bit models by default (fig7 too), and the paper's video figures", () => {
+  it("video data: the paper's code lengths by default (48 for fig5), and the paper's video figures", () => {
     const r = dhta('reproduce', 'fig7', '--data', 'moving-mnist', '--model', join(root, 'nope-{bits}'));
     expect(r.code).not.toBe(0);
-    expect(r.stderr).toMatch(/no 32-bit model at .*nope-32/);
+    expect(r.stderr).toMatch(/no 16-bit model at .*nope-16/);
+    const f5 = dhta('reproduce', 'fig5', '--data', 'moving-mnist', '--model', join(root, 'nope-{bits}'));
+    expect(f5.stderr).toMatch(/no 48-bit model at .*nope-48/);
+    // The zoo holds a video model at each of the paper's code lengths.
+    for (const bits of [16, 32, 48, 64]) {
+      expect(existsSync(join(zooRoot, `moving-mnist-${bits}`, 'model.json')), `moving-mnist-${bits}`).toBe(true);
+    }
     // table5 on video data is set beside JHMDB's column, not ImageNet's
     expect(paperColumnsFor('table5', 'video').map((c) => c.source)).toEqual([
       'JHMDB, AlexNet features + LSTM',
