@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DHTA_SETUP_TESTS=1 bash scripts/setup.sh
 echo "== typecheck" >&2
-for pkg in packages/kernels packages/data packages/models packages/attack packages/eval apps/cli; do
+for pkg in packages/kernels packages/hamming packages/data packages/models packages/attack packages/eval apps/cli; do
   pnpm exec tsc -p "$pkg/tsconfig.json"
 done
 echo "== lint" >&2

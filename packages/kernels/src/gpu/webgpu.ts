@@ -1,3 +1,4 @@
+import * as platform from '#platform';
 import { KernelError } from '../errors.js';
 
 /** Dawn backends that dawn.node can be asked for. */
@@ -9,10 +10,7 @@ export interface GpuEntry {
   runtime: 'node' | 'browser';
 }
 
-interface DawnModule {
-  create(flags: string[]): GPU;
-  globals: Record<string, unknown>;
-}
+type DawnModule = platform.DawnModule;
 
 let dawn: DawnModule | null | undefined;
 /**
@@ -24,7 +22,7 @@ const instances = new Map<string, GPU>();
 async function loadDawn(): Promise<DawnModule | null> {
   if (dawn !== undefined) return dawn;
   try {
-    const mod = (await import('webgpu')) as unknown as DawnModule;
+    const mod = await platform.loadDawn();
     // dawn.node's classes (GPUBufferUsage, GPUMapMode, ...) must be globals for the WebGPU constants.
     for (const [k, v] of Object.entries(mod.globals)) {
       if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
@@ -32,24 +30,30 @@ async function loadDawn(): Promise<DawnModule | null> {
     dawn = mod;
   } catch (err) {
     dawn = null;
-    if (typeof process !== 'undefined' && process.env['DHTA_DEBUG']) console.error(err);
+    if (platform.envVar('DHTA_DEBUG')) console.error(err);
   }
   return dawn;
 }
 
 /** The backends worth trying on this platform, in order of preference. */
 export function platformBackends(): GpuBackend[] {
-  const platform = typeof process !== 'undefined' ? process.platform : 'browser';
-  if (platform === 'darwin') return ['metal'];
-  if (platform === 'win32') return ['d3d12', 'vulkan', 'd3d11'];
+  const os = platform.runtime === 'node' ? process.platform : 'browser';
+  if (os === 'darwin') return ['metal'];
+  if (os === 'win32') return ['d3d12', 'vulkan', 'd3d11'];
   return ['vulkan', 'opengles', 'opengl'];
 }
 
 /** Obtains a GPU entry point: `navigator.gpu` in browsers, dawn.node in Node. */
 export async function gpuEntry(backend?: GpuBackend, adapterName?: string): Promise<GpuEntry> {
-  const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
-  const isNode = typeof process !== 'undefined' && !!process.versions?.node;
-  if (!isNode && nav?.gpu) return { gpu: nav.gpu, runtime: 'browser' };
+  if (platform.runtime === 'browser') {
+    const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
+    if (nav?.gpu) return { gpu: nav.gpu, runtime: 'browser' };
+    throw new KernelError(
+      'NO_WEBGPU',
+      'WebGPU is not available: this browser has no navigator.gpu. Use a browser with WebGPU enabled, on a ' +
+        'page served over https or from localhost (WebGPU needs a secure context), or the WebAssembly engine.',
+    );
+  }
   const mod = await loadDawn();
   if (!mod) {
     throw new KernelError(
@@ -61,7 +65,8 @@ export async function gpuEntry(backend?: GpuBackend, adapterName?: string): Prom
   const flags: string[] = [];
   if (backend) flags.push(`backend=${backend}`);
   if (adapterName) flags.push(`adapter=${adapterName}`);
-  if (process.env.DHTA_DAWN_FLAGS) flags.push(...process.env.DHTA_DAWN_FLAGS.split(' '));
+  const extra = platform.envVar('DHTA_DAWN_FLAGS');
+  if (extra) flags.push(...extra.split(' '));
   const key = flags.join('|');
   let gpu = instances.get(key);
   if (!gpu) {

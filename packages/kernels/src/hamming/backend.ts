@@ -3,12 +3,12 @@
  * The CPU backend is here; a GPU backend (WebGPU) plugs in through `registerGpuBackend` without this
  * module importing any GPU code.
  */
-import { availableParallelism } from 'node:os';
 import type { Codes } from './codes.ts';
 import { wordsPerCode } from './codes.ts';
 import { HammingError } from './errors.ts';
 import { createHammingKernels, type HammingKernels, type KernelVariant } from './kernels.ts';
 import { concatInt32, concatKnn, concatRange, concatRank, mergeKnn, mergeRange, sumInt32 } from './merge.ts';
+import { hammingPlatform } from './platform.ts';
 import { type KernelOp, type KernelTask, WorkerPool } from './pool.ts';
 import { buildHammingWasm } from './wasm.ts';
 
@@ -92,6 +92,8 @@ export interface CpuOptions {
   /**
    * Worker threads: 'auto' (default) uses one per core when the work is large enough to pay for the
    * hand-off (see MIN_PARALLEL_WORK); a number forces that many (1 keeps everything on the calling thread).
+   * Worker threads exist in Node only (node.ts installs them); elsewhere every call runs on the calling
+   * thread.
    */
   threads?: number | 'auto';
   /** Kernel implementation: 'auto' (default) = 'wasm' where WebAssembly is available, else 'js'. */
@@ -157,7 +159,10 @@ function getPool(threads: number, variant: KernelVariant): WorkerPool | null {
     pool = undefined;
   }
   if (!pool) {
-    pool = new WorkerPool(threads, variant === 'wasm' ? getWasmBytes() : null);
+    // No worker threads on this host (a browser, or Node without node.ts imported): the calling thread.
+    const startWorker = hammingPlatform().startWorker;
+    if (!startWorker) return null;
+    pool = new WorkerPool(threads, variant === 'wasm' ? getWasmBytes() : null, startWorker);
     pools.set(key, pool);
   }
   return pool;
@@ -205,7 +210,10 @@ export class CpuBackend implements HammingBackend {
     }
     this.variant = resolveVariant(kernel);
     this.threadsOption = threads;
-    this.maxThreads = threads === 'auto' ? Math.max(1, availableParallelism()) : threads;
+    const platform = hammingPlatform();
+    // 'auto' where there are no worker threads (a browser): the calling thread only.
+    this.maxThreads =
+      threads !== 'auto' ? threads : platform.startWorker ? Math.max(1, platform.availableParallelism()) : 1;
   }
 
   /** What ran the latest call, e.g. 'cpu: wasm x 2 threads'. */

@@ -1,4 +1,4 @@
-/** Error codes of the Hamming search library (`@dhta/kernels/hamming`). */
+/** Error codes of the Hamming search library (`@dhta/kernels/hamming`, and the `@dhta/hamming` package). */
 export type HammingErrorCode =
   | 'BAD_BITS'
   | 'BITS_MISMATCH'
@@ -16,6 +16,7 @@ export type HammingErrorCode =
   | 'BAD_NPY'
   | 'TOO_LARGE'
   | 'WORKER_FAILED'
+  | 'NO_FILE_SYSTEM'
   | 'DISPOSED';
 
 /**

@@ -9,11 +9,9 @@
  *   24      count * B     codes, B = ceil(bits/8) bytes each, FAISS's layout (bit j in byte j>>3, LSB first)
  *   24+count*B  4         u32 CRC-32 (IEEE, as zlib.crc32) of every byte before it
  */
-import { randomBytes } from 'node:crypto';
-import { readFile, rename, rm, writeFile } from 'node:fs/promises';
-import * as zlib from 'node:zlib';
 import { bytesPerCode, type Codes, fromFaissBytes, MAX_BITS, MIN_BITS, toFaissBytes } from './codes.ts';
 import { HammingError } from './errors.ts';
+import { hammingPlatform } from './platform.ts';
 
 export const INDEX_MAGIC = 'DHTAHAM1';
 export const INDEX_VERSION = 1;
@@ -34,8 +32,8 @@ function crcTable(): Int32Array {
 
 /** CRC-32 (IEEE 802.3, reflected, as zlib's crc32 and Python's zlib.crc32). */
 export function crc32(bytes: Uint8Array): number {
-  const native = (zlib as { crc32?: (data: Uint8Array, value?: number) => number }).crc32;
-  if (typeof native === 'function') return native(bytes) >>> 0;
+  const native = hammingPlatform().crc32;
+  if (native) return native(bytes);
   const t = crcTable();
   let c = -1;
   for (let i = 0; i < bytes.length; i++) c = t[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
@@ -141,14 +139,32 @@ function hex(v: number): string {
   return `0x${v.toString(16).padStart(8, '0')}`;
 }
 
+/**
+ * The platform's file functions (node.ts installs Node's), or NO_FILE_SYSTEM naming the operation: in a
+ * browser there is no file system to read paths from.
+ */
+export function fileSystem(op: string): {
+  readFile: (path: string) => Promise<Uint8Array>;
+  writeFileAtomic: (path: string, bytes: Uint8Array) => Promise<void>;
+} {
+  const { readFile, writeFileAtomic } = hammingPlatform();
+  if (!readFile || !writeFileAtomic) {
+    throw new HammingError(
+      'NO_FILE_SYSTEM',
+      `${op}: expected a host with a file system (Node), found none (${hammingPlatform().name}); in a browser ` +
+        'pass bytes instead (toBytes / fromBytes, readNpy / writeNpy); in Node import the Node entry point ' +
+        "('@dhta/hamming/node') before using files.",
+    );
+  }
+  return { readFile, writeFileAtomic };
+}
+
 /** Writes to a temporary name in the same folder, then renames: never a partial file under `path`. */
 export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
+  const fs = fileSystem(`writing ${path}`);
   try {
-    await writeFile(tmp, bytes);
-    await rename(tmp, path);
+    await fs.writeFileAtomic(path, bytes);
   } catch (e) {
-    await rm(tmp, { force: true });
     throw new HammingError('BAD_FILE', `${path}: could not write the file: ${(e as Error).message}`, {
       cause: e,
     });
@@ -156,9 +172,10 @@ export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<
 }
 
 export async function readIndexFile(path: string, options: DecodeOptions = {}): Promise<Codes> {
+  const fs = fileSystem(`reading ${path}`);
   let bytes: Uint8Array;
   try {
-    bytes = await readFile(path);
+    bytes = await fs.readFile(path);
   } catch (e) {
     throw new HammingError(
       'BAD_FILE',

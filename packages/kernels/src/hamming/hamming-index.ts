@@ -61,7 +61,7 @@ export class HammingIndex {
     this.backendChoice = backend;
     this.wordsPerCode = wordsPerCode(bits);
     this.cpu = new CpuBackend(options);
-    this.storage = new Uint32Array(new SharedArrayBuffer(0));
+    this.storage = new Uint32Array(sharedBuffer(0));
     if (backend === 'gpu' && !getGpuBackendFactory()) throw noGpu();
   }
 
@@ -122,7 +122,7 @@ export class HammingIndex {
     if (newSize * W > this.storage.length) {
       // Shared memory so that worker threads read the codes without a copy; capacity doubles.
       const capacity = Math.max(newSize * W, Math.min(2 * this.storage.length, newSize * W + (64 << 20)));
-      const next = new Uint32Array(new SharedArrayBuffer(capacity * 4));
+      const next = new Uint32Array(sharedBuffer(capacity * 4));
       next.set(this.storage.subarray(0, this.size * W));
       this.storage = next;
     }
@@ -229,14 +229,14 @@ export class HammingIndex {
     return encodeIndexFile(this.codes);
   }
 
-  /** Writes the index file atomically: a temporary name in the same folder, then a rename. */
+  /** Writes the index file atomically: a temporary name in the same folder, then a rename (Node only). */
   async save(path: string): Promise<void> {
     await writeFileAtomic(path, this.toBytes());
   }
 
   /**
    * Reads an index file, checking magic, version, size (TRUNCATED), checksum (CHECKSUM) and, when given,
-   * `expectedBits` (BITS_MISMATCH).
+   * `expectedBits` (BITS_MISMATCH). Node only; elsewhere read the bytes yourself and use `fromBytes`.
    */
   static async load(
     path: string,
@@ -353,10 +353,20 @@ export class HammingIndex {
   }
 }
 
+/**
+ * A SharedArrayBuffer where there is one (Node; browser pages that are cross-origin isolated), else a plain
+ * ArrayBuffer: pages without COOP/COEP headers have no SharedArrayBuffer, and there the search runs on the
+ * calling thread anyway.
+ */
+function sharedBuffer(bytes: number): ArrayBufferLike {
+  return typeof SharedArrayBuffer === 'function' ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes);
+}
+
 function noGpu(): HammingError {
   return new HammingError(
     'NO_GPU_BACKEND',
     "backend 'gpu': expected a registered GPU backend, found none; call enableGpuHamming() (from " +
-      "'@dhta/kernels/hamming') before creating the index, or use backend 'cpu' or 'auto'.",
+      "'@dhta/kernels/hamming'; the '@dhta/hamming' package has no GPU path: registerGpuBackend() plugs in " +
+      "one) before creating the index, or use backend 'cpu' or 'auto'.",
   );
 }

@@ -2,9 +2,8 @@
  * A minimal, strict reader and writer of NumPy's .npy format (versions 1, 2 and 3; little-endian,
  * C order) for the dtypes the tool exchanges: uint8, int8, int32, uint32, int64, float32, float64.
  */
-import { readFile } from 'node:fs/promises';
 import { HammingError } from './errors.ts';
-import { writeFileAtomic } from './file.ts';
+import { fileSystem, writeFileAtomic } from './file.ts';
 import { PyLiteralError, type PyValue, parsePyLiteral } from './pyliteral.ts';
 
 export type NpyDtype = 'uint8' | 'int8' | 'int32' | 'uint32' | 'int64' | 'float32' | 'float64';
@@ -357,10 +356,12 @@ export function writeNpy(data: NpyData, shape: number[]): Uint8Array {
   return out;
 }
 
+/** Reads a .npy file (Node; elsewhere NO_FILE_SYSTEM). */
 export async function readNpyFile(path: string): Promise<NpyArray> {
+  const fs = fileSystem(`reading ${path}`);
   let bytes: Uint8Array;
   try {
-    bytes = await readFile(path);
+    bytes = await fs.readFile(path);
   } catch (e) {
     throw new HammingError(
       'BAD_FILE',

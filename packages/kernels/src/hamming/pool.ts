@@ -3,11 +3,13 @@
  * `createHammingKernels` (self-contained by design) and the WebAssembly bytes, so no separate worker file
  * has to be shipped or built. The database travels as a SharedArrayBuffer view: no copy per task.
  *
- * Workers are unref'd while idle, so an idle pool never keeps a process alive.
+ * Workers are unref'd while idle, so an idle pool never keeps a process alive. They are started through
+ * the platform (platform.ts: Node's worker_threads, installed by node.ts), so this module imports nothing
+ * from Node itself.
  */
-import { Worker } from 'node:worker_threads';
 import { HammingError } from './errors.ts';
 import { createHammingKernels } from './kernels.ts';
+import type { HammingPlatform, HammingWorker } from './platform.ts';
 
 export type KernelOp = 'knn' | 'range' | 'histogram' | 'rank';
 
@@ -71,7 +73,7 @@ interface Pending {
 }
 
 interface Slot {
-  worker: Worker;
+  worker: HammingWorker;
   ready: Promise<void>;
   pending: Map<number, Pending>;
   dead: boolean;
@@ -83,11 +85,16 @@ export class WorkerPool {
   private nextId = 1;
   private disposed = false;
 
-  constructor(size: number, wasm: Uint8Array | null) {
+  /** `startWorker`: the platform's (see platform.ts); a pool is only made where there is one. */
+  constructor(
+    size: number,
+    wasm: Uint8Array | null,
+    startWorker: NonNullable<HammingPlatform['startWorker']>,
+  ) {
     this.size = size;
     const source = workerSource();
     for (let i = 0; i < size; i++) {
-      const worker = new Worker(source, { eval: true, workerData: { wasm } });
+      const worker = startWorker(source, { wasm });
       worker.unref();
       const pending = new Map<number, Pending>();
       const ready = new Promise<void>((resolve, reject) => {

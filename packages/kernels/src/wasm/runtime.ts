@@ -1,9 +1,7 @@
 /// <reference path="./webassembly.d.ts" />
 // The WebAssembly CPU engine: one linear memory shared with helper threads, a stack allocator over it, and
 // the routines of cpu.wat.ts run on several threads (this one and workers) that split each call's range.
-import { availableParallelism } from 'node:os';
-import { setFlagsFromString } from 'node:v8';
-import { Worker } from 'node:worker_threads';
+import * as platform from '#platform';
 import { KernelError } from '../errors.js';
 import { cpuWasmBytes } from './cpu.wasm.gen.js';
 import { MR, NR } from './cpu.wat.js';
@@ -57,6 +55,10 @@ export const ROUTINES = [
   'unpack_conv',
   'pad_planes',
   'conv_gemm',
+  'pack_a4',
+  'sum_rows',
+  'winograd_in',
+  'winograd_out',
 ] as const;
 export type Routine = (typeof ROUTINES)[number];
 
@@ -81,16 +83,16 @@ const FIT_SLACK = 0.7;
 const BACKOFF_MS = 100;
 const MAX_BACKOFF_MS = 3200;
 
-// The helper thread: waits for a new generation, then claims chunks of the range until none is left.
+// The helper thread's body (platform.startHelperThread puts module, memory, names, tid and ready() in scope:
+// from workerData in Node, from a Web Worker's first message in a browser): waits for a new generation, then
+// claims chunks of the range until none is left.
 // Claims go through a compare-exchange on a word that holds the generation's tag with the chunk index, so a
 // thread that comes late for a generation claims nothing (and reads the routine and its arguments only after
 // a claim, so what it runs is always the current call's). The same claim as claimChunk below.
 const WORKER_SOURCE = `
-const { parentPort, workerData } = require('node:worker_threads');
-const { module, memory, names, tid } = workerData;
 const exports = new WebAssembly.Instance(module, { env: { memory } }).exports;
 exports.set_thread(tid);
-parentPort.postMessage('ready');
+ready();
 const fns = names.map((n) => exports[n]);
 const ctl = new Int32Array(memory.buffer, 0, ${CONTROL_INTS});
 function claim(tag) {
@@ -167,7 +169,7 @@ export interface WasmCpuOptions {
 
 /** The default thread count: the host's logical CPUs, at most MAX_THREADS. */
 export function defaultThreads(): number {
-  return Math.max(1, Math.min(MAX_THREADS, availableParallelism()));
+  return Math.max(1, Math.min(MAX_THREADS, platform.hardwareThreads()));
 }
 
 let compiled: Promise<WebAssembly.Module> | undefined;
@@ -180,7 +182,7 @@ async function compileModule(): Promise<WebAssembly.Module> {
     // routines are few, long calls. Measured: the GEMM core ran at 13-14 GFLOP/s in baseline code, 50-52
     // optimised. The flag only changes how later WebAssembly modules are compiled.
     try {
-      setFlagsFromString('--no-liftoff');
+      platform.setEngineFlags('--no-liftoff');
     } catch {
       // An embedder that refuses V8 flags: the engine still works, its first calls are slower.
     }
@@ -199,7 +201,9 @@ export class WasmCpu {
   readonly memory: WebAssembly.Memory;
   readonly threads: number;
   private readonly fns: Record<Routine, (...args: number[]) => void>;
-  private readonly workers: Worker[] = [];
+  private readonly workers: platform.HelperThread[] = [];
+  /** Whether this thread may sleep in Atomics.wait (not on a browser page's main thread: it polls). */
+  private readonly mayBlock = platform.callerMayBlock();
   private generation = 0;
   /** Threads taking part now (this one included); see WINDOW_MS. */
   private active: number;
@@ -234,11 +238,9 @@ export class WasmCpu {
     this.active = threads;
     Atomics.store(this.i32View, C_ACTIVE, threads);
     for (let tid = 1; tid < threads; tid++) {
-      const worker = new Worker(WORKER_SOURCE, {
-        eval: true,
-        workerData: { module, memory: this.memory, names: [...ROUTINES], tid },
-      });
-      this.workers.push(worker);
+      this.workers.push(
+        platform.startHelperThread(WORKER_SOURCE, { module, memory: this.memory, names: [...ROUTINES], tid }),
+      );
     }
   }
 
@@ -254,31 +256,21 @@ export class WasmCpu {
     if (typeof SharedArrayBuffer === 'undefined') {
       throw new KernelError(
         'NO_WEBGPU',
-        'WasmCpu needs SharedArrayBuffer and WebAssembly threads (Node 20 or newer)',
+        platform.runtime === 'node'
+          ? 'WasmCpu needs SharedArrayBuffer and WebAssembly threads (Node 20 or newer)'
+          : 'WasmCpu needs SharedArrayBuffer and WebAssembly threads: serve the page cross-origin isolated ' +
+              '(Cross-Origin-Opener-Policy: same-origin, Cross-Origin-Embedder-Policy: require-corp)',
       );
     }
-    const cpu = new WasmCpu(await compileModule(), threads);
+    const module = await compileModule();
     // Ready before the first call (a worker that is still starting would look like one that gets no core),
     // then unref'd: idle workers never keep a process alive.
+    let cpu: WasmCpu | null = null;
     try {
-      await Promise.all(
-        cpu.workers.map(
-          (w) =>
-            new Promise<void>((ok, fail) => {
-              const onError = (err: Error) => fail(err);
-              const onExit = (code: number) => fail(new Error(`exited with code ${code}`));
-              w.once('error', onError);
-              w.once('exit', onExit);
-              w.once('message', () => {
-                w.off('error', onError);
-                w.off('exit', onExit);
-                ok();
-              });
-            }),
-        ),
-      );
+      cpu = new WasmCpu(module, threads);
+      await Promise.all(cpu.workers.map((w) => w.ready));
     } catch (err) {
-      cpu.destroy();
+      cpu?.destroy();
       // The same code as a host without SharedArrayBuffer: the threaded engine cannot run here.
       throw new KernelError(
         'NO_WEBGPU',
@@ -399,7 +391,7 @@ export class WasmCpu {
     // ~12 us here (it sums every thread of the process), as much as a small routine call.
     const sample = this.sampleCounter++ % SAMPLE_EVERY === 0;
     const t0 = sample ? performance.now() : 0;
-    const cpu0 = sample ? process.cpuUsage() : null;
+    const cpu0 = sample ? platform.processCpuMs() : null;
     const chunks = Math.ceil(total / chunk);
     const ctl = this.i32;
     ctl[C_ROUTINE] = ROUTINES.indexOf(routine);
@@ -433,7 +425,7 @@ export class WasmCpu {
       let polls = 0;
       let slept = false;
       while (done < chunks) {
-        if ((++polls & 63) === 0 && performance.now() - t1 > this.callerSpin) {
+        if (this.mayBlock && (++polls & 63) === 0 && performance.now() - t1 > this.callerSpin) {
           Atomics.wait(ctl, C_DONE, done, 1000);
           slept = true;
         }
@@ -444,9 +436,9 @@ export class WasmCpu {
         if (wait < this.callerSpin / 4) this.callerSpin = Math.max(0.05, this.callerSpin * 0.95);
       } else if (wait < 2 * this.callerSpin + 0.5) this.callerSpin = Math.min(SPIN_MS, this.callerSpin * 2);
     }
-    if (!cpu0) return;
-    const cpu = process.cpuUsage(cpu0);
-    this.windowCpuMs += (cpu.user + cpu.system) / 1000;
+    // No CPU time on this host (a browser): the thread count stays as it is.
+    if (cpu0 === null) return;
+    this.windowCpuMs += (platform.processCpuMs() ?? cpu0) - cpu0;
     this.windowMs += performance.now() - t0;
     const [calls, ms] = this.probing ? [4, PROBE_MS] : [8, WINDOW_MS];
     if (++this.windowCalls >= calls && this.windowMs >= ms) this.endWindow();
@@ -513,7 +505,7 @@ export class WasmCpu {
       Atomics.notify(this.i32, C_GENERATION);
       Atomics.store(this.i32, C_ACTIVE, MAX_THREADS);
       Atomics.notify(this.i32, C_ACTIVE);
-      for (const w of this.workers) void w.terminate();
+      for (const w of this.workers) w.terminate();
     }
   }
 
