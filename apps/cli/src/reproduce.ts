@@ -473,10 +473,7 @@ export function registerReproduce(program: Command): void {
       'model folder per code length, with {bits} in the path (default <zoo>/<data>-{bits}, -open for table6)',
     )
     .option('--zoo <DIR>', 'where the default models are (default: the shipped zoo/)')
-    .option(
-      '--bits <LIST>',
-      'code lengths (default 16,32,48,64; 48 for fig3 and fig5)',
-    )
+    .option('--bits <LIST>', 'code lengths (default 16,32,48,64; 48 for fig3 and fig5)')
     .option('--queries <N>', 'queries per cell', positiveInt('--queries'), 100)
     .option('--out-dir <DIR>', 'where the cells and the summary go (default dhta-<experiment>-<data>)')
     .option('--resume', 'continue interrupted cells without redoing finished queries')

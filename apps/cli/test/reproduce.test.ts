@@ -347,7 +347,9 @@ describe('dhta reproduce', () => {
     expect(f5.stderr).toMatch(/no 48-bit model at .*nope-48/);
     // The zoo holds a video model at each of the paper's code lengths.
     for (const bits of [16, 32, 48, 64]) {
-      expect(existsSync(join(zooRoot, `moving-mnist-${bits}`, 'model.json')), `moving-mnist-${bits}`).toBe(true);
+      expect(existsSync(join(zooRoot, `moving-mnist-${bits}`, 'model.json')), `moving-mnist-${bits}`).toBe(
+        true,
+      );
     }
     // table5 on video data is set beside JHMDB's column, not ImageNet's
     expect(paperColumnsFor('table5', 'video').map((c) => c.source)).toEqual([

@@ -1,3 +1,4 @@
+/// <reference path="../wasm/webassembly.d.ts" />
 // What the kernels need from their host that differs between Node and a browser. One implementation per
 // host (node.ts, browser.ts), chosen by the package's "#platform" import (package.json "imports": the
 // "browser" condition, which bundlers set for browser builds, else Node's).
