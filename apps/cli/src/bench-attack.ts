@@ -3,14 +3,23 @@
 // the same run, after a short check run whose codes and deltas are compared.
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir, totalmem } from 'node:os';
+import { loadavg, tmpdir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { runAttack } from '@dhta/attack';
+import { resolveAttackSettings, runAttack } from '@dhta/attack';
 import type { Gpu } from '@dhta/kernels';
 import { readNpyFile, writeNpyFile } from '@dhta/kernels/hamming';
 import { SeededRandom } from '@dhta/kernels/reference';
-import { createNetwork, type ImageModelSpec, initWeights, saveBundle, smallCnn, vgg11 } from '@dhta/models';
+import {
+  createNetwork,
+  type ImageModelSpec,
+  initWeights,
+  saveBundle,
+  smallCnn,
+  type VideoModelSpec,
+  vgg11,
+  videoNet,
+} from '@dhta/models';
 import type { Command } from 'commander';
 import { nonNegativeInt, positiveInt } from './attack.js';
 import { outFileReady, writeAtomic } from './bench.js';
@@ -29,16 +38,18 @@ import {
 } from './gpu.js';
 import { formatTable, printJson } from './output.js';
 
-export const ATTACK_BENCH_PRESETS = ['small-cnn', 'vgg11'] as const;
+export const ATTACK_BENCH_PRESETS = ['small-cnn', 'vgg11', 'video'] as const;
 export type AttackBenchPreset = (typeof ATTACK_BENCH_PRESETS)[number];
+/** "small-cnn, vgg11 or video", for messages. */
+const PRESET_LIST = `${ATTACK_BENCH_PRESETS.slice(0, -1).join(', ')} or ${ATTACK_BENCH_PRESETS.at(-1)}`;
 
 export interface AttackBenchOptions {
   preset: AttackBenchPreset;
   /** Queries attacked at once. */
   batch: number;
-  /** Timed iterations (default: 50 for small-cnn, 3 for vgg11). */
+  /** Timed iterations (default: 50 for small-cnn and video, 3 for vgg11). */
   iters?: number;
-  /** Iterations of the check run, which is also our warm-up (default: 10 for small-cnn, 2 for vgg11). */
+  /** Iterations of the check run, which is also our warm-up (default: 10 for small-cnn and video, 2 for vgg11). */
   checkIters?: number;
   /** Code length (default 64). */
   bits?: number;
@@ -69,7 +80,8 @@ export interface AttackBenchRun {
 
 export interface AttackBenchResult {
   preset: AttackBenchPreset;
-  input: [number, number, number];
+  /** One query: [C, H, W], or [T, C, H, W] for video. */
+  input: number[];
   batch: number;
   bits: number;
   iters: number;
@@ -81,9 +93,12 @@ export interface AttackBenchResult {
   device: string;
   software: boolean;
   date: string;
+  /** The 1, 5 and 15 minute load averages when the run started and ended (the machine is shared). */
+  loadavg: { start: number[]; end: number[] };
   /** dispatchesPerIteration: GPU dispatches (0 for wasm). */
   ours: AttackBenchRun & { dispatchesPerIteration: number };
-  peer?: AttackBenchRun & { engine: string; version: string; threads: number };
+  /** env: the variables that change PyTorch's times on a shared machine, as the peer saw them (bench/README.md). */
+  peer?: AttackBenchRun & { engine: string; version: string; threads: number; env: Record<string, string> };
   /** ours / peer (query-iterations per second, medians with --repeat). */
   ratio?: number;
   /** With --repeat: every timed run's query-iterations per second, in order. */
@@ -109,11 +124,20 @@ function torchScript(): string {
   return resolve(here, '../../../bench/torch_attack.py');
 }
 
-function specOf(preset: AttackBenchPreset, bits: number, size: number | undefined): ImageModelSpec {
+function specOf(
+  preset: AttackBenchPreset,
+  bits: number,
+  size: number | undefined,
+): ImageModelSpec | VideoModelSpec {
   if (preset === 'small-cnn') {
     if (size !== undefined && size !== 28)
       throw new CliError('--size applies to vgg11 only (small-cnn is 28x28)');
     return smallCnn(bits);
+  }
+  if (preset === 'video') {
+    if (size !== undefined && size !== 32)
+      throw new CliError('--size applies to vgg11 only (video is 10 frames of 32x32)');
+    return videoNet(bits);
   }
   const s = size ?? 224;
   if (!Number.isInteger(s) || s < 32 || s % 32 !== 0)
@@ -134,6 +158,7 @@ interface TorchOutput {
   threads: number;
   seconds: number;
   query_iterations_per_second: number;
+  env?: Record<string, string>;
 }
 
 function runTorch(python: string, args: string[]): Promise<TorchOutput> {
@@ -177,20 +202,24 @@ function runTorch(python: string, args: string[]): Promise<TorchOutput> {
 export async function benchAttack(gpu: Gpu | null, o: AttackBenchOptions): Promise<AttackBenchResult> {
   const bits = o.bits ?? 64;
   const seed = o.seed ?? 1;
-  const iters = o.iters ?? (o.preset === 'small-cnn' ? 50 : 3);
-  const checkIters = o.checkIters ?? (o.preset === 'small-cnn' ? 10 : 2);
+  const iters = o.iters ?? (o.preset === 'vgg11' ? 3 : 50);
+  const checkIters = o.checkIters ?? (o.preset === 'vgg11' ? 2 : 10);
   const log = o.log ?? (() => {});
   if (!Number.isInteger(o.batch) || o.batch < 1)
     throw new CliError(`--batch must be an integer >= 1, found ${o.batch}`);
   const spec = specOf(o.preset, bits, o.size);
   const { channels, height, width } = spec.input;
-  const inputSize = channels * height * width;
+  const inputShape =
+    spec.task === 'video' ? [spec.frames, channels, height, width] : [channels, height, width];
+  const inputSize = inputShape.reduce((a, b) => a * b, 1);
+  // The attack's alpha: the paper's schedule for image models, a constant (0.1) for video models.
+  const alpha = resolveAttackSettings(spec.task, { method: 'dhta' }).alpha;
   // The batch's pixels (float32) are held about five times over during the attack: refuse what cannot fit.
   const bytes = 5 * 4 * o.batch * inputSize;
   const limit = Math.min(2 ** 33, Math.floor(totalmem() / 2));
   if (bytes > limit)
     throw new CliError(
-      `--batch ${o.batch} of ${channels}x${height}x${width} inputs needs about ${(bytes / 2 ** 30).toFixed(0)} GiB, ` +
+      `--batch ${o.batch} of ${inputShape.join('x')} inputs needs about ${(bytes / 2 ** 30).toFixed(0)} GiB, ` +
         `more than a benchmark may take here (${(limit / 2 ** 30).toFixed(0)} GiB)`,
       'choose a smaller --batch (or --size)',
     );
@@ -211,7 +240,7 @@ export async function benchAttack(gpu: Gpu | null, o: AttackBenchOptions): Promi
     throw new CliError(`--repeat must be an integer >= 1, found ${o.repeat}`);
   const result: AttackBenchResult = {
     preset: o.preset,
-    input: [channels, height, width],
+    input: inputShape,
     batch: n,
     bits,
     iters,
@@ -221,6 +250,7 @@ export async function benchAttack(gpu: Gpu | null, o: AttackBenchOptions): Promi
     device,
     software: engine === 'wasm' || !gpu || gpu.adapter.isSoftware,
     date: new Date().toISOString(),
+    loadavg: { start: loadavg(), end: [] },
     ours: { seconds: 0, queryIterationsPerSecond: 0, msPerIteration: 0, dispatchesPerIteration: 0 },
   };
   const busy = await startBusy(o.busy ?? 0);
@@ -247,12 +277,13 @@ export async function benchAttack(gpu: Gpu | null, o: AttackBenchOptions): Promi
       for (let r = 0; r < repeat; r++) await timeOurs(r);
       result.ours = medianRun(oursRuns);
       if (repeat > 1) result.runs = { ours: oursRuns.map((u) => u.queryIterationsPerSecond) };
+      result.loadavg.end = loadavg();
       return result;
     }
 
     const bundle = join(dir, 'model');
     await saveBundle(bundle, { spec, weights });
-    await writeNpyFile(join(dir, 'x.npy'), x, [n, channels, height, width]);
+    await writeNpyFile(join(dir, 'x.npy'), x, [n, ...inputShape]);
     await writeNpyFile(join(dir, 'anchors.npy'), anchors, [n, bits]);
     const python = o.python ?? (existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3');
     // Ours and the peer take turns, so that both see the same phases of a shared, noisy machine.
@@ -280,6 +311,8 @@ export async function benchAttack(gpu: Gpu | null, o: AttackBenchOptions): Promi
           String(r === 0 ? Math.max(1, checkIters) : 1),
           '--threads',
           String(o.threads ?? 2),
+          '--alpha',
+          String(alpha),
           '--out-dir',
           r === 0 ? dir : join(dir, 'later'),
         ]),
@@ -332,6 +365,7 @@ export async function benchAttack(gpu: Gpu | null, o: AttackBenchOptions): Promi
       engine: 'pytorch',
       version: peerMedian.version,
       threads: peerMedian.threads,
+      env: peerMedian.env ?? {},
       seconds: peerMedian.seconds,
       queryIterationsPerSecond: peerMedian.query_iterations_per_second,
       msPerIteration: (peerMedian.seconds * 1000) / iters,
@@ -343,6 +377,7 @@ export async function benchAttack(gpu: Gpu | null, o: AttackBenchOptions): Promi
         peer: peerRuns.map((u) => u.query_iterations_per_second),
       };
     }
+    result.loadavg.end = loadavg();
     return result;
   } finally {
     await busy.stop();
@@ -369,20 +404,20 @@ export function registerBenchAttack(program: Command): void {
         "in PyTorch (Debian's python3-torch) on the same model and data in the same run, after checking that a " +
         'short run gives the same codes, and the ratio.',
     )
-    .requiredOption('--preset <name>', `model: ${ATTACK_BENCH_PRESETS.join(' or ')}`, (v: string) => {
+    .requiredOption('--preset <name>', `model: ${PRESET_LIST}`, (v: string) => {
       if (!(ATTACK_BENCH_PRESETS as readonly string[]).includes(v))
-        throw new CliError(`--preset must be ${ATTACK_BENCH_PRESETS.join(' or ')}, found "${v}"`);
+        throw new CliError(`--preset must be ${PRESET_LIST}, found "${v}"`);
       return v as AttackBenchPreset;
     })
     .requiredOption('--batch <B>', 'queries attacked at once', positiveInt('--batch'))
     .option(
       '--iters <N>',
-      'timed iterations, 1 to 1000000 (default 50 for small-cnn, 3 for vgg11)',
+      'timed iterations, 1 to 1000000 (default 50 for small-cnn and video, 3 for vgg11)',
       positiveInt('--iters', 1_000_000),
     )
     .option(
       '--check-iters <N>',
-      'iterations of the check run, also the warm-up, 1 to 1000000 (default 10 for small-cnn, 2 for vgg11)',
+      'iterations of the check run, also the warm-up, 1 to 1000000 (default 10 for small-cnn and video, 2 for vgg11)',
       positiveInt('--check-iters', 1_000_000),
     )
     .option('--bits <K>', 'code length, 1 to 4096', positiveInt('--bits', 4096), 64)
@@ -494,6 +529,15 @@ export function registerBenchAttack(program: Command): void {
                 `${r.runs.peer ? `; pytorch ${fmt(r.runs.peer)}` : ''} query-iter/s`,
             );
           }
+          if (r.peer)
+            console.log(
+              `pytorch's environment: ${
+                Object.entries(r.peer.env)
+                  .map(([k, v]) => `${k}=${v}`)
+                  .join(' ') ||
+                'OMP_WAIT_POLICY and MALLOC_* unset (libgomp spins, glibc unmaps large tensors: see bench/README.md)'
+              }`,
+            );
           if (r.ratio !== undefined && r.check) {
             const c = r.check;
             console.log(
@@ -503,6 +547,10 @@ export function registerBenchAttack(program: Command): void {
                 `max |f diff| ${c.maxFeatureDiff.toExponential(2)})`,
             );
           }
+          const load = (l: number[]) => l.map((v) => v.toFixed(2)).join(' ');
+          console.log(
+            `load average (1, 5, 15 min): start ${load(r.loadavg.start)}, end ${load(r.loadavg.end)}`,
+          );
         }).catch(failed);
       },
     );

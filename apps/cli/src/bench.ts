@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { positiveInt } from './attack.js';
 import { registerBenchDriver } from './bench-driver.js';
 import { registerBenchEncode } from './bench-encode.js';
+import { registerBenchTrain } from './bench-train.js';
 import { CliError } from './errors.js';
 import { makeDir, prepareOutFile, writeAtomic as writeFileAtomic } from './files.js';
 import { backendOption, type GpuFlags, withGpu } from './gpu.js';
@@ -90,5 +91,6 @@ export function registerBench(program: Command): Command {
     });
   registerBenchDriver(bench);
   registerBenchEncode(bench);
+  registerBenchTrain(bench);
   return bench;
 }

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -67,6 +68,8 @@ describe('dhta bench attack', () => {
     expect(r.ours.queryIterationsPerSecond).toBeCloseTo((3 * 2) / r.ours.seconds, 6);
     expect(r.ours.msPerIteration).toBeCloseTo((r.ours.seconds * 1000) / 2, 6);
     expect(r.ours.dispatchesPerIteration).toBeGreaterThan(0);
+    expect(r.loadavg.start).toHaveLength(3);
+    expect(r.loadavg.end).toHaveLength(3);
     expect(r.peer).toBeUndefined();
     expect(r.ratio).toBeUndefined();
     expect(JSON.parse(readFileSync(out, 'utf8'))).toEqual(r);
@@ -106,7 +109,7 @@ describe('dhta bench attack', () => {
   it('refuses an unknown preset or peer, and --size on the small CNN, with one clear message', async () => {
     await expect(
       program().parseAsync(['bench', 'attack', '--preset', 'resnet', '--batch', '1'], { from: 'user' }),
-    ).rejects.toThrow(/--preset must be small-cnn or vgg11, found "resnet"/);
+    ).rejects.toThrow(/--preset must be small-cnn, vgg11 or video, found "resnet"/);
     await expect(
       program().parseAsync(['bench', 'attack', '--preset', 'small-cnn', '--batch', '1', '--peer', 'jax'], {
         from: 'user',
@@ -121,4 +124,67 @@ describe('dhta bench attack', () => {
       ),
     ).rejects.toThrow(/--size applies to vgg11 only/);
   });
+});
+
+describe('dhta bench attack --preset video', () => {
+  const tinyVideo = [
+    'bench',
+    'attack',
+    '--preset',
+    'video',
+    '--batch',
+    '2',
+    '--iters',
+    '2',
+    '--check-iters',
+    '2',
+  ];
+
+  it('attacks the video model (frame CNN, LSTM, head) on clips of 10 frames', async () => {
+    const lines = await stdoutOf([...tinyVideo, '--bits', '16', '--engine', 'wasm', '--json']);
+    const r = JSON.parse(lines.filter((l) => l.trim().startsWith('{'))[0]);
+    expect(r).toMatchObject({
+      preset: 'video',
+      input: [10, 1, 32, 32],
+      batch: 2,
+      bits: 16,
+      iters: 2,
+      engine: 'wasm',
+    });
+    expect(r.ours.queryIterationsPerSecond).toBeCloseTo((2 * 2) / r.ours.seconds, 6);
+    await expect(program().parseAsync([...tinyVideo, '--size', '64'], { from: 'user' })).rejects.toThrow(
+      /--size applies to vgg11 only \(video is 10 frames of 32x32\)/,
+    );
+  }, 120_000);
+
+  it('--peer torch: PyTorch (nn.LSTM, constant alpha 0.1) reaches the same codes and deltas', async () => {
+    const probe = spawnSync('/usr/bin/python3', ['-c', 'import torch, numpy'], { encoding: 'utf8' });
+    if (probe.status !== 0)
+      throw new Error(
+        `/usr/bin/python3 cannot import torch: install it (apt-get install python3-torch libopenblas0-pthread)`,
+      );
+    const lines = await stdoutOf([
+      ...tinyVideo,
+      '--bits',
+      '16',
+      '--engine',
+      'wasm',
+      '--peer',
+      'torch',
+      '--threads',
+      '1',
+      '--json',
+    ]);
+    const r = JSON.parse(lines.filter((l) => l.trim().startsWith('{'))[0]);
+    expect(r.peer).toMatchObject({ engine: 'pytorch', threads: 1 });
+    expect(typeof r.peer.env).toBe('object');
+    expect(r.check).toMatchObject({
+      iterations: 2,
+      identicalCodes: 2,
+      identicalBitFraction: 1,
+      divergedQueries: 0,
+    });
+    expect(r.check.maxDeltaDiff).toBeLessThan(1e-4);
+    expect(r.check.maxFeatureDiff).toBeLessThan(1e-4);
+  }, 180_000);
 });
