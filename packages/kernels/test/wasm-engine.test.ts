@@ -38,10 +38,10 @@ function expectSameBits(actual: Float32Array, expected: Float32Array, what: stri
   );
 }
 
-function useEngine(threads: number): () => WasmEngine {
+function useEngine(threads: number, options: { gatherBFloats?: number } = {}): () => WasmEngine {
   let engine: WasmEngine | null = null;
   beforeAll(async () => {
-    engine = await WasmEngine.create({ threads });
+    engine = await WasmEngine.create({ threads, ...options });
   });
   afterAll(() => engine?.destroy());
   return () => {
@@ -98,6 +98,10 @@ const convCases: Array<[number, number, number, number, number, number, number, 
   [3, 5, 6, 7, 37, 1, 2, 0],
   [2, 7, 11, 10, 3, 5, 1, 2],
   [3, 1, 13, 13, 9, 3, 1, 1],
+  // Winograd F(2x2, 3x3) (C O / (C + O) >= 16, forward and input gradient): odd planes, padding 0 and 2.
+  [2, 32, 7, 9, 36, 3, 1, 1],
+  [3, 33, 10, 6, 32, 3, 1, 0],
+  [2, 34, 5, 8, 33, 3, 1, 2],
 ];
 
 describe('WebAssembly engine ops against the float64 references', () => {
@@ -164,32 +168,43 @@ describe('WebAssembly engine ops against the float64 references', () => {
     });
   }
 
-  it('conv2dBackwardWeight in pieces of the reduction (as large batches take it) matches the reference', async () => {
-    const e = engine();
-    const rng = new ref.SeededRandom(77);
-    const xShape = [3, 3, 20, 21];
-    const wShape = [10, 3, 5, 5];
-    const dyShape = [3, 10, 20, 21];
-    const p = { stride: 1, padding: 2 };
-    const x = randn(rng, sizeOf(xShape));
-    const dy = randn(rng, sizeOf(dyShape));
-    const w0 = randn(rng, sizeOf(wShape));
-    const want = ref.conv2dBackwardWeight(x, xShape, dy, dyShape, wShape, p);
-    const tx = up(e, xShape, x);
-    const tdy = up(e, dyShape, dy);
-    const g = conv2dGeometry('test', xShape, wShape, p);
-    const whole = await e.read(e.conv2dBackwardWeight(tx, tdy, wShape, p));
-    expectClose(whole, want);
-    // 1260 pixels in pieces of 8 * ceil(...): 16 + 80 floats per pixel, 100 pixels a piece (13 pieces).
-    for (const accumulate of [false, true]) {
-      const dw = up(e, wShape, w0);
-      conv2dBackwardWeightInto(e.cpu, tx.region, tdy.region, g, dw.region, accumulate, 9600);
-      expectClose(await e.read(dw), accumulate ? want.map((v, i) => v + w0[i]) : want);
-    }
+  // Pieces of the reduction: one per image (20 rows of 21), and two per image (50 rows of 51, K % 4 = 2).
+  for (const [xShape, wShape, dyShape, p] of [
+    [[3, 3, 20, 21], [10, 3, 5, 5], [3, 10, 20, 21], { stride: 1, padding: 2 }],
+    [[2, 2, 100, 51], [5, 2, 3, 3], [2, 5, 100, 51], { stride: 1, padding: 1 }],
+  ] as Array<[number[], number[], number[], { stride: number; padding: number }]>) {
+    it(`conv2dBackwardWeight in pieces of the reduction matches the reference: x [${xShape}] w [${wShape}]`, async () => {
+      const e = engine();
+      const rng = new ref.SeededRandom(77);
+      const x = randn(rng, sizeOf(xShape));
+      const dy = randn(rng, sizeOf(dyShape));
+      const w0 = randn(rng, sizeOf(wShape));
+      const want = ref.conv2dBackwardWeight(x, xShape, dy, dyShape, wShape, p);
+      const tx = up(e, xShape, x);
+      const tdy = up(e, dyShape, dy);
+      const g = conv2dGeometry('test', xShape, wShape, p);
+      const whole = await e.read(e.conv2dBackwardWeight(tx, tdy, wShape, p));
+      expectClose(whole, want);
+      for (const accumulate of [false, true]) {
+        const dw = up(e, wShape, w0);
+        conv2dBackwardWeightInto(e.cpu, tx.region, tdy.region, g, dw.region, accumulate);
+        expectClose(await e.read(dw), accumulate ? want.map((v, i) => v + w0[i]) : want);
+      }
+    });
+  }
+
+  // gatherBFloats 0: every B operand read in place by conv_gemm (the path of large weights), which must give
+  // the same bits as packed panels.
+  const gathering = useEngine(2, { gatherBFloats: 0 });
+  it('matmul with every option: transposes, offsets, leading dimensions, batches, alpha, bias, ReLU, accumulate', async () => {
+    const results: Float64Array[][] = [];
+    for (const e of [engine(), gathering()]) results.push(await matmulCases(e));
+    for (const [i, v] of results[1].entries())
+      expectSameBits(Float32Array.from(v), Float32Array.from(results[0][i]), `case ${i}`);
   });
 
-  it('matmul with every option: transposes, offsets, leading dimensions, batches, alpha, bias, ReLU, accumulate', async () => {
-    const e = engine();
+  async function matmulCases(e: WasmEngine): Promise<Float64Array[]> {
+    const out: Float64Array[] = [];
     const rng = new ref.SeededRandom(5);
     type Case = [number, number, number, Omit<EngineMatmulOptions, 'bias' | 'out'> & { bias?: boolean }];
     const cases: Case[] = [
@@ -242,6 +257,7 @@ describe('WebAssembly engine ops against the float64 references', () => {
       if (tc) expect(got, name).toBe(tc);
       else expect(got.shape, name).toEqual(batch > 1 ? [batch, M, N] : [M, N]);
       const values = await read64(e, got);
+      out.push(values);
       // Elements of C outside the product must be untouched (compared exactly).
       expectClose(values, want, 1e-5);
       if (tc) {
@@ -251,7 +267,8 @@ describe('WebAssembly engine ops against the float64 references', () => {
         }
       }
     }
-  });
+    return out;
+  }
 
   it('matmul refuses bad sizes and accumulate without out', () => {
     const e = engine();
@@ -285,6 +302,8 @@ describe('WebAssembly engine ops against the float64 references', () => {
     [[1, 2, 9, 8], 3, 2],
     [[2, 1, 6, 6], 3, 1],
     [[3, 5, 5, 9], 2, undefined],
+    // 2x2 windows four at a time and one at a time in a row (OW = 9), NaNs in several lanes.
+    [[2, 3, 8, 19], 2, 2],
   ] as Array<[number[], number, number | undefined]>) {
     it(`maxPool2d [${shape}] kernel ${kernel} stride ${stride ?? 'default'}: values, argmax, backward`, async () => {
       const e = engine();
@@ -293,6 +312,7 @@ describe('WebAssembly engine ops against the float64 references', () => {
       // Ties (rounded values) and a NaN: the first maximum wins, a NaN wins.
       const x = randn(rng, sizeOf(shape)).map((v) => Math.round(v * 2) / 2);
       x[5] = Number.NaN;
+      if (x.length > 200) for (const i of [40, 41, 59, 98, 117, 155]) x[i] = Number.NaN;
       const want = ref.maxPool2dForward(x, shape, params);
       const o = stride === undefined ? { kernel } : params;
       const { y, argmax } = e.maxPool2d(up(e, shape, x), o);
@@ -947,6 +967,26 @@ describe('WebAssembly engine: an object gives the same bits in any batch and on 
       const dxs = split(await e.read(dx), n);
       return ys.map((yy, i) => [yy, dxs[i]]);
     }, 'conv 14x14');
+  });
+
+  it('conv2d and its input gradient through Winograd (32 -> 36 channels, odd 7x7 planes, ReLU, bias)', async () => {
+    const xs = randn(rng, 8 * 32 * 7 * 7);
+    const ws = randn(rng, 36 * 32 * 3 * 3);
+    const bs = randn(rng, 36);
+    const dys = randn(rng, 8 * 36 * 7 * 7);
+    await expectInvariant(async (e, n) => {
+      const w = up(e, [36, 32, 3, 3], ws);
+      const y = e.conv2d(up(e, [n, 32, 7, 7], xs.subarray(0, n * 32 * 49)), w, up(e, [36], bs), {
+        padding: 1,
+        relu: true,
+      });
+      const dx = e.conv2dBackwardInput(up(e, [n, 36, 7, 7], dys.subarray(0, n * 36 * 49)), w, [n, 32, 7, 7], {
+        padding: 1,
+      });
+      const ys = split(await e.read(y), n);
+      const dxs = split(await e.read(dx), n);
+      return ys.map((yy, i) => [yy, dxs[i]]);
+    }, 'winograd 7x7');
   });
 
   it('matmul rows (linear layer and its input gradient, as A or as the swapped side)', async () => {

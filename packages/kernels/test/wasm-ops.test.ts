@@ -1,18 +1,25 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as ref from '../src/reference/index.js';
 import {
+  backwardInputGeometry,
   conv2dBackwardInputCpu,
+  conv2dBackwardInputDirectInto,
   conv2dForwardCpu,
   convGeometry,
+  directBackwardInput,
+  directGeometry,
   matmulPackedCpu,
   maxPool2dBackwardCpu,
   maxPool2dCpu,
   packConvBackwardInput,
+  packConvBackwardInputDirect,
   packConvForward,
   packLinearBackwardInput,
   packLinearForward,
+  packWinograd,
   RESERVED_BYTES,
   WasmCpu,
+  winogradConv,
 } from '../src/wasm/index.js';
 import { expectClose, randn } from './helpers.js';
 
@@ -25,6 +32,10 @@ const convCases: Array<[number, number, number, number, number, number, number, 
   [3, 5, 6, 7, 37, 1, 2, 0],
   [2, 19, 11, 10, 3, 5, 1, 2],
   [2, 13, 9, 9, 4, 3, 1, 0],
+  // Winograd's edges: odd planes (a last tile half outside), rows of tiles not a multiple of 4, padding 2.
+  [2, 5, 7, 11, 6, 3, 1, 1],
+  [3, 4, 10, 18, 5, 3, 1, 2],
+  [1, 17, 13, 9, 9, 3, 1, 1],
   [3, 1, 28, 28, 32, 3, 1, 1],
   // The small CNN's middle layer at batch 8: many panels per thread.
   [8, 16, 14, 14, 32, 3, 1, 1],
@@ -81,7 +92,55 @@ for (const threads of [1, 2, 3]) {
         const wt = packConvBackwardInput(cpu, w, O, C * K * K);
         const tdy = cpu.upload(Float32Array.from(dy));
         const dx = expectNoStrayWrites(cpu, () => conv2dBackwardInputCpu(cpu, tdy, g, wt));
-        expectClose(cpu.read(dx), ref.conv2dBackwardInput(dy, fwd.shape, w, wShape, xShape, p));
+        const dxWant = ref.conv2dBackwardInput(dy, fwd.shape, w, wShape, xShape, p);
+        expectClose(cpu.read(dx), dxWant);
+        // Stride 1, padding below the kernel: the input gradient as a convolution of dy (the engine's path).
+        expect(directBackwardInput(g)).toBe(stride === 1 && padding < K);
+        if (directBackwardInput(g)) {
+          const wd = packConvBackwardInputDirect(cpu, w, O, C, K, K);
+          const dxd = expectNoStrayWrites(cpu, () => {
+            const r = cpu.alloc(N * C * H * W);
+            conv2dBackwardInputDirectInto(cpu, tdy, g, wd, r);
+            return r;
+          });
+          expectClose(cpu.read(dxd), dxWant);
+          // In place: dx in dy's memory (when it fits there) gives the same bits.
+          if (dy.length >= N * C * H * W) {
+            const both = cpu.upload(Float32Array.from(dy));
+            conv2dBackwardInputDirectInto(cpu, both, g, wd, {
+              byteOffset: both.byteOffset,
+              floats: N * C * H * W,
+            });
+            expect(cpu.read({ byteOffset: both.byteOffset, floats: N * C * H * W })).toEqual(cpu.read(dxd));
+          }
+        }
+        // 3x3 stride 1: Winograd F(2x2, 3x3), forward (bias, ReLU) and input gradient (the engine's path
+        // from WINOGRAD_MIN_CHANNEL_MEAN channels; here at every channel count).
+        if (K === 3 && stride === 1) {
+          const d = directGeometry(g);
+          const u = packWinograd(cpu, w, O, C, false);
+          for (const relu of [false, true]) {
+            const y = expectNoStrayWrites(cpu, () => {
+              const r = cpu.alloc(fwd.y.length);
+              winogradConv(cpu, tx, d, u, tb, relu, r);
+              return r;
+            });
+            expectClose(cpu.read(y), relu ? ref.relu(fwd.y) : fwd.y);
+            // In passes of one image: the same bits.
+            const m2 = cpu.mark();
+            const y1 = cpu.alloc(fwd.y.length);
+            winogradConv(cpu, tx, d, u, tb, relu, y1, 1);
+            expect(cpu.read(y1)).toEqual(cpu.read(y));
+            cpu.reset(m2);
+          }
+          const ut = packWinograd(cpu, w, O, C, true);
+          const dxw = expectNoStrayWrites(cpu, () => {
+            const r = cpu.alloc(N * C * H * W);
+            winogradConv(cpu, tdy, backwardInputGeometry(g), ut, null, false, r);
+            return r;
+          });
+          expectClose(cpu.read(dxw), dxWant);
+        }
         cpu.reset(mark);
       });
     }
@@ -114,6 +173,8 @@ for (const threads of [1, 2, 3]) {
     it('max-pool forward, argmax and backward (with and without the ReLU gate) match the reference', () => {
       for (const [N, C, H, W, k, s] of [
         [2, 3, 7, 7, 2, 2],
+        // 2x2 windows four at a time (OW = 10: two groups of 4 and 2 alone), odd W.
+        [2, 3, 10, 21, 2, 2],
         [1, 2, 9, 8, 3, 2],
         [2, 1, 6, 6, 3, 1],
       ]) {

@@ -173,7 +173,7 @@ const LOOPS_TEXT = `
       (local.set $p (i32.add (local.get $p) (i32.const 1)))
       (br_if $P (i32.lt_u (local.get $p) (local.get $p1)))))
 
-  ;; The pool's backward for planes p0 <= p < p1: dx[plane p, argmax] += dy (dx zeroed by the caller), only where
+  ;; The pool's backward for planes p0 <= p < p1: dx's plane p to 0, then dx[plane p, argmax] += dy, only where
   ;; y > 0 when y != 0 (the ReLU before the pool folded in).
   (func (export "maxpool_backward") (param $dy i32) (param $am i32) (param $y i32) (param $dx i32)
       (param $planeIn i32) (param $planeOut i32) (param $p0 i32) (param $p1 i32)
@@ -181,6 +181,21 @@ const LOOPS_TEXT = `
     (if (i32.ge_u (local.get $p0) (local.get $p1)) (then (return)))
     (local.set $p (local.get $p0))
     (loop $P
+      ;; The plane to 0 here, where it is about to be written (no separate pass over dx).
+      (local.set $at (i32.add (local.get $dx) (i32.shl (i32.mul (local.get $p) (local.get $planeIn)) (i32.const 2))))
+      (local.set $end (i32.add (local.get $at) (i32.shl (local.get $planeIn) (i32.const 2))))
+      (block $z4
+        (loop $Z4
+          (br_if $z4 (i32.gt_u (i32.add (local.get $at) (i32.const 16)) (local.get $end)))
+          (v128.store (local.get $at) (v128.const i32x4 0 0 0 0))
+          (local.set $at (i32.add (local.get $at) (i32.const 16)))
+          (br $Z4)))
+      (block $z1
+        (loop $Z1
+          (br_if $z1 (i32.ge_u (local.get $at) (local.get $end)))
+          (f32.store (local.get $at) (f32.const 0))
+          (local.set $at (i32.add (local.get $at) (i32.const 4)))
+          (br $Z1)))
       (local.set $i (i32.const 0))
       (loop $I
         (local.set $o (i32.shl (i32.add (i32.mul (local.get $p) (local.get $planeOut)) (local.get $i)) (i32.const 2)))
@@ -431,18 +446,18 @@ function maxPool2Text(): string {
 }
 
 /**
- * pad_planes: copies planes p0 <= p < p1 of H x W floats from src into planes of (H + 2 ph) x (W + 2 pw) at
- * dst with zero borders (the padded input of a convolution, read without bounds checks by conv_gemm).
+ * pad_planes: copies planes p0 <= p < p1 of H x W floats from src into planes of Hq x Wq floats at dst, at row
+ * `top` and column `left`, zeros around (the padded input of a convolution, read without bounds checks by
+ * conv_gemm and winograd_in; Hq >= top + H, Wq >= left + W).
  */
 function padPlanesText(): string {
   return `
-  (func (export "pad_planes") (param $src i32) (param $dst i32) (param $H i32) (param $W i32) (param $ph i32)
-      (param $pw i32) (param $p0 i32) (param $p1 i32)
+  (func (export "pad_planes") (param $src i32) (param $dst i32) (param $H i32) (param $W i32) (param $top i32)
+      (param $left i32) (param $Hq i32) (param $Wq i32) (param $p0 i32) (param $p1 i32)
     (local $p i32) (local $r i32) (local $in i32) (local $out i32) (local $end i32) (local $rowEnd i32)
-    (local $Wp i32) (local $planeBytes i32) (local $o i32)
+    (local $planeBytes i32) (local $o i32)
     (if (i32.ge_u (local.get $p0) (local.get $p1)) (then (return)))
-    (local.set $Wp (i32.add (local.get $W) (i32.shl (local.get $pw) (i32.const 1))))
-    (local.set $planeBytes (i32.shl (i32.mul (local.get $Wp) (i32.add (local.get $H) (i32.shl (local.get $ph) (i32.const 1)))) (i32.const 2)))
+    (local.set $planeBytes (i32.shl (i32.mul (local.get $Wq) (local.get $Hq)) (i32.const 2)))
     (local.set $in (i32.add (local.get $src) (i32.shl (i32.mul (local.get $p0) (i32.mul (local.get $H) (local.get $W))) (i32.const 2))))
     (local.set $p (local.get $p0))
     (loop $P
@@ -463,7 +478,7 @@ function padPlanesText(): string {
           (local.set $o (i32.add (local.get $o) (i32.const 4)))
           (br $Z1)))
       (local.set $o (i32.add (local.get $out)
-        (i32.shl (i32.add (i32.mul (local.get $ph) (local.get $Wp)) (local.get $pw)) (i32.const 2))))
+        (i32.shl (i32.add (i32.mul (local.get $top) (local.get $Wq)) (local.get $left)) (i32.const 2))))
       (local.set $r (i32.const 0))
       (block $rowsDone
         (loop $R
@@ -484,20 +499,217 @@ function padPlanesText(): string {
               (local.set $in (i32.add (local.get $in) (i32.const 4)))
               (local.set $out (i32.add (local.get $out) (i32.const 4)))
               (br $C1)))
-          (local.set $o (i32.add (local.get $o) (i32.shl (local.get $Wp) (i32.const 2))))
+          (local.set $o (i32.add (local.get $o) (i32.shl (local.get $Wq) (i32.const 2))))
           (local.set $r (i32.add (local.get $r) (i32.const 1)))
           (br $R)))
       (local.set $p (i32.add (local.get $p) (i32.const 1)))
       (br_if $P (i32.lt_u (local.get $p) (local.get $p1)))))`;
 }
 
+/** F(2x2, 3x3) Winograd: B^T's rows as the combinations of a 4-vector (the input transform's 1-D step). */
+function winogradBT(d: string[]): string[] {
+  const [d0, d1, d2, d3] = d;
+  return [
+    `(f32x4.sub ${d0} ${d2})`,
+    `(f32x4.add ${d1} ${d2})`,
+    `(f32x4.sub ${d2} ${d1})`,
+    `(f32x4.sub ${d1} ${d3})`,
+  ];
+}
+
+/**
+ * winograd_in: the input transform of F(2x2, 3x3) for planes p0 <= p < p1 (p = n*C + c) of the padded input
+ * (Hq x Wq = (2 TH + 2) x (2 TW + 2) floats each): tile (th, tw) is the 4 x 4 patch at row 2 th, column
+ * 2 tw, and V[(xi*C + c)*Tp + t] = (B^T d B)[xi] for tile t = (n*TH + th)*TW + tw, xi = 4 i + j. Four tiles
+ * of a row at a time (lanes), their patches split from four loads per patch row by shuffles; a row's last
+ * TW % 4 tiles store only their own lanes. The padded input must have 16 bytes readable past its end.
+ */
+function winogradInText(): string {
+  const even = '0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27';
+  const odd = '4 5 6 7 12 13 14 15 20 21 22 23 28 29 30 31';
+  const rows: string[] = [];
+  for (let r = 0; r < 4; r++) {
+    rows.push(`(local.set $at (i32.add (local.get $corner) (i32.mul (local.get $rowBytes) (i32.const ${r}))))
+          (local.set $l0 (v128.load (local.get $at)))
+          (local.set $l1 (v128.load offset=16 (local.get $at)))
+          (local.set $l2 (v128.load offset=8 (local.get $at)))
+          (local.set $l3 (v128.load offset=24 (local.get $at)))
+          (local.set $d0 (i8x16.shuffle ${even} (local.get $l0) (local.get $l1)))
+          (local.set $d1 (i8x16.shuffle ${odd} (local.get $l0) (local.get $l1)))
+          (local.set $d2 (i8x16.shuffle ${even} (local.get $l2) (local.get $l3)))
+          (local.set $d3 (i8x16.shuffle ${odd} (local.get $l2) (local.get $l3)))
+          ${winogradBT(['(local.get $d0)', '(local.get $d1)', '(local.get $d2)', '(local.get $d3)'])
+            .map((e, j) => `(local.set $e${r}${j} ${e})`)
+            .join('\n          ')}`);
+  }
+  const stores: string[] = [];
+  for (let j = 0; j < 4; j++) {
+    const col = winogradBT([0, 1, 2, 3].map((r) => `(local.get $e${r}${j})`));
+    for (let i = 0; i < 4; i++) {
+      const xi = 4 * i + j;
+      stores.push(`(local.set $v ${col[i]})
+            (local.set $at (i32.add (local.get $vt) (i32.mul (local.get $xiBytes) (i32.const ${xi}))))
+            (if (local.get $whole) (then (v128.store (local.get $at) (local.get $v)))
+              (else
+                (f32.store (local.get $at) (f32x4.extract_lane 0 (local.get $v)))
+                (if (i32.gt_u (local.get $lanes) (i32.const 1)) (then (f32.store offset=4 (local.get $at) (f32x4.extract_lane 1 (local.get $v)))))
+                (if (i32.gt_u (local.get $lanes) (i32.const 2)) (then (f32.store offset=8 (local.get $at) (f32x4.extract_lane 2 (local.get $v)))))))`);
+    }
+  }
+  const eLocals = [0, 1, 2, 3].flatMap((r) => [0, 1, 2, 3].map((j) => `(local $e${r}${j} v128)`)).join(' ');
+  return `
+  (func (export "winograd_in") (param $src i32) (param $dst i32) (param $Hq i32) (param $Wq i32) (param $TH i32)
+      (param $TW i32) (param $C i32) (param $Tp i32) (param $p0 i32) (param $p1 i32)
+    (local $p i32) (local $n i32) (local $c i32) (local $th i32) (local $tw i32) (local $plane i32)
+    (local $corner i32) (local $rowBytes i32) (local $at i32) (local $vt i32) (local $xiBytes i32) (local $whole i32)
+    (local $lanes i32)
+    (local $l0 v128) (local $l1 v128) (local $l2 v128) (local $l3 v128) (local $d0 v128) (local $d1 v128)
+    (local $d2 v128) (local $d3 v128) (local $v v128) ${eLocals}
+    (if (i32.ge_u (local.get $p0) (local.get $p1)) (then (return)))
+    (local.set $rowBytes (i32.shl (local.get $Wq) (i32.const 2)))
+    (local.set $xiBytes (i32.shl (i32.mul (local.get $C) (local.get $Tp)) (i32.const 2)))
+    (local.set $p (local.get $p0))
+    (loop $P
+      (local.set $n (i32.div_u (local.get $p) (local.get $C)))
+      (local.set $c (i32.sub (local.get $p) (i32.mul (local.get $n) (local.get $C))))
+      (local.set $plane (i32.add (local.get $src) (i32.shl (i32.mul (local.get $p) (i32.mul (local.get $Hq) (local.get $Wq))) (i32.const 2))))
+      (local.set $th (i32.const 0))
+      (loop $TH
+        (local.set $tw (i32.const 0))
+        (loop $TWl
+          (local.set $corner (i32.add (local.get $plane)
+            (i32.shl (i32.add (i32.mul (i32.shl (local.get $th) (i32.const 1)) (local.get $Wq)) (i32.shl (local.get $tw) (i32.const 1))) (i32.const 2))))
+          (local.set $lanes (i32.sub (local.get $TW) (local.get $tw)))
+          (local.set $whole (i32.ge_u (local.get $lanes) (i32.const 4)))
+          ;; V's address of this tile in component 0, channel c.
+          (local.set $vt (i32.add (local.get $dst) (i32.shl (i32.add (i32.mul (local.get $c) (local.get $Tp))
+            (i32.add (i32.mul (i32.add (i32.mul (local.get $n) (local.get $TH)) (local.get $th)) (local.get $TW)) (local.get $tw))) (i32.const 2))))
+          ${rows.join('\n          ')}
+          ${stores.join('\n          ')}
+          (local.set $tw (i32.add (local.get $tw) (i32.const 4)))
+          (br_if $TWl (i32.lt_u (local.get $tw) (local.get $TW))))
+        (local.set $th (i32.add (local.get $th) (i32.const 1)))
+        (br_if $TH (i32.lt_u (local.get $th) (local.get $TH))))
+      (local.set $p (i32.add (local.get $p) (i32.const 1)))
+      (br_if $P (i32.lt_u (local.get $p) (local.get $p1)))))`;
+}
+
+/**
+ * winograd_out: the output transform of F(2x2, 3x3) for planes p0 <= p < p1 (p = n*O + o): from
+ * Mt[(xi*O + o)*Tp + t] (the 16 products of tile t), y's 2 x 2 block at (2 th, 2 tw) = A^T m A (rows first,
+ * then columns, in a fixed order) + bias[o] (bias != 0; else + 0), max(., 0) when relu (NaN kept), cropped
+ * to OH x OW. Four tiles of a row at a time; blocks past the row's tiles or y's edge go through this
+ * thread's 64-byte line at tmp + 64 * thread (the runtime's throw-away lines), then as far as y reaches.
+ */
+function winogradOutText(): string {
+  const loads: string[] = [];
+  for (let xi = 0; xi < 16; xi++)
+    loads.push(
+      `(local.set $m${xi} (v128.load (i32.add (local.get $mt) (i32.mul (local.get $xiBytes) (i32.const ${xi})))))`,
+    );
+  const t: string[] = [];
+  for (let j = 0; j < 4; j++) {
+    // A^T = [[1, 1, 1, 0], [0, 1, -1, -1]] down the rows i.
+    t.push(
+      `(local.set $t0${j} (f32x4.add (f32x4.add (local.get $m${j}) (local.get $m${4 + j})) (local.get $m${8 + j})))`,
+    );
+    t.push(
+      `(local.set $t1${j} (f32x4.sub (f32x4.sub (local.get $m${4 + j}) (local.get $m${8 + j})) (local.get $m${12 + j})))`,
+    );
+  }
+  const ys: string[] = [];
+  for (let r = 0; r < 2; r++) {
+    ys.push(
+      `(local.set $y${r}0 (f32x4.add (f32x4.add (f32x4.add (local.get $t${r}0) (local.get $t${r}1)) (local.get $t${r}2)) (local.get $bv)))`,
+    );
+    ys.push(
+      `(local.set $y${r}1 (f32x4.add (f32x4.sub (f32x4.sub (local.get $t${r}1) (local.get $t${r}2)) (local.get $t${r}3)) (local.get $bv)))`,
+    );
+  }
+  const relu = ['$y00', '$y01', '$y10', '$y11']
+    .map((v) => `(local.set ${v} (f32x4.max (local.get ${v}) (v128.const f32x4 0 0 0 0)))`)
+    .join('\n            ');
+  // A block past the row's tiles or y's edge: each row's 8 values through this thread's 64-byte line at tmp,
+  // then as many as lie inside y.
+  const partialRows: string[] = [];
+  for (let r = 0; r < 2; r++) {
+    partialRows.push(`(if (i32.lt_u (i32.add (local.get $oh) (i32.const ${r})) (local.get $OH)) (then
+              (v128.store (local.get $tmp) (i8x16.shuffle 0 1 2 3 16 17 18 19 4 5 6 7 20 21 22 23 (local.get $y${r}0) (local.get $y${r}1)))
+              (v128.store offset=16 (local.get $tmp) (i8x16.shuffle 8 9 10 11 24 25 26 27 12 13 14 15 28 29 30 31 (local.get $y${r}0) (local.get $y${r}1)))
+              (local.set $c (i32.const 0))
+              (loop $R${r}
+                (f32.store (i32.add (i32.add (local.get $yrow) ${r === 0 ? '(i32.const 0)' : '(local.get $rowBytes)'}) (i32.shl (local.get $c) (i32.const 2)))
+                  (f32.load (i32.add (local.get $tmp) (i32.shl (local.get $c) (i32.const 2)))))
+                (local.set $c (i32.add (local.get $c) (i32.const 1)))
+                (br_if $R${r} (i32.lt_u (local.get $c) (local.get $cnt))))))`);
+  }
+  const tLocals = [0, 1].flatMap((r) => [0, 1, 2, 3].map((j) => `(local $t${r}${j} v128)`)).join(' ');
+  const mLocals = Array.from({ length: 16 }, (_, xi) => `(local $m${xi} v128)`).join(' ');
+  return `
+  (func (export "winograd_out") (param $src i32) (param $y i32) (param $O i32) (param $Tp i32) (param $TH i32)
+      (param $TW i32) (param $OH i32) (param $OW i32) (param $bias i32) (param $relu i32) (param $tmp i32)
+      (param $p0 i32) (param $p1 i32)
+    (local $p i32) (local $n i32) (local $o i32) (local $th i32) (local $tw i32) (local $oh i32) (local $ow i32)
+    (local $c i32) (local $cnt i32)
+    (local $mt i32) (local $yrow i32) (local $rowBytes i32) (local $xiBytes i32) (local $lanes i32)
+    (local $bv v128) (local $y00 v128) (local $y01 v128) (local $y10 v128) (local $y11 v128) ${tLocals} ${mLocals}
+    (if (i32.ge_u (local.get $p0) (local.get $p1)) (then (return)))
+    (local.set $tmp (i32.add (local.get $tmp) (i32.shl (global.get $thread) (i32.const 6))))
+    (local.set $rowBytes (i32.shl (local.get $OW) (i32.const 2)))
+    (local.set $xiBytes (i32.shl (i32.mul (local.get $O) (local.get $Tp)) (i32.const 2)))
+    (local.set $p (local.get $p0))
+    (loop $P
+      (local.set $n (i32.div_u (local.get $p) (local.get $O)))
+      (local.set $o (i32.sub (local.get $p) (i32.mul (local.get $n) (local.get $O))))
+      (local.set $bv (v128.const i32x4 0 0 0 0))
+      (if (local.get $bias) (then (local.set $bv (v128.load32_splat (i32.add (local.get $bias) (i32.shl (local.get $o) (i32.const 2)))))))
+      (local.set $th (i32.const 0))
+      (loop $THl
+        (local.set $oh (i32.shl (local.get $th) (i32.const 1)))
+        (local.set $tw (i32.const 0))
+        (loop $TWl
+          (local.set $ow (i32.shl (local.get $tw) (i32.const 1)))
+          (local.set $lanes (i32.sub (local.get $TW) (local.get $tw)))
+          (local.set $mt (i32.add (local.get $src) (i32.shl (i32.add (i32.mul (local.get $o) (local.get $Tp))
+            (i32.add (i32.mul (i32.add (i32.mul (local.get $n) (local.get $TH)) (local.get $th)) (local.get $TW)) (local.get $tw))) (i32.const 2))))
+          (local.set $yrow (i32.add (local.get $y) (i32.shl (i32.add (i32.mul (i32.add (i32.mul (local.get $p) (local.get $OH)) (local.get $oh)) (local.get $OW)) (local.get $ow)) (i32.const 2))))
+          ${loads.join('\n          ')}
+          ${t.join('\n          ')}
+          ${ys.join('\n          ')}
+          (if (local.get $relu) (then
+            ${relu}))
+          (if (i32.and (i32.ge_u (local.get $lanes) (i32.const 4))
+                (i32.and (i32.le_u (i32.add (local.get $ow) (i32.const 8)) (local.get $OW))
+                         (i32.lt_u (i32.add (local.get $oh) (i32.const 1)) (local.get $OH))))
+            (then
+              (v128.store (local.get $yrow) (i8x16.shuffle 0 1 2 3 16 17 18 19 4 5 6 7 20 21 22 23 (local.get $y00) (local.get $y01)))
+              (v128.store offset=16 (local.get $yrow) (i8x16.shuffle 8 9 10 11 24 25 26 27 12 13 14 15 28 29 30 31 (local.get $y00) (local.get $y01)))
+              (local.set $yrow (i32.add (local.get $yrow) (local.get $rowBytes)))
+              (v128.store (local.get $yrow) (i8x16.shuffle 0 1 2 3 16 17 18 19 4 5 6 7 20 21 22 23 (local.get $y10) (local.get $y11)))
+              (v128.store offset=16 (local.get $yrow) (i8x16.shuffle 8 9 10 11 24 25 26 27 12 13 14 15 28 29 30 31 (local.get $y10) (local.get $y11))))
+            (else
+              (local.set $cnt (i32.sub (local.get $OW) (local.get $ow)))
+              (if (i32.gt_u (local.get $cnt) (i32.shl (local.get $lanes) (i32.const 1)))
+                (then (local.set $cnt (i32.shl (local.get $lanes) (i32.const 1)))))
+              (if (i32.gt_u (local.get $cnt) (i32.const 8)) (then (local.set $cnt (i32.const 8))))
+              ${partialRows.join('\n              ')}))
+          (local.set $tw (i32.add (local.get $tw) (i32.const 4)))
+          (br_if $TWl (i32.lt_u (local.get $tw) (local.get $TW))))
+        (local.set $th (i32.add (local.get $th) (i32.const 1)))
+        (br_if $THl (i32.lt_u (local.get $th) (local.get $TH))))
+      (local.set $p (i32.add (local.get $p) (i32.const 1)))
+      (br_if $P (i32.lt_u (local.get $p) (local.get $p1)))))`;
+}
+
 /**
  * conv_gemm: a GEMM whose B panels are gathered on the fly and whose C goes straight to its place, with
- * bias and ReLU. For B panels j0 <= j < j1 (threads split them): panel j's element (k, c) is the float at
+ * bias and ReLU. The A panels of B panel j are at ap + (j / jPer) * aStep (pieces of the columns with an A
+ * each: a weight gradient's images). For B panels j0 <= j < j1 (threads split them): panel j's element (k, c) is the float at
  * src + colOff[8j + c] + rowOff[k] (byte offsets; every address valid: a convolution reads a padded copy of
  * its input, see pad_planes), packed into this thread's K x 8 floats at scratch + thread * 32K, then every A
- * panel times it, and the 4 x 8 tile (+ bias[m] when bias != 0, else + 0; then max(., 0) when relu, NaN
- * kept) stored at dst + dstOff[8j + c] + m * rowStride for rows m < M and columns with dstOff >= 0 (a whole
+ * panel times it, and the 4 x 8 tile (+ bias[8j + c] when flags & 2, else + bias[m] when bias != 0, else
+ * + 0; then max(., 0) when flags & 1, NaN kept) stored at dst + dstOff[8j + c] + m * rowStride for rows
+ * m < M and columns with dstOff >= 0 (a whole
  * tile as 8 vector stores when its 8 columns are contiguous). Each output is the GEMM core's chain over k
  * in order, then the bias: the same bits as gemm, then unpack_conv, at any batch and thread count.
  */
@@ -512,15 +724,24 @@ function convGemmText(): string {
       .reduce((a, b) => `(i32.and ${a} ${b})`);
   const epilogue: string[] = [];
   for (let r = 0; r < MR; r++) {
-    // The bias of row min(m, M - 1): in bounds for the rows past M, which are not stored.
-    epilogue.push(`(local.set $bv (v128.const i32x4 0 0 0 0))
-        (if (local.get $bias) (then (local.set $bv (v128.load32_splat (i32.add (local.get $bias)
-          (i32.shl (select (i32.add (local.get $m0) (i32.const ${r})) (i32.sub (local.get $M) (i32.const 1))
-            (i32.lt_u (i32.add (local.get $m0) (i32.const ${r})) (local.get $M))) (i32.const 2)))))))`);
+    // One addition of the bias: of the column (flags & 2; the panel's 8 biases, loaded per panel) or of row
+    // min(m, M - 1) (in bounds for the rows past M, which are not stored), + 0 without one.
+    epilogue.push(`(if (i32.and (local.get $flags) (i32.const 2))
+          (then
+            (local.set $c${r}_0 (f32x4.add (local.get $c${r}_0) (local.get $bc0)))
+            (local.set $c${r}_1 (f32x4.add (local.get $c${r}_1) (local.get $bc1))))
+          (else
+            (local.set $bv (v128.const i32x4 0 0 0 0))
+            (if (local.get $bias) (then (local.set $bv (v128.load32_splat (i32.add (local.get $bias)
+              (i32.shl (select (i32.add (local.get $m0) (i32.const ${r})) (i32.sub (local.get $M) (i32.const 1))
+                (i32.lt_u (i32.add (local.get $m0) (i32.const ${r})) (local.get $M))) (i32.const 2)))))))
+            (local.set $c${r}_0 (f32x4.add (local.get $c${r}_0) (local.get $bv)))
+            (local.set $c${r}_1 (f32x4.add (local.get $c${r}_1) (local.get $bv)))))`);
     for (let v = 0; v < 2; v++) {
       const c = `$c${r}_${v}`;
-      epilogue.push(`(local.set ${c} (f32x4.add (local.get ${c}) (local.get $bv)))
-        (if (local.get $relu) (then (local.set ${c} (f32x4.max (local.get ${c}) (v128.const f32x4 0 0 0 0)))))`);
+      epilogue.push(
+        `(if (i32.and (local.get $flags) (i32.const 1)) (then (local.set ${c} (f32x4.max (local.get ${c}) (v128.const f32x4 0 0 0 0)))))`,
+      );
     }
   }
   const vectorStores: string[] = [];
@@ -543,15 +764,16 @@ function convGemmText(): string {
             ${rowsText.join('\n            ')}))`);
   }
   return `
-  (func (export "conv_gemm") (param $ap i32) (param $src i32) (param $colOff i32) (param $rowOff i32)
-      (param $dst i32) (param $dstOff i32) (param $rowStride i32) (param $bias i32) (param $relu i32)
+  (func (export "conv_gemm") (param $ap i32) (param $aStep i32) (param $jPer i32) (param $src i32)
+      (param $colOff i32) (param $rowOff i32)
+      (param $dst i32) (param $dstOff i32) (param $rowStride i32) (param $bias i32) (param $flags i32)
       (param $M i32) (param $K i32) (param $scratch i32) (param $j0 i32) (param $j1 i32)
     ${acc.map((a) => `(local ${a} v128)`).join(' ')}
-    (local $b0 v128) (local $b1 v128) (local $a v128) (local $bv v128)
+    (local $b0 v128) (local $b1 v128) (local $a v128) (local $bv v128) (local $bc0 v128) (local $bc1 v128)
     ${cols.map((c) => `(local $s${c} i32) (local $e${c} i32)`).join(' ')}
     (local $i i32) (local $j i32) (local $k i32) (local $pa i32) (local $pb i32) (local $sp i32) (local $k4 i32)
     (local $K4 i32) (local $ro i32) (local $q4 i32) (local $mPanels i32) (local $aPanel i32) (local $m0 i32)
-    (local $rows i32) (local $whole i32) (local $out i32) (local $rowBase i32) (local $d i32)
+    (local $rows i32) (local $whole i32) (local $out i32) (local $rowBase i32) (local $d i32) (local $apj i32)
     (if (i32.or (i32.ge_u (local.get $j0) (local.get $j1)) (i32.or (i32.eqz (local.get $M)) (i32.eqz (local.get $K))))
       (then (return)))
     (local.set $K4 (i32.shl (local.get $K) (i32.const 2)))
@@ -581,13 +803,20 @@ function convGemmText(): string {
             (local.set $pb (i32.add (local.get $pb) (i32.const 32)))
             (local.set $k4 (i32.add (local.get $k4) (i32.const 4)))
             (br_if $Bs (i32.lt_u (local.get $k4) (local.get $K4))))))
+      ;; The biases of the panel's columns (flags & 2; read past the last column for a partial panel, not stored).
+      (if (i32.and (local.get $flags) (i32.const 2))
+        (then
+          (local.set $bc0 (v128.load (i32.add (local.get $bias) (local.get $q4))))
+          (local.set $bc1 (v128.load offset=16 (i32.add (local.get $bias) (local.get $q4))))))
+      ;; This panel's A: the A of its piece (pieces of jPer panels, aStep bytes apart).
+      (local.set $apj (i32.add (local.get $ap) (i32.mul (i32.div_u (local.get $j) (local.get $jPer)) (local.get $aStep))))
       ;; Whether the tile's 8 columns are 8 contiguous floats of the output.
       ${cols.map((c) => `(local.set $e${c} (i32.load offset=${c * 4} (i32.add (local.get $dstOff) (local.get $q4))))`).join('\n      ')}
       (local.set $whole (i32.and (i32.ge_s (local.get $e0) (i32.const 0)) ${contiguous('e')}))
       (local.set $i (i32.const 0))
       (loop $I
         ${zeroAccumulators()}
-        (local.set $pa (i32.add (local.get $ap) (i32.mul (local.get $i) (local.get $aPanel))))
+        (local.set $pa (i32.add (local.get $apj) (i32.mul (local.get $i) (local.get $aPanel))))
         (local.set $pb (local.get $sp))
         (local.set $k (local.get $K))
         (loop $L
@@ -610,6 +839,126 @@ function convGemmText(): string {
         (br_if $I (i32.lt_u (local.get $i) (local.get $mPanels))))
       (local.set $j (i32.add (local.get $j) (i32.const 1)))
       (br_if $J (i32.lt_u (local.get $j) (local.get $j1)))))`;
+}
+
+/**
+ * pack_a4: A panels j0 <= j < j1 of K steps from lines of contiguous floats: line q = 4j + r starts at byte
+ * src + base[q] (base[q] < 0: a line of zeros), and dst[(j*K + k)*4 + r] = line q's float k. Four
+ * steps at a time as a 4 x 4 transpose of vectors, the last K % 4 one at a time.
+ */
+function packA4Text(): string {
+  const rows = [0, 1, 2, 3];
+  const shuffle = (lanes: number[], a: string, b: string) =>
+    `(i8x16.shuffle ${lanes.flatMap((l) => [0, 1, 2, 3].map((x) => 4 * l + x)).join(' ')} (local.get ${a}) (local.get ${b}))`;
+  return `
+  (func (export "pack_a4") (param $src i32) (param $dst i32) (param $base i32) (param $K i32) (param $j0 i32)
+      (param $j1 i32)
+    ${rows.map((r) => `(local $l${r} i32) (local $v${r} v128)`).join(' ')}
+    (local $t0 v128) (local $t1 v128) (local $t2 v128) (local $t3 v128)
+    (local $j i32) (local $k i32) (local $K4 i32) (local $out i32) (local $zero i32)
+    (if (i32.or (i32.ge_u (local.get $j0) (local.get $j1)) (i32.eqz (local.get $K))) (then (return)))
+    (local.set $K4 (i32.and (local.get $K) (i32.const -4)))
+    (local.set $out (i32.add (local.get $dst) (i32.shl (i32.mul (local.get $j0) (local.get $K)) (i32.const 4))))
+    (local.set $j (local.get $j0))
+    (loop $J
+      ${rows.map((r) => `(local.set $l${r} (i32.load offset=${4 * r} (i32.add (local.get $base) (i32.shl (local.get $j) (i32.const 4)))))`).join('\n      ')}
+      (local.set $zero (i32.or (i32.lt_s (local.get $l0) (i32.const 0)) (i32.or (i32.lt_s (local.get $l1) (i32.const 0))
+        (i32.or (i32.lt_s (local.get $l2) (i32.const 0)) (i32.lt_s (local.get $l3) (i32.const 0))))))
+      ${rows.map((r) => `(local.set $l${r} (i32.add (local.get $l${r}) (local.get $src)))`).join('\n      ')}
+      (local.set $k (i32.const 0))
+      (if (local.get $zero)
+        (then
+          ;; A panel with lines past the matrix: one float at a time, 0 for those lines.
+          (block $sDone
+            (loop $S
+              (br_if $sDone (i32.ge_u (local.get $k) (local.get $K)))
+              ${rows
+                .map(
+                  (
+                    r,
+                  ) => `(f32.store offset=${4 * r} (local.get $out) (if (result f32) (i32.ge_s (local.get $l${r}) (local.get $src))
+                (then (f32.load (i32.add (local.get $l${r}) (i32.shl (local.get $k) (i32.const 2))))) (else (f32.const 0))))`,
+                )
+                .join('\n              ')}
+              (local.set $out (i32.add (local.get $out) (i32.const 16)))
+              (local.set $k (i32.add (local.get $k) (i32.const 1)))
+              (br $S))))
+        (else
+          (block $vDone
+            (loop $V
+              (br_if $vDone (i32.ge_u (local.get $k) (local.get $K4)))
+              ${rows.map((r) => `(local.set $v${r} (v128.load (i32.add (local.get $l${r}) (i32.shl (local.get $k) (i32.const 2)))))`).join('\n              ')}
+              (local.set $t0 ${shuffle([0, 4, 1, 5], '$v0', '$v1')})
+              (local.set $t1 ${shuffle([0, 4, 1, 5], '$v2', '$v3')})
+              (local.set $t2 ${shuffle([2, 6, 3, 7], '$v0', '$v1')})
+              (local.set $t3 ${shuffle([2, 6, 3, 7], '$v2', '$v3')})
+              (v128.store (local.get $out) ${shuffle([0, 1, 4, 5], '$t0', '$t1')})
+              (v128.store offset=16 (local.get $out) ${shuffle([2, 3, 6, 7], '$t0', '$t1')})
+              (v128.store offset=32 (local.get $out) ${shuffle([0, 1, 4, 5], '$t2', '$t3')})
+              (v128.store offset=48 (local.get $out) ${shuffle([2, 3, 6, 7], '$t2', '$t3')})
+              (local.set $out (i32.add (local.get $out) (i32.const 64)))
+              (local.set $k (i32.add (local.get $k) (i32.const 4)))
+              (br $V)))
+          (block $tDone
+            (loop $T
+              (br_if $tDone (i32.ge_u (local.get $k) (local.get $K)))
+              ${rows.map((r) => `(f32.store offset=${4 * r} (local.get $out) (f32.load (i32.add (local.get $l${r}) (i32.shl (local.get $k) (i32.const 2)))))`).join('\n              ')}
+              (local.set $out (i32.add (local.get $out) (i32.const 16)))
+              (local.set $k (i32.add (local.get $k) (i32.const 1)))
+              (br $T)))))
+      (local.set $j (i32.add (local.get $j) (i32.const 1)))
+      (br_if $J (i32.lt_u (local.get $j) (local.get $j1)))))`;
+}
+
+/**
+ * sum_rows: for columns l0 <= l < l1 of `rows` rows (rowStride floats apart), dst[l] = (dst[l] when
+ * accumulate, else 0) + src[l] + src[rowStride + l] + ... in row order, one f32 chain per column (four
+ * columns at a time): the same sums on any thread count.
+ */
+function sumRowsText(): string {
+  return `
+  (func (export "sum_rows") (param $src i32) (param $dst i32) (param $rowStride i32) (param $rows i32)
+      (param $accumulate i32) (param $l0 i32) (param $l1 i32)
+    (local $l i32) (local $n i32) (local $at i32) (local $step i32) (local $acc v128) (local $s f32)
+    (if (i32.ge_u (local.get $l0) (local.get $l1)) (then (return)))
+    (local.set $step (i32.shl (local.get $rowStride) (i32.const 2)))
+    (local.set $l (local.get $l0))
+    (block $vDone
+      (loop $V
+        (br_if $vDone (i32.gt_u (i32.add (local.get $l) (i32.const 4)) (local.get $l1)))
+        (local.set $acc (v128.const i32x4 0 0 0 0))
+        (if (local.get $accumulate)
+          (then (local.set $acc (v128.load (i32.add (local.get $dst) (i32.shl (local.get $l) (i32.const 2)))))))
+        (local.set $at (i32.add (local.get $src) (i32.shl (local.get $l) (i32.const 2))))
+        (local.set $n (local.get $rows))
+        (block $nDone
+          (loop $N
+            (br_if $nDone (i32.eqz (local.get $n)))
+            (local.set $acc (f32x4.add (local.get $acc) (v128.load (local.get $at))))
+            (local.set $at (i32.add (local.get $at) (local.get $step)))
+            (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+            (br $N)))
+        (v128.store (i32.add (local.get $dst) (i32.shl (local.get $l) (i32.const 2))) (local.get $acc))
+        (local.set $l (i32.add (local.get $l) (i32.const 4)))
+        (br $V)))
+    (block $sDone
+      (loop $S
+        (br_if $sDone (i32.ge_u (local.get $l) (local.get $l1)))
+        (local.set $s (f32.const 0))
+        (if (local.get $accumulate)
+          (then (local.set $s (f32.load (i32.add (local.get $dst) (i32.shl (local.get $l) (i32.const 2)))))))
+        (local.set $at (i32.add (local.get $src) (i32.shl (local.get $l) (i32.const 2))))
+        (local.set $n (local.get $rows))
+        (block $nDone1
+          (loop $N1
+            (br_if $nDone1 (i32.eqz (local.get $n)))
+            (local.set $s (f32.add (local.get $s) (f32.load (local.get $at))))
+            (local.set $at (i32.add (local.get $at) (local.get $step)))
+            (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+            (br $N1)))
+        (f32.store (i32.add (local.get $dst) (i32.shl (local.get $l) (i32.const 2))) (local.get $s))
+        (local.set $l (i32.add (local.get $l) (i32.const 1)))
+        (br $S))))`;
 }
 
 /**
@@ -660,5 +1009,5 @@ export function cpuModuleText(shared: boolean, maxPages: number): string {
         (br_if $I (i32.lt_u (local.get $i) (local.get $mPanels))))
       (local.set $j (i32.add (local.get $j) (i32.const 1)))
       (br_if $J (i32.lt_u (local.get $j) (local.get $j1)))))
-${LOOPS_TEXT}${maxPool2Text()}${padPlanesText()}${convGemmText()}${panelLoops()})`;
+${LOOPS_TEXT}${maxPool2Text()}${padPlanesText()}${convGemmText()}${packA4Text()}${sumRowsText()}${winogradInText()}${winogradOutText()}${panelLoops()})`;
 }

@@ -23,20 +23,36 @@ import { conv2dGeometry } from '../ops/conv2d.js';
 import { pcgHash } from '../reference/random.js';
 import { MR, NR } from './cpu.wat.js';
 import {
+  backwardInputGeometry,
+  conv2dBackwardInputDirectInto,
   conv2dBackwardInputInto,
   conv2dBackwardWeightInto,
   conv2dForwardInto,
+  directBackwardInput,
+  directGeometry,
+  gemmGathered,
   maxPool2dBackwardInto,
   maxPool2dInto,
   maxPool2dShape,
   type PackedMatrix,
   packedFloats,
+  packFlippedInto,
   packInto,
   storeProduct,
+  sumChannelsInto,
+  winogradApplies,
+  winogradConv,
+  winogradWeights,
 } from './ops.js';
 import { MAX_MEMORY_BYTES, type Region, WasmCpu } from './runtime.js';
 
 const fround = Math.fround;
+
+/**
+ * Panels (floats) above which a product's B operand is gathered on the fly instead of packed (see gathersB):
+ * 16M floats, 64 MiB.
+ */
+const GATHER_B_FLOATS = 2 ** 24;
 
 // ---- the heap ---------------------------------------------------------------------------------------------
 
@@ -245,6 +261,16 @@ interface Operand {
    * 'never': an activation that is read once.
    */
   cache: 'auto' | 'force' | 'never';
+  /**
+   * Conv weights [O, C, KK] read as their flipped kernel (lines c, steps (o, t) from w[o, c, KK-1-t]; the
+   * strides are then unused): the input gradient's A operand (packFlippedInto).
+   */
+  flip?: { C: number; KK: number };
+  /**
+   * 3x3 conv weights [O, C, 3, 3] as the 16 Winograd F(2x2, 3x3) kernels (winogradWeights; flipped: those of
+   * the input gradient): count and K are then M and K of each of the 16 products.
+   */
+  winograd?: { O: number; C: number; flipped: boolean };
 }
 
 /** C element (m, n) of a product lies at c0 + m * rowStride + n * colStride of the f32 memory. */
@@ -401,6 +427,12 @@ function tanhSlope(t: number): number {
 export interface WasmEngineOptions {
   /** Threads, 1 to 16 (default: the host's logical CPUs, at most 16). */
   threads?: number;
+  /**
+   * A product's B operand whose packed panels would take more floats than this is read in place, panel by
+   * panel, instead of packed (and kept) beside its tensor (default 2^24, 64 MiB: VGG-11's fc6). The results
+   * are the same bits either way.
+   */
+  gatherBFloats?: number;
 }
 
 export class WasmEngine implements Engine {
@@ -411,14 +443,24 @@ export class WasmEngine implements Engine {
   private readonly heap: Heap;
   private destroyed = false;
 
-  private constructor(cpu: WasmCpu) {
+  private readonly gatherBFloats: number;
+
+  private constructor(cpu: WasmCpu, gatherBFloats: number) {
     this.cpu = cpu;
     this.heap = new Heap(cpu);
+    this.gatherBFloats = gatherBFloats;
   }
 
   /** Assembles the WebAssembly module (once per process) and starts the threads. */
   static async create(options: WasmEngineOptions = {}): Promise<WasmEngine> {
-    return new WasmEngine(await WasmCpu.create({ threads: options.threads }));
+    const gather = options.gatherBFloats ?? GATHER_B_FLOATS;
+    if (!(gather >= 0)) {
+      throw new KernelError(
+        'BAD_ARGUMENT',
+        `WasmEngine: gatherBFloats must be a number >= 0, found ${gather}`,
+      );
+    }
+    return new WasmEngine(await WasmCpu.create({ threads: options.threads }), gather);
   }
 
   get threads(): number {
@@ -593,7 +635,9 @@ export class WasmEngine implements Engine {
   private kept(o: Operand, width: number): PackedMatrix | null {
     if (o.cache === 'never') return null;
     const s = o.t.storage;
-    const key = `${width}:${o.offset}:${o.count}:${o.K}:${o.qStride}:${o.kStride}`;
+    const key =
+      `${width}:${o.offset}:${o.count}:${o.K}:${o.qStride}:${o.kStride}` +
+      `${o.flip ? `:flip${o.flip.KK}` : ''}${o.winograd ? `:winograd${o.winograd.flipped ? 'T' : ''}` : ''}`;
     let pack = s.packs?.get(key);
     if (!pack) {
       if (o.cache !== 'force' && s.seen?.get(key) !== s.version) {
@@ -601,7 +645,7 @@ export class WasmEngine implements Engine {
         s.seen.set(key, s.version);
         return null;
       }
-      const floats = packedFloats(o.count, o.K, width);
+      const floats = (o.winograd ? 16 : 1) * packedFloats(o.count, o.K, width);
       const block = this.heap.alloc(floats * 4);
       const matrix: PackedMatrix = {
         region: { byteOffset: block.offset, floats },
@@ -614,33 +658,30 @@ export class WasmEngine implements Engine {
       s.packs.set(key, pack);
     }
     if (pack.version !== s.version) {
-      packInto(
-        this.cpu,
-        o.t.byteOffset + 4 * o.offset,
-        pack.matrix.region,
-        o.count,
-        o.K,
-        width,
-        o.qStride,
-        o.kStride,
-      );
+      this.packOperand(o, width, pack.matrix.region);
       pack.version = s.version;
     }
     return pack.matrix;
   }
 
+  private packOperand(o: Operand, width: number, region: Region): PackedMatrix {
+    const src = o.t.byteOffset + 4 * o.offset;
+    if (o.winograd) {
+      const { O, C, flipped } = o.winograd;
+      const u = winogradWeights(this.f32.subarray(src / 4, src / 4 + O * C * 9), O, C, flipped);
+      this.f32.set(u.data, region.byteOffset / 4);
+      return { region, size: u.M, panels: u.panels, K: u.K };
+    }
+    if (o.flip) {
+      if (width !== MR) throw argError('pack', 'a flipped kernel is packed as an A operand only');
+      return packFlippedInto(this.cpu, src, region, o.K / o.flip.KK, o.flip.C, o.flip.KK);
+    }
+    return packInto(this.cpu, src, region, o.count, o.K, width, o.qStride, o.kStride);
+  }
+
   private packScratch(o: Operand, width: number): PackedMatrix {
-    const region = this.cpu.alloc(packedFloats(o.count, o.K, width));
-    return packInto(
-      this.cpu,
-      o.t.byteOffset + 4 * o.offset,
-      region,
-      o.count,
-      o.K,
-      width,
-      o.qStride,
-      o.kStride,
-    );
+    const floats = (o.winograd ? 16 : 1) * packedFloats(o.count, o.K, width);
+    return this.packOperand(o, width, this.cpu.alloc(floats));
   }
 
   /**
@@ -772,6 +813,16 @@ export class WasmEngine implements Engine {
     return C;
   }
 
+  /**
+   * Whether a product's B operand is gathered on the fly (gemmGathered) rather than packed: when its panels
+   * would take more than gatherBFloats (WasmEngineOptions) and no packed form is kept already (a large weight, whose kept
+   * panels would double its memory: VGG-11's fc6 and its transpose, 411 MB each).
+   */
+  private gathersB(b: Operand): boolean {
+    if (b.flip || b.winograd || packedFloats(b.count, b.K, NR) <= this.gatherBFloats) return false;
+    return !b.t.storage.packs?.has(`${NR}:${b.offset}:${b.count}:${b.K}:${b.qStride}:${b.kStride}`);
+  }
+
   /** C[cOff + m*ldc + n] = alpha * (a b)[m, n] (+ bias) (+ C), ReLU, in float32 (the WGSL epilogue's order). */
   private matmulInto(
     a: Operand,
@@ -790,6 +841,33 @@ export class WasmEngine implements Engine {
     const M = a.count;
     const N = b.count;
     const cpu = this.cpu;
+    if (e.alpha === 1 && !e.accumulate) {
+      const swapped = Math.ceil(N / NR) <= 2 && Math.ceil(M / NR) >= 4;
+      const aSide = swapped ? b : a;
+      const bSide = swapped ? a : b;
+      if (this.gathersB(bSide)) {
+        // Tile rows: aSide's lines; columns: bSide's. Not swapped: (m, n) at m*ldc + n; swapped: (n, m).
+        const dst = C.byteOffset + 4 * cOff;
+        const biasOn = (e.biasAxis === 'col') === swapped ? 'rows' : 'cols';
+        const region = e.bias ? e.bias.region : null;
+        const src = bSide.t.byteOffset + 4 * bSide.offset;
+        const run = (A: PackedMatrix) =>
+          swapped
+            ? gemmGathered(cpu, A, src, M, bSide.qStride, bSide.kStride, dst, 1, ldc, region, biasOn, e.relu)
+            : gemmGathered(cpu, A, src, N, bSide.qStride, bSide.kStride, dst, ldc, 1, region, biasOn, e.relu);
+        const keptA = this.kept(aSide, MR);
+        if (keptA) run(keptA);
+        else {
+          const mark = cpu.mark();
+          try {
+            run(this.packScratch(aSide, MR));
+          } finally {
+            cpu.reset(mark);
+          }
+        }
+        return;
+      }
+    }
     this.product(a, b, (c, c0, rs, cs, swapped, ldcScratch) => {
       const dst = C.byteOffset + 4 * cOff;
       if (e.alpha === 1 && !e.accumulate) {
@@ -884,9 +962,20 @@ export class WasmEngine implements Engine {
     const Y = this.output(op, o.out, [g.N, g.O, g.OH, g.OW]);
     if (Y.size === 0) return Y;
     const CKK = g.C * g.KH * g.KW;
-    this.withWeight(this.weightPanels(Wt, g.O, CKK, CKK, 1), (packed) =>
-      conv2dForwardInto(this.cpu, X.region, g, packed, b ? b.region : null, o.relu ?? false, Y.region),
-    );
+    const d = directGeometry(g);
+    if (winogradApplies(d)) {
+      const u: Operand = {
+        ...this.weightPanels(Wt, g.O, g.C, 0, 0),
+        winograd: { O: g.O, C: g.C, flipped: false },
+      };
+      this.withWeight(u, (packed) =>
+        winogradConv(this.cpu, X.region, d, packed, b ? b.region : null, o.relu ?? false, Y.region),
+      );
+    } else {
+      this.withWeight(this.weightPanels(Wt, g.O, CKK, CKK, 1), (packed) =>
+        conv2dForwardInto(this.cpu, X.region, g, packed, b ? b.region : null, o.relu ?? false, Y.region),
+      );
+    }
     // Bumped again after the write: an output that is also an operand must not keep panels of its old data.
     this.touch(Y);
     return Y;
@@ -922,11 +1011,37 @@ export class WasmEngine implements Engine {
       throw shapeError(op, `dy of shape ${shapeString(dyShape)}`, shapeString(D.shape));
     const DX = this.output(op, o.out, xShape);
     if (DX.size === 0) return DX;
-    const CKK = g.C * g.KH * g.KW;
-    // A = W^T: rows (c, kh, kw), steps o.
-    this.withWeight(this.weightPanels(Wt, CKK, g.O, 1, CKK), (packed) =>
-      conv2dBackwardInputInto(this.cpu, D.region, g, packed, DX.region),
-    );
+    const KK = g.KH * g.KW;
+    const CKK = g.C * KK;
+    const dT = directBackwardInput(g) ? backwardInputGeometry(g) : null;
+    if (dT && winogradApplies(dT)) {
+      // dx as a convolution of dy with the turned kernels, through Winograd F(2x2, 3x3).
+      const u: Operand = {
+        ...this.weightPanels(Wt, g.C, g.O, 0, 0),
+        winograd: { O: g.O, C: g.C, flipped: true },
+      };
+      this.withWeight(u, (packed) => winogradConv(this.cpu, D.region, dT, packed, null, false, DX.region));
+    } else if (dT) {
+      // A = the flipped kernel, rows c, steps (o, kh, kw): dx as a convolution of dy.
+      const flipped: Operand = {
+        t: Wt,
+        offset: 0,
+        count: g.C,
+        K: g.O * KK,
+        qStride: 0,
+        kStride: 0,
+        cache: 'auto',
+        flip: { C: g.C, KK },
+      };
+      this.withWeight(flipped, (packed) =>
+        conv2dBackwardInputDirectInto(this.cpu, D.region, g, packed, DX.region),
+      );
+    } else {
+      // A = W^T: rows (c, kh, kw), steps o; then col2im.
+      this.withWeight(this.weightPanels(Wt, CKK, g.O, 1, CKK), (packed) =>
+        conv2dBackwardInputInto(this.cpu, D.region, g, packed, DX.region),
+      );
+    }
     // Bumped again after the write: an output that is also an operand must not keep panels of its old data.
     this.touch(DX);
     return DX;
@@ -1366,17 +1481,7 @@ export class WasmEngine implements Engine {
     const [N, C] = X.shape;
     const P = X.shape.slice(2).reduce((a, b) => a * b, 1);
     const Y = this.alloc([C], 'f32', op);
-    const f = this.f32;
-    const xi = X.byteOffset / 4;
-    const yi = Y.byteOffset / 4;
-    for (let c = 0; c < C; c++) {
-      let acc = 0;
-      for (let n = 0; n < N; n++) {
-        const start = xi + (n * C + c) * P;
-        for (let p = 0; p < P; p++) acc += f[start + p];
-      }
-      f[yi + c] = acc;
-    }
+    sumChannelsInto(this.cpu, X.region, N, C, P, Y.region);
     return Y;
   }
 

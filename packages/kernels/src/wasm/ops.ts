@@ -1,6 +1,10 @@
 // Float32 CPU ops of the WebAssembly engine on regions of its memory: convolution and linear layers as packed
-// GEMMs (cpu.wat.ts), with im2col, col2im, bias, ReLU and pooling as table-driven loops split over the
-// threads. Each op has the same float64 reference as its WGSL twin (src/reference); the tests compare them.
+// GEMMs (cpu.wat.ts). Convolutions read a zero-padded copy of their input: 3x3 stride-1 ones with enough
+// channels as Winograd F(2x2, 3x3) (transforms, then 16 products), the others as an implicit GEMM that
+// gathers each panel of 8 output columns into the thread's scratch (conv_gemm), the tiles stored straight
+// into the output with bias and ReLU; input gradients of stride-1 convolutions are convolutions of dy, weight
+// gradients sums of fixed pieces. Pooling, packing and sums are loops split over the threads. Each op has the
+// same float64 reference as its WGSL twin (src/reference); the tests compare them.
 import { argError } from '../errors.js';
 import { type Conv2dGeometry, conv2dGeometry } from '../ops/conv2d.js';
 import { MR, NR } from './cpu.wat.js';
@@ -309,27 +313,420 @@ export function conv2dForwardInto(
   relu: boolean,
   y: Region,
 ): void {
-  const { N, C, H, W, O, KH, KW, OH, OW } = g;
+  convDirect(cpu, x, { ...g, padH: g.pad, padW: g.pad }, w, bias, relu, y);
+}
+
+/** A convolution as convDirect runs it: the geometry with a padding per axis. */
+export interface DirectGeometry {
+  N: number;
+  C: number;
+  H: number;
+  W: number;
+  O: number;
+  KH: number;
+  KW: number;
+  OH: number;
+  OW: number;
+  stride: number;
+  padH: number;
+  padW: number;
+}
+
+/**
+ * The tables of conv_gemm for a convolution that reads planes of (H + 2 padH) x (W + 2 padW): colOff (byte
+ * offset of output column q = (n, oh, ow)'s window corner in the padded input; 0 past the columns), rowOff
+ * (byte offset of row k = (c, kh, kw) from the corner) and dstOff (byte offset of column q in y
+ * [N, O, OH, OW] from channel 0; -1 past the columns).
+ */
+function directTables(d: DirectGeometry): Int32Array[] {
+  const { N, C, H, W, O, KH, KW, OH, OW, stride, padH, padW } = d;
+  return cached(`direct,${N},${C},${H},${W},${O},${KH},${KW},${stride},${padH},${padW}`, () => {
+    const Hp = H + 2 * padH;
+    const Wp = W + 2 * padW;
+    const P = OH * OW;
+    const cols = N * P;
+    const padded = Math.ceil(cols / NR) * NR;
+    const colOff = new Int32Array(padded);
+    const dstOff = new Int32Array(padded).fill(-1);
+    for (let n = 0, q = 0; n < N; n++) {
+      for (let oh = 0; oh < OH; oh++) {
+        for (let ow = 0; ow < OW; ow++, q++) {
+          colOff[q] = 4 * (n * C * Hp * Wp + oh * stride * Wp + ow * stride);
+          dstOff[q] = 4 * (n * O * P + oh * OW + ow);
+        }
+      }
+    }
+    const rowOff = new Int32Array(C * KH * KW);
+    for (let c = 0, k = 0; c < C; c++)
+      for (let kh = 0; kh < KH; kh++)
+        for (let kw = 0; kw < KW; kw++, k++) rowOff[k] = 4 * (c * Hp * Wp + kh * Wp + kw);
+    return [colOff, rowOff, dstOff];
+  });
+}
+
+/**
+ * y [N, O, OH, OW] = conv(x [N, C, H, W]) (+ bias, ReLU) as one pass of conv_gemm over the output columns
+ * of the whole batch: x copied once into zero-padded planes (pad_planes; no copy without padding), then for
+ * each panel of 8 output columns its im2col panel (K x 8) gathered into the thread's scratch (in L1 or L2)
+ * and multiplied by every panel of the weights, the tiles stored straight into y with bias and ReLU. No
+ * im2col of the whole batch, no GEMM output to unpack, no index tests: the padding is in the data.
+ */
+function convDirect(
+  cpu: WasmCpu,
+  x: Region,
+  d: DirectGeometry,
+  w: PackedMatrix,
+  bias: Region | null,
+  relu: boolean,
+  y: Region,
+): void {
+  const { N, C, H, W, O, KH, KW, OH, OW, padH, padW } = d;
   const K = C * KH * KW;
-  const P = OH * OW;
-  const cols = N * P;
+  const cols = N * OH * OW;
+  if (cols === 0 || O === 0) return;
+  if (w.K !== K || w.size !== O) {
+    throw argError('wasm conv2d', `weights packed as ${w.size} x ${w.K}, expected ${O} x ${K}`);
+  }
   const nPanels = Math.ceil(cols / NR);
   const mark = cpu.mark();
   try {
-    const im = im2colTables(cpu, g, nPanels * NR);
-    const b = cpu.alloc(nPanels * NR * K);
-    gather(cpu, x, b, im.cols, im.rows, K, NR, H, W, nPanels);
-    const c = cpu.alloc(w.panels * MR * nPanels * NR);
-    cpu.gemm(w.region, b, c, w.panels, nPanels, K);
-    // C row o, column q = (n, p) -> y[(n*O + o)*P + p], split over the images.
+    let src = x;
+    const inFloats = N * C * H * W;
+    const overlaps =
+      x.byteOffset < y.byteOffset + 4 * N * O * OH * OW && y.byteOffset < x.byteOffset + 4 * inFloats;
+    if (padH > 0 || padW > 0 || overlaps) {
+      src = cpu.alloc(N * C * (H + 2 * padH) * (W + 2 * padW));
+      if (N * C > 0)
+        cpu.run(
+          'pad_planes',
+          [x.byteOffset, src.byteOffset, H, W, padH, padW, H + 2 * padH, W + 2 * padW],
+          N * C,
+        );
+    }
+    const [colOff, rowOff, dstOff] = directTables(d).map((t) => cpu.upload(t));
+    const scratch = cpu.alloc(cpu.threads * K * NR);
     cpu.run(
-      'unpack_conv',
-      [c.byteOffset, nPanels * NR, y.byteOffset, O, P, bias ? bias.byteOffset : 0, relu ? 1 : 0],
-      N,
+      'conv_gemm',
+      [
+        w.region.byteOffset,
+        0,
+        1,
+        src.byteOffset,
+        colOff.byteOffset,
+        rowOff.byteOffset,
+        y.byteOffset,
+        dstOff.byteOffset,
+        4 * OH * OW,
+        bias ? bias.byteOffset : 0,
+        relu ? 1 : 0,
+        O,
+        K,
+        scratch.byteOffset,
+      ],
+      nPanels,
+      2,
     );
   } finally {
     cpu.reset(mark);
   }
+}
+
+/**
+ * From which C * O / (C + O) (input and output channels) a 3x3 stride-1 convolution runs as Winograd: its
+ * products save about 5 C O multiply-adds per output pixel, its transforms move about 8 (C + O) floats more
+ * (V and M in memory). Measured on the development machine (one thread, ms, direct / Winograd): small CNN
+ * 32 -> 64 at 14x14 (h = 21) 17 / 14.5, 64 -> 128 at 7x7 (43) 17 / 13; video 16 -> 32 at 16x16 (11) 12-14 /
+ * 14.5; VGG-11's layers (43-256) 1.7-2.5x faster.
+ */
+export const WINOGRAD_MIN_CHANNEL_MEAN = 16;
+
+/**
+ * Whether a convolution runs as Winograd F(2x2, 3x3) (winogradConv): a 3x3 kernel, stride 1, padding at
+ * most 2, and C O / (C + O) >= WINOGRAD_MIN_CHANNEL_MEAN (with fewer channels the transforms cost more than
+ * the 2.25x fewer multiplications save).
+ */
+export function winogradApplies(g: {
+  C: number;
+  O: number;
+  KH: number;
+  KW: number;
+  stride: number;
+  padH: number;
+  padW: number;
+}): boolean {
+  return winogradShape(g) && (g.C * g.O) / (g.C + g.O) >= WINOGRAD_MIN_CHANNEL_MEAN;
+}
+
+/** Whether winogradConv can run a convolution at all: a 3x3 kernel, stride 1, padding at most 2. */
+function winogradShape(g: { KH: number; KW: number; stride: number; padH: number; padW: number }): boolean {
+  return g.KH === 3 && g.KW === 3 && g.stride === 1 && g.padH <= 2 && g.padW <= 2;
+}
+
+/**
+ * The 16 transformed kernels U = G g G^T of F(2x2, 3x3) (G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2],
+ * [0, 0, 1]]; computed in float64, rounded once), packed as 16 A operands of M rows x K, one after another:
+ * element (xi, row, k) at ((xi * panels + row / 4) * K + k) * 4 + row % 4, zero for rows past M. For the
+ * forward (flipped false) of w [O, C, 3, 3]: rows o, steps c, g = w[o, c]; for the input gradient (flipped
+ * true): rows c, steps o, g = w[o, c] turned by 180 degrees.
+ */
+export function winogradWeights(
+  w: ArrayLike<number>,
+  O: number,
+  C: number,
+  flipped: boolean,
+): { data: Float32Array; M: number; K: number; panels: number } {
+  const M = flipped ? C : O;
+  const K = flipped ? O : C;
+  const panels = Math.ceil(M / MR);
+  const data = new Float32Array(16 * panels * MR * K);
+  const g = new Float64Array(9);
+  const t = new Float64Array(12);
+  for (let o = 0; o < O; o++) {
+    for (let c = 0; c < C; c++) {
+      const at = (o * C + c) * 9;
+      for (let e = 0; e < 9; e++) g[e] = w[at + (flipped ? 8 - e : e)];
+      // t = G g (4 x 3), then U = t G^T (4 x 4).
+      for (let j = 0; j < 3; j++) {
+        t[j] = g[j];
+        t[3 + j] = (g[j] + g[3 + j] + g[6 + j]) / 2;
+        t[6 + j] = (g[j] - g[3 + j] + g[6 + j]) / 2;
+        t[9 + j] = g[6 + j];
+      }
+      const row = flipped ? c : o;
+      const k = flipped ? o : c;
+      const base = (Math.floor(row / MR) * K + k) * MR + (row % MR);
+      const stride = panels * MR * K;
+      for (let i = 0; i < 4; i++) {
+        const a = t[3 * i];
+        const b = t[3 * i + 1];
+        const d = t[3 * i + 2];
+        data[4 * i * stride + base] = a;
+        data[(4 * i + 1) * stride + base] = (a + b + d) / 2;
+        data[(4 * i + 2) * stride + base] = (a - b + d) / 2;
+        data[(4 * i + 3) * stride + base] = d;
+      }
+    }
+  }
+  return { data, M, K, panels };
+}
+
+/** Packs winogradWeights into the engine's memory (a PackedMatrix of M rows x K whose region holds all 16). */
+export function packWinograd(
+  cpu: WasmCpu,
+  w: ArrayLike<number>,
+  O: number,
+  C: number,
+  flipped: boolean,
+): PackedMatrix {
+  const u = winogradWeights(w, O, C, flipped);
+  const region = cpu.upload(u.data);
+  return { region, size: u.M, panels: u.panels, K: u.K };
+}
+
+/**
+ * y [N, O, OH, OW] = conv(x) (+ bias, ReLU) for a 3x3 stride-1 convolution (winogradApplies) as Winograd
+ * F(2x2, 3x3): x copied into zero-padded planes of (2 TH + 2) x (2 TW + 2) (TH x TW tiles of 2 x 2
+ * outputs), the input transform V = B^T d B of every 4 x 4 patch (winograd_in), the 16 products
+ * M[xi] = U[xi] V[xi] (one conv_gemm call, one piece per xi: each a chain over the input channels in order),
+ * then the output transform A^T m A with bias and ReLU (winograd_out), in passes of as many images as
+ * keep V and M near passFloats floats. Every output of an object depends only on that object's tiles, in a
+ * fixed order: the same bits in any batch, pass and thread count.
+ */
+export function winogradConv(
+  cpu: WasmCpu,
+  x: Region,
+  d: DirectGeometry,
+  u: PackedMatrix,
+  bias: Region | null,
+  relu: boolean,
+  y: Region,
+  passFloats = WINOGRAD_PASS_FLOATS,
+): void {
+  const { N, C, H, W, O, OH, OW } = d;
+  if (!winogradShape(d)) {
+    throw argError('wasm conv2d', 'Winograd F(2x2, 3x3) needs a 3x3 kernel, stride 1 and padding <= 2');
+  }
+  if (u.K !== C || u.size !== O) {
+    throw argError('wasm conv2d', `Winograd weights of ${u.size} x ${u.K}, expected ${O} x ${C}`);
+  }
+  if (N * O * OH * OW === 0) return;
+  const TH = Math.ceil(OH / 2);
+  const TW = Math.ceil(OW / 2);
+  // Images per pass: V and M of a pass take about WINOGRAD_PASS_FLOATS (a few MiB, so that they stay in the
+  // caches between the transforms and the products; measured on the small CNN's 32 -> 64 layer: 97 us per
+  // image in passes of 16 images, 138 in one pass of 100).
+  const perImage = 16 * (C + O) * TH * TW;
+  const chunk = Math.max(1, Math.min(N, Math.floor(passFloats / perImage)));
+  const xImage = 4 * C * H * W;
+  const yImage = 4 * O * OH * OW;
+  for (let n0 = 0; n0 < N; n0 += chunk) {
+    const n = Math.min(chunk, N - n0);
+    winogradPass(
+      cpu,
+      { byteOffset: x.byteOffset + n0 * xImage, floats: (n * xImage) / 4 },
+      { ...d, N: n },
+      u,
+      bias,
+      relu,
+      { byteOffset: y.byteOffset + n0 * yImage, floats: (n * yImage) / 4 },
+    );
+  }
+}
+
+/** Floats of V and M in one pass of winogradConv (2^20: 4 MiB). */
+const WINOGRAD_PASS_FLOATS = 2 ** 20;
+
+/** One pass of winogradConv over all of x's images. */
+function winogradPass(
+  cpu: WasmCpu,
+  x: Region,
+  d: DirectGeometry,
+  u: PackedMatrix,
+  bias: Region | null,
+  relu: boolean,
+  y: Region,
+): void {
+  const { N, C, H, W, O, OH, OW, padH, padW } = d;
+  const TH = Math.ceil(OH / 2);
+  const TW = Math.ceil(OW / 2);
+  const Hq = 2 * TH + 2;
+  const Wq = 2 * TW + 2;
+  const T = N * TH * TW;
+  const Tp = Math.ceil((T + 3) / NR) * NR;
+  const mark = cpu.mark();
+  try {
+    // Padded planes, 8 floats of slack after them for the last patches' loads.
+    const xq = cpu.alloc(N * C * Hq * Wq + 8);
+    cpu.run('pad_planes', [x.byteOffset, xq.byteOffset, H, W, padH, padW, Hq, Wq], N * C);
+    // V's columns T..Tp-1 stay unwritten: their products land in M's columns past the tiles, which
+    // winograd_out reads only into lanes it does not store.
+    const v = cpu.alloc(16 * C * Tp);
+    cpu.run('winograd_in', [xq.byteOffset, v.byteOffset, Hq, Wq, TH, TW, C, Tp], N * C);
+    const m = cpu.alloc(16 * O * Tp);
+    const [colOff, rowOff, dstOff] = cached(`winograd,${C},${O},${Tp}`, () => {
+      const colOff = new Int32Array(16 * Tp);
+      const dstOff = new Int32Array(16 * Tp);
+      for (let xi = 0; xi < 16; xi++) {
+        for (let t = 0; t < Tp; t++) {
+          colOff[xi * Tp + t] = 4 * (xi * C * Tp + t);
+          dstOff[xi * Tp + t] = 4 * (xi * O * Tp + t);
+        }
+      }
+      const rowOff = Int32Array.from({ length: C }, (_, c) => 4 * c * Tp);
+      return [colOff, rowOff, dstOff];
+    }).map((t) => cpu.upload(t));
+    const scratch = cpu.alloc(cpu.threads * C * NR);
+    cpu.run(
+      'conv_gemm',
+      [
+        u.region.byteOffset,
+        4 * u.panels * MR * C,
+        Tp / NR,
+        v.byteOffset,
+        colOff.byteOffset,
+        rowOff.byteOffset,
+        m.byteOffset,
+        dstOff.byteOffset,
+        4 * Tp,
+        0,
+        0,
+        O,
+        C,
+        scratch.byteOffset,
+      ],
+      (16 * Tp) / NR,
+      2,
+    );
+    cpu.run(
+      'winograd_out',
+      [
+        m.byteOffset,
+        y.byteOffset,
+        O,
+        Tp,
+        TH,
+        TW,
+        OH,
+        OW,
+        bias ? bias.byteOffset : 0,
+        relu ? 1 : 0,
+        SINK_ADDRESS,
+      ],
+      N * O,
+    );
+  } finally {
+    cpu.reset(mark);
+  }
+}
+
+/** The geometry of a stride-1 convolution's input gradient as a convolution of dy (directBackwardInput). */
+export function backwardInputGeometry(g: ConvGeometry): DirectGeometry {
+  return {
+    N: g.N,
+    C: g.O,
+    H: g.OH,
+    W: g.OW,
+    O: g.C,
+    KH: g.KH,
+    KW: g.KW,
+    OH: g.H,
+    OW: g.W,
+    stride: 1,
+    padH: g.KH - 1 - g.pad,
+    padW: g.KW - 1 - g.pad,
+  };
+}
+
+/** The geometry of a convolution as convDirect and winogradConv take it (a padding per axis). */
+export function directGeometry(g: ConvGeometry): DirectGeometry {
+  return { ...g, padH: g.pad, padW: g.pad };
+}
+
+/**
+ * Whether conv2dBackwardInputDirectInto applies: stride 1 and padding below the kernel (the input gradient
+ * is then the convolution of dy, padded by KH - 1 - padding, with the flipped, transposed kernel).
+ */
+export function directBackwardInput(g: ConvGeometry): boolean {
+  return g.stride === 1 && g.pad <= g.KH - 1 && g.pad <= g.KW - 1;
+}
+
+/**
+ * Packs conv weights [O, C, KH, KW] for conv2dBackwardInputDirectInto: A = the flipped kernel with the
+ * channels swapped, C rows x O*KH*KW, element (c, (o, kh, kw)) = w[o, c, KH-1-kh, KW-1-kw].
+ */
+export function packConvBackwardInputDirect(
+  cpu: WasmCpu,
+  w: ArrayLike<number>,
+  O: number,
+  C: number,
+  KH: number,
+  KW: number,
+): PackedMatrix {
+  const KK = KH * KW;
+  const flipped = new Float32Array(C * O * KK);
+  for (let c = 0; c < C; c++)
+    for (let o = 0; o < O; o++)
+      for (let t = 0; t < KK; t++) flipped[(c * O + o) * KK + t] = w[(o * C + c) * KK + KK - 1 - t];
+  return packWeightA(cpu, flipped, C, O * KK, O * KK, 1);
+}
+
+/**
+ * dx [N, C, H, W] from dy [N, O, OH, OW] of a stride-1 convolution (directBackwardInput), as a convolution:
+ * dx = conv(dy padded by KH-1-pad / KW-1-pad, the flipped kernel of packConvBackwardInputDirect). Each
+ * element of dx is one chain over (o, kh, kw) in order: the same bits in any batch and on any thread count.
+ * dx may be dy's memory (dy is then copied first).
+ */
+export function conv2dBackwardInputDirectInto(
+  cpu: WasmCpu,
+  dy: Region,
+  g: ConvGeometry,
+  wFlipped: PackedMatrix,
+  dx: Region,
+): void {
+  if (!directBackwardInput(g)) {
+    throw argError('wasm conv2dBackwardInput', `the direct path needs stride 1 and padding < kernel`);
+  }
+  convDirect(cpu, dy, backwardInputGeometry(g), wFlipped, null, false, dx);
 }
 
 /**
@@ -494,7 +891,7 @@ export function maxPool2dBackwardCpu(
   const [N, C, OH, OW] = yShape;
   const plane = xShape[2] * xShape[3];
   const dx = cpu.alloc(N * C * plane);
-  cpu.f32.fill(0, dx.byteOffset / 4, dx.byteOffset / 4 + dx.floats);
+  // The routine zeroes each plane before it adds into it.
   cpu.run(
     'maxpool_backward',
     [dy.byteOffset, argmax.byteOffset, reluOutput ? reluOutput.byteOffset : 0, dx.byteOffset, plane, OH * OW],
@@ -560,7 +957,7 @@ export function maxPool2dInto(
 }
 
 /**
- * maxPool2dBackwardCpu into a given region dx (zeroed here): each plane adds its dy values at their argmax in
+ * maxPool2dBackwardCpu into a given region dx (zeroed plane by plane): each plane adds its dy values at their argmax in
  * output order (overlapping windows accumulate as the reference does), gated by reluOutput > 0 when given.
  */
 export function maxPool2dBackwardInto(
@@ -574,8 +971,11 @@ export function maxPool2dBackwardInto(
 ): void {
   const [N, C, OH, OW] = yShape;
   const plane = xShape[2] * xShape[3];
-  cpu.f32.fill(0, dx.byteOffset / 4, dx.byteOffset / 4 + N * C * plane);
-  if (N * C * OH * OW === 0) return;
+  if (N * C * OH * OW === 0) {
+    cpu.f32.fill(0, dx.byteOffset / 4, dx.byteOffset / 4 + N * C * plane);
+    return;
+  }
+  // The routine zeroes each plane before it adds into it.
   cpu.run(
     'maxpool_backward',
     [dy.byteOffset, argmax.byteOffset, reluOutput ? reluOutput.byteOffset : 0, dx.byteOffset, plane, OH * OW],
@@ -629,12 +1029,116 @@ export function packInto(
   const panels = Math.ceil(count / width);
   const mark = cpu.mark();
   try {
-    const t = uploadTables(cpu, plainTables(count, K, qStride, kStride));
-    gather(cpu, { byteOffset: src, floats: 0 }, dst, t.cols, t.rows, K, width, 1, 1, panels);
+    if (width === MR && kStride === 1) {
+      // Rows of contiguous floats: 4 x 4 transposes (pack_a4).
+      const base = cached(`lines,${count},${qStride}`, () => {
+        const t = new Int32Array(panels * MR).fill(-1);
+        for (let q = 0; q < count; q++) t[q] = 4 * q * qStride;
+        return [t];
+      })[0];
+      cpu.run('pack_a4', [src, dst.byteOffset, cpu.upload(base).byteOffset, K], panels);
+    } else {
+      const t = uploadTables(cpu, plainTables(count, K, qStride, kStride));
+      gather(cpu, { byteOffset: src, floats: 0 }, dst, t.cols, t.rows, K, width, 1, 1, panels);
+    }
   } finally {
     cpu.reset(mark);
   }
   return { region: dst, size: count, panels, K };
+}
+
+/**
+ * packInto for the flipped kernel of conv weights [O, C, KH*KW] at byte address `src` (the A operand of
+ * conv2dBackwardInputDirectInto): line c, step k = (o, t) from w[o, c, KK-1-t] (KK = KH * KW).
+ */
+export function packFlippedInto(
+  cpu: WasmCpu,
+  src: number,
+  dst: Region,
+  O: number,
+  C: number,
+  KK: number,
+): PackedMatrix {
+  const K = O * KK;
+  const tables = cached(`flipped,${O},${C},${KK}`, () => {
+    const t = plainTables(C, 0, KK, 0);
+    const koff = new Int32Array(K);
+    for (let o = 0; o < O; o++) for (let k = 0; k < KK; k++) koff[o * KK + k] = o * C * KK + KK - 1 - k;
+    return [t[0], t[1], t[2], new Int32Array(K), new Int32Array(K), koff];
+  });
+  const panels = Math.ceil(C / MR);
+  const mark = cpu.mark();
+  try {
+    const t = uploadTables(cpu, tables);
+    gather(cpu, { byteOffset: src, floats: 0 }, dst, t.cols, t.rows, K, MR, 1, 1, panels);
+  } finally {
+    cpu.reset(mark);
+  }
+  return { region: dst, size: C, panels, K };
+}
+
+/**
+ * C = A B with B gathered on the fly (conv_gemm) instead of packed: A packed panels (M = a.size lines of K),
+ * B = `count` lines of K floats, line n's step k at byte address src + colOff[n] + rowOff[k] (colOff[n] =
+ * 4 * n * qStride, rowOff[k] = 4 * k * kStride), C element (m, n) (+ bias[n] with biasOn 'cols', bias[m]
+ * with 'rows'; ReLU when asked) stored at byte address dst + 4 * (m * mStride + n * nStride). Each output is
+ * the GEMM core's chain over k, then the bias, as gemm and storeProduct give it. For large weights that
+ * would otherwise be kept packed beside themselves (VGG-11's fc6: 411 MB twice).
+ */
+export function gemmGathered(
+  cpu: WasmCpu,
+  a: PackedMatrix,
+  src: number,
+  count: number,
+  qStride: number,
+  kStride: number,
+  dst: number,
+  mStride: number,
+  nStride: number,
+  bias: Region | null,
+  biasOn: 'rows' | 'cols',
+  relu: boolean,
+): void {
+  const K = a.K;
+  const panels = Math.ceil(count / NR);
+  if (panels === 0 || a.size === 0) return;
+  const mark = cpu.mark();
+  try {
+    const [colOff, rowOff, dstOff] = cached(`gathered,${count},${K},${qStride},${kStride},${nStride}`, () => {
+      const colOff = new Int32Array(panels * NR);
+      const dstOff = new Int32Array(panels * NR).fill(-1);
+      for (let n = 0; n < count; n++) {
+        colOff[n] = 4 * n * qStride;
+        dstOff[n] = 4 * n * nStride;
+      }
+      const rowOff = Int32Array.from({ length: K }, (_, k) => 4 * k * kStride);
+      return [colOff, rowOff, dstOff];
+    }).map((t) => cpu.upload(t));
+    const scratch = cpu.alloc(cpu.threads * K * NR);
+    cpu.run(
+      'conv_gemm',
+      [
+        a.region.byteOffset,
+        0,
+        1,
+        src,
+        colOff.byteOffset,
+        rowOff.byteOffset,
+        dst,
+        dstOff.byteOffset,
+        4 * mStride,
+        bias ? bias.byteOffset : 0,
+        (relu ? 1 : 0) | (bias && biasOn === 'cols' ? 2 : 0),
+        a.size,
+        K,
+        scratch.byteOffset,
+      ],
+      panels,
+      2,
+    );
+  } finally {
+    cpu.reset(mark);
+  }
 }
 
 /**
@@ -667,13 +1171,20 @@ export function storeProduct(
   }
 }
 
+/** Output rows per piece of a weight gradient: the largest divisor R of OH with R * OW <= 4096 (at least 1). */
+function pieceRows(OH: number, OW: number): number {
+  let best = 1;
+  for (let r = 1; r <= OH; r++) if (OH % r === 0 && r * OW <= 4096) best = r;
+  return best;
+}
+
 /**
- * dw [O, C, KH, KW] (= dw as O x C*KH*KW) of a convolution: the GEMM dy (O x N*OH*OW) times im2col(x)^T
- * (N*OH*OW x C*KH*KW). dy is packed into A panels and im2col(x)^T straight into B panels by the gather
- * routines, the latter with the im2col tables in swapped roles (columns (c, kh, kw), rows (n, oh, ow)). The
- * reduction runs over the output pixels of the whole batch in order, in pieces whose panels take at most
- * `pieceFloats` floats (64 MiB by default), their partial products added in order: the same sums for any
- * thread count. With `accumulate` the result is added to dw.
+ * dw [O, C, KH, KW] (= dw as O x C*KH*KW) of a convolution: dy (O x N*OH*OW) times im2col(x)^T, reduced in
+ * fixed pieces (R output rows of one image, pieceRows) whose partial products are summed in piece order
+ * (sum_rows): the same bits on any thread count, while the threads share the pieces. For each piece, dy's
+ * rows are packed into A panels (pack_a4) and conv_gemm gathers im2col(x)^T (columns (c, kh, kw), steps
+ * (oh, ow)) from a zero-padded copy of x, writing the piece's O x C*KH*KW partial product. With
+ * `accumulate` the result is added to dw.
  */
 export function conv2dBackwardWeightInto(
   cpu: WasmCpu,
@@ -682,99 +1193,114 @@ export function conv2dBackwardWeightInto(
   g: ConvGeometry,
   dw: Region,
   accumulate: boolean,
-  pieceFloats = 2 ** 24,
 ): void {
-  const { N, C, H, W, O, KH, KW, OH, OW } = g;
+  const { N, C, H, W, O, KH, KW, OH, OW, stride, pad } = g;
   const CKK = C * KH * KW;
   const P = OH * OW;
-  const NP = N * P;
-  const mPanels = Math.ceil(O / MR);
-  const nPanels = Math.ceil(CKK / NR);
   const out = dw.byteOffset / 4;
-  if (NP === 0) {
+  if (N * P === 0 || O * CKK === 0) {
     if (!accumulate) cpu.f32.fill(0, out, out + O * CKK);
     return;
   }
-  // Output pixels per piece: the panels of a piece take at most `pieceFloats` floats (at least 8 pixels).
-  const chunk = Math.max(8, Math.floor(pieceFloats / (mPanels * MR + nPanels * NR)));
+  const R = pieceRows(OH, OW);
+  const perImage = OH / R;
+  const pieces = N * perImage;
+  const K = R * OW;
+  const mPanels = Math.ceil(O / MR);
+  const nPanels = Math.ceil(CKK / NR);
+  const Hp = H + 2 * pad;
+  const Wp = W + 2 * pad;
   const mark = cpu.mark();
   try {
-    // im2col(x)^T as B: columns (c, kh, kw), padded to whole panels; rows (n, oh, ow).
-    const im = cached(`im2col,${N},${C},${H},${W},${KH},${KW},${g.stride},${g.pad},${NP}`, () =>
-      buildIm2colTables(g, NP),
-    );
-    const [kh, kw, koff] = cached(`im2colT,${C},${H},${W},${KH},${KW},${nPanels}`, () => {
-      const t = [0, 1, 2].map(() => new Int32Array(nPanels * NR));
-      t[0].fill(OUTSIDE);
-      t[0].set(im[3]);
-      t[1].set(im[4]);
-      t[2].set(im[5]);
-      return t;
-    }).map((a) => cpu.upload(a));
-    const [ihb, iwb, base] = im.slice(0, 3).map((a) => cpu.upload(a));
-    // dy as A: rows o (base o*P), steps q = (n, p) at n*O*P + p.
-    const dyRows = cached(`dyT,${N},${O},${P},${mPanels}`, () => {
-      const t = plainTables(O, 0, P, 0);
-      const koffQ = new Int32Array(NP);
-      for (let q = 0; q < NP; q++) {
-        const n = Math.floor(q / P);
-        koffQ[q] = n * O * P + (q - n * P);
-      }
-      return [t[0], t[1], t[2], new Int32Array(NP), koffQ];
-    }).map((a) => cpu.upload(a));
-    const a = cpu.alloc(mPanels * MR * Math.min(chunk, NP));
-    const b = cpu.alloc(nPanels * NR * Math.min(chunk, NP));
-    const c = cpu.alloc(mPanels * MR * nPanels * NR);
-    const ldc = nPanels * NR;
-    for (let q0 = 0; q0 < NP; q0 += chunk) {
-      const len = Math.min(chunk, NP - q0);
-      const at = (r: Region) => r.byteOffset + 4 * q0;
-      cpu.run(
-        'gather',
-        [
-          dy.byteOffset,
-          a.byteOffset,
-          dyRows[0].byteOffset,
-          dyRows[1].byteOffset,
-          dyRows[2].byteOffset,
-          at(dyRows[3]),
-          at(dyRows[3]),
-          at(dyRows[4]),
-          len,
-          MR,
-          1,
-          1,
-        ],
-        mPanels,
-      );
-      cpu.run(
-        'gather8',
-        [
-          x.byteOffset,
-          b.byteOffset,
-          ZERO_ADDRESS,
-          kh.byteOffset,
-          kw.byteOffset,
-          koff.byteOffset,
-          at(ihb),
-          at(iwb),
-          at(base),
-          len,
-          H,
-          W,
-        ],
+    let src = x;
+    if (pad > 0) {
+      src = cpu.alloc(N * C * Hp * Wp);
+      cpu.run('pad_planes', [x.byteOffset, src.byteOffset, H, W, pad, pad, Hp, Wp], N * C);
+    }
+    const [lines, colOff, rowOff, dstOff] = cached(
+      `dw,${N},${C},${H},${W},${O},${KH},${KW},${stride},${pad}`,
+      () => {
+        // A lines (piece, o): dy's run of R rows of image n from output row r0.
+        const lines = new Int32Array(pieces * mPanels * MR).fill(-1);
+        const colOff = new Int32Array(pieces * nPanels * NR);
+        const dstOff = new Int32Array(pieces * nPanels * NR).fill(-1);
+        for (let piece = 0; piece < pieces; piece++) {
+          const n = Math.floor(piece / perImage);
+          const r0 = (piece - n * perImage) * R;
+          for (let o = 0; o < O; o++) lines[piece * mPanels * MR + o] = 4 * ((n * O + o) * P + r0 * OW);
+          const corner = n * C * Hp * Wp + r0 * stride * Wp;
+          for (let k = 0; k < nPanels * NR; k++) {
+            const kk = Math.min(k, CKK - 1);
+            const c = Math.floor(kk / (KH * KW));
+            const t = kk - c * KH * KW;
+            const kh = Math.floor(t / KW);
+            colOff[piece * nPanels * NR + k] = 4 * (corner + c * Hp * Wp + kh * Wp + (t - kh * KW));
+            if (k < CKK) dstOff[piece * nPanels * NR + k] = 4 * (piece * O * CKK + k);
+          }
+        }
+        const rowOff = new Int32Array(K);
+        for (let r = 0; r < R; r++)
+          for (let ow = 0; ow < OW; ow++) rowOff[r * OW + ow] = 4 * (r * stride * Wp + ow * stride);
+        return [lines, colOff, rowOff, dstOff];
+      },
+    ).map((t) => cpu.upload(t));
+    const a = cpu.alloc(pieces * mPanels * MR * K);
+    cpu.run('pack_a4', [dy.byteOffset, a.byteOffset, lines.byteOffset, K], pieces * mPanels);
+    const partial = cpu.alloc(pieces * O * CKK);
+    const scratch = cpu.alloc(cpu.threads * K * NR);
+    cpu.run(
+      'conv_gemm',
+      [
+        a.byteOffset,
+        4 * mPanels * MR * K,
         nPanels,
-      );
-      cpu.gemm(a, b, c, mPanels, nPanels, len);
-      const f = cpu.f32;
-      const c0 = c.byteOffset / 4;
-      const add = accumulate || q0 > 0;
-      for (let o = 0; o < O; o++) {
-        const src = c0 + o * ldc;
-        const dst = out + o * CKK;
-        if (add) for (let k = 0; k < CKK; k++) f[dst + k] += f[src + k];
-        else for (let k = 0; k < CKK; k++) f[dst + k] = f[src + k];
-      }
+        src.byteOffset,
+        colOff.byteOffset,
+        rowOff.byteOffset,
+        partial.byteOffset,
+        dstOff.byteOffset,
+        4 * CKK,
+        0,
+        0,
+        O,
+        K,
+        scratch.byteOffset,
+      ],
+      pieces * nPanels,
+    );
+    // dw (+)= the pieces' products in piece order; threads split dw in whole 64-byte lines.
+    cpu.run(
+      'sum_rows',
+      [partial.byteOffset, dw.byteOffset, O * CKK, pieces, accumulate ? 1 : 0],
+      O * CKK,
+      16,
+    );
+  } finally {
+    cpu.reset(mark);
+  }
+}
+
+/**
+ * out[c] = the sum of x [N, C, P] over n and p (P: the product of the dims after C): per (c, p) over the
+ * images in order (sum_rows on the threads), then over p in order.
+ */
+export function sumChannelsInto(cpu: WasmCpu, x: Region, N: number, C: number, P: number, out: Region): void {
+  const f = cpu.f32;
+  const o = out.byteOffset / 4;
+  if (N * P === 0) {
+    f.fill(0, o, o + C);
+    return;
+  }
+  const mark = cpu.mark();
+  try {
+    const s = cpu.alloc(C * P);
+    cpu.run('sum_rows', [x.byteOffset, s.byteOffset, C * P, N, 0], C * P, 16);
+    const m = cpu.f32;
+    const si = s.byteOffset / 4;
+    for (let c = 0; c < C; c++) {
+      let acc = 0;
+      for (let p = si + c * P; p < si + (c + 1) * P; p++) acc += m[p];
+      m[o + c] = acc;
     }
   } finally {
     cpu.reset(mark);
