@@ -1,7 +1,6 @@
 // `dhta bench attack`: DHTA query-iterations per second through our kernels (runAttack), and with
 // --peer torch the same loop in PyTorch (bench/torch_attack.py) on the same model, pixels and anchors, in
 // the same run, after a short check run whose codes and deltas are compared.
-import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -37,6 +36,7 @@ import {
   withOptionalGpu,
 } from './gpu.js';
 import { formatTable, printJson } from './output.js';
+import { runTorchPeer } from './peers/torch.js';
 
 export const ATTACK_BENCH_PRESETS = ['small-cnn', 'vgg11', 'video'] as const;
 export type AttackBenchPreset = (typeof ATTACK_BENCH_PRESETS)[number];
@@ -162,40 +162,7 @@ interface TorchOutput {
 }
 
 function runTorch(python: string, args: string[]): Promise<TorchOutput> {
-  // The OPENBLAS_* variables of this machine slow OpenBLAS down; unset them for the peer only.
-  const env = { ...process.env };
-  for (const k of Object.keys(env)) if (k.startsWith('OPENBLAS_')) delete env[k];
-  return new Promise((ok, fail) => {
-    execFile(python, args, { env, maxBuffer: 1 << 22 }, (err, out, errText) => {
-      if ((err as NodeJS.ErrnoException | null)?.code === 'ENOENT') {
-        fail(
-          new CliError(
-            `bench attack --peer torch: cannot run ${python}: no such program`,
-            "install Debian's python3-torch (apt-get install python3-torch libopenblas0-pthread) or pass --python PATH",
-          ),
-        );
-        return;
-      }
-      if (err) {
-        fail(
-          new CliError(
-            `bench attack --peer torch: expected ${python} ${args[0]} to run PyTorch, found: ${(errText || err.message).trim().split('\n').slice(-3).join(' | ')}`,
-            "install Debian's python3-torch and libopenblas0-pthread (apt-get install python3-torch libopenblas0-pthread) or pass --python",
-          ),
-        );
-        return;
-      }
-      try {
-        ok(JSON.parse(out.trim().split('\n').at(-1) ?? '') as TorchOutput);
-      } catch {
-        fail(
-          new CliError(
-            `bench attack --peer torch: expected one JSON line from the peer, found: ${out.slice(0, 200)}`,
-          ),
-        );
-      }
-    });
-  });
+  return runTorchPeer<TorchOutput>('bench attack', python, args);
 }
 
 /** Runs the benchmark on `gpu`. */

@@ -2,7 +2,6 @@
 // pairwise loss against the memory bank, SGD with momentum) on our engine, and with --peer torch the same
 // steps in PyTorch on the CPU (bench/torch_train.py) from the same initial weights, data and batch order, in
 // the same run, taking turns, after a check that the first steps' losses agree.
-import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -40,6 +39,7 @@ import {
   withOptionalGpu,
 } from './gpu.js';
 import { formatTable, printJson } from './output.js';
+import { runTorchPeer } from './peers/torch.js';
 import { presetFor } from './train.js';
 
 export const TRAIN_BENCH_PRESETS = ['small-cnn', 'video'] as const;
@@ -349,40 +349,7 @@ function torchScript(): string {
 }
 
 function runTorch(python: string, args: string[]): Promise<TorchOutput> {
-  // The OPENBLAS_* variables of this machine slow OpenBLAS down; unset them for the peer only.
-  const env = { ...process.env };
-  for (const k of Object.keys(env)) if (k.startsWith('OPENBLAS_')) delete env[k];
-  return new Promise((ok, fail) => {
-    execFile(python, args, { env, maxBuffer: 1 << 22 }, (err, out, errText) => {
-      if ((err as NodeJS.ErrnoException | null)?.code === 'ENOENT') {
-        fail(
-          new CliError(
-            `bench train --peer torch: cannot run ${python}: no such program`,
-            "install Debian's python3-torch (apt-get install python3-torch libopenblas0-pthread) or pass --python PATH",
-          ),
-        );
-        return;
-      }
-      if (err) {
-        fail(
-          new CliError(
-            `bench train --peer torch: expected ${python} ${args[0]} to run PyTorch, found: ${(errText || err.message).trim().split('\n').slice(-3).join(' | ')}`,
-            "install Debian's python3-torch and libopenblas0-pthread (apt-get install python3-torch libopenblas0-pthread) or pass --python",
-          ),
-        );
-        return;
-      }
-      try {
-        ok(JSON.parse(out.trim().split('\n').at(-1) ?? '') as TorchOutput);
-      } catch {
-        fail(
-          new CliError(
-            `bench train --peer torch: expected one JSON line from the peer, found: ${out.slice(0, 200)}`,
-          ),
-        );
-      }
-    });
-  });
+  return runTorchPeer<TorchOutput>('bench train', python, args);
 }
 
 function runOf(samples: number, steps: number, seconds: number): TrainBenchRun {
