@@ -115,7 +115,7 @@ for (const threads of [1, 2, 3]) {
           }
         }
         // 3x3 stride 1: Winograd F(2x2, 3x3), forward (bias, ReLU) and input gradient (the engine's path
-        // from WINOGRAD_MIN_CHANNEL_MEAN channels; here at every channel count).
+        // from WINOGRAD_MIN_CHANNELS input channels; here at every channel count).
         if (K === 3 && stride === 1) {
           const d = directGeometry(g);
           const u = packWinograd(cpu, w, O, C, false);
@@ -126,12 +126,6 @@ for (const threads of [1, 2, 3]) {
               return r;
             });
             expectClose(cpu.read(y), relu ? ref.relu(fwd.y) : fwd.y);
-            // In passes of one image: the same bits.
-            const m2 = cpu.mark();
-            const y1 = cpu.alloc(fwd.y.length);
-            winogradConv(cpu, tx, d, u, tb, relu, y1, 1);
-            expect(cpu.read(y1)).toEqual(cpu.read(y));
-            cpu.reset(m2);
           }
           const ut = packWinograd(cpu, w, O, C, true);
           const dxw = expectNoStrayWrites(cpu, () => {

@@ -50,8 +50,9 @@ function storeAccumulators(): string {
   return lines.join('\n        ');
 }
 
-// The memory-bound loops around the GEMM, all driven by index tables so that one routine serves im2col, the
-// packing of plain matrices, col2im and the unpacking of C with bias and ReLU. Column q and row k of an
+// The memory-bound loops around the GEMM, driven by index tables so that one routine serves the packing of
+// plain matrices, the im2col and col2im of strided convolutions' input gradients and the scatter of C with
+// bias and ReLU. Column q and row k of an
 // operand address element base[q] + koff[k] of the source; it is inside the (padded) input when
 // ihb[q] + kh[k] lies in [0, H) and iwb[q] + kw[k] in [0, W) (plain matrices: all zero, H = W = 1; padding
 // columns have ihb = -2^30, so they read 0 and write nothing). Tables are i32 arrays (byte offsets).
@@ -209,52 +210,6 @@ const LOOPS_TEXT = `
         (br_if $I (i32.lt_u (local.get $i) (local.get $planeOut))))
       (local.set $p (i32.add (local.get $p) (i32.const 1)))
       (br_if $P (i32.lt_u (local.get $p) (local.get $p1)))))
-  ;; The conv output from C: for images n0 <= n < n1 and channels o, the run of P values
-  ;; y[(n*O + o)*P + p] = C[o*ldc + n*P + p] + bias[o] (bias 0: none), ReLU when relu != 0 (NaN kept).
-  (func (export "unpack_conv") (param $cm i32) (param $ldc i32) (param $y i32) (param $O i32) (param $P i32)
-      (param $bias i32) (param $relu i32) (param $n0 i32) (param $n1 i32)
-    (local $n i32) (local $o i32) (local $src i32) (local $dst i32) (local $end i32) (local $b f32) (local $v f32)
-    (local $bv v128) (local $zero v128) (local $vv v128) (local $end4 i32)
-    (if (i32.or (i32.ge_u (local.get $n0) (local.get $n1)) (i32.eqz (local.get $P))) (then (return)))
-    (local.set $n (local.get $n0))
-    (loop $N
-      (local.set $o (i32.const 0))
-      (loop $Ol
-        (local.set $b (f32.const 0))
-        (if (local.get $bias)
-          (then (local.set $b (f32.load (i32.add (local.get $bias) (i32.shl (local.get $o) (i32.const 2)))))))
-        (local.set $bv (f32x4.splat (local.get $b)))
-        (local.set $src (i32.add (local.get $cm)
-          (i32.shl (i32.add (i32.mul (local.get $o) (local.get $ldc)) (i32.mul (local.get $n) (local.get $P))) (i32.const 2))))
-        (local.set $dst (i32.add (local.get $y)
-          (i32.shl (i32.mul (i32.add (i32.mul (local.get $n) (local.get $O)) (local.get $o)) (local.get $P)) (i32.const 2))))
-        (local.set $end (i32.add (local.get $dst) (i32.shl (local.get $P) (i32.const 2))))
-        (local.set $end4 (i32.sub (local.get $end) (i32.const 12)))
-        ;; Four at a time (ReLU as f32x4.max with 0, which keeps NaN, as the scalar tail does).
-        (block $vecDone
-          (loop $V
-            (br_if $vecDone (i32.ge_s (local.get $dst) (local.get $end4)))
-            (local.set $vv (f32x4.add (v128.load (local.get $src)) (local.get $bv)))
-            (if (local.get $relu) (then (local.set $vv (f32x4.max (local.get $vv) (v128.const f32x4 0 0 0 0)))))
-            (v128.store (local.get $dst) (local.get $vv))
-            (local.set $src (i32.add (local.get $src) (i32.const 16)))
-            (local.set $dst (i32.add (local.get $dst) (i32.const 16)))
-            (br $V)))
-        (block $done
-          (loop $S
-            (br_if $done (i32.ge_u (local.get $dst) (local.get $end)))
-            (local.set $v (f32.add (f32.load (local.get $src)) (local.get $b)))
-            (if (i32.and (i32.ne (local.get $relu) (i32.const 0)) (f32.le (local.get $v) (f32.const 0)))
-              (then (local.set $v (f32.const 0))))
-            (f32.store (local.get $dst) (local.get $v))
-            (local.set $src (i32.add (local.get $src) (i32.const 4)))
-            (local.set $dst (i32.add (local.get $dst) (i32.const 4)))
-            (br $S)))
-        (local.set $o (i32.add (local.get $o) (i32.const 1)))
-        (br_if $Ol (i32.lt_u (local.get $o) (local.get $O))))
-      (local.set $n (i32.add (local.get $n) (i32.const 1)))
-      (br_if $N (i32.lt_u (local.get $n) (local.get $n1)))))
-
 `;
 
 /**
@@ -448,7 +403,7 @@ function maxPool2Text(): string {
 /**
  * pad_planes: copies planes p0 <= p < p1 of H x W floats from src into planes of Hq x Wq floats at dst, at row
  * `top` and column `left`, zeros around (the padded input of a convolution, read without bounds checks by
- * conv_gemm and winograd_in; Hq >= top + H, Wq >= left + W).
+ * conv_gemm and winograd_conv; Hq >= top + H, Wq >= left + W).
  */
 function padPlanesText(): string {
   return `
@@ -518,200 +473,17 @@ function winogradBT(d: string[]): string[] {
 }
 
 /**
- * winograd_in: the input transform of F(2x2, 3x3) for planes p0 <= p < p1 (p = n*C + c) of the padded input
- * (Hq x Wq = (2 TH + 2) x (2 TW + 2) floats each): tile (th, tw) is the 4 x 4 patch at row 2 th, column
- * 2 tw, and V[(xi*C + c)*Tp + t] = (B^T d B)[xi] for tile t = (n*TH + th)*TW + tw, xi = 4 i + j. Four tiles
- * of a row at a time (lanes), their patches split from four loads per patch row by shuffles; a row's last
- * TW % 4 tiles store only their own lanes. The padded input must have 16 bytes readable past its end.
- */
-function winogradInText(): string {
-  const even = '0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27';
-  const odd = '4 5 6 7 12 13 14 15 20 21 22 23 28 29 30 31';
-  const rows: string[] = [];
-  for (let r = 0; r < 4; r++) {
-    rows.push(`(local.set $at (i32.add (local.get $corner) (i32.mul (local.get $rowBytes) (i32.const ${r}))))
-          (local.set $l0 (v128.load (local.get $at)))
-          (local.set $l1 (v128.load offset=16 (local.get $at)))
-          (local.set $l2 (v128.load offset=8 (local.get $at)))
-          (local.set $l3 (v128.load offset=24 (local.get $at)))
-          (local.set $d0 (i8x16.shuffle ${even} (local.get $l0) (local.get $l1)))
-          (local.set $d1 (i8x16.shuffle ${odd} (local.get $l0) (local.get $l1)))
-          (local.set $d2 (i8x16.shuffle ${even} (local.get $l2) (local.get $l3)))
-          (local.set $d3 (i8x16.shuffle ${odd} (local.get $l2) (local.get $l3)))
-          ${winogradBT(['(local.get $d0)', '(local.get $d1)', '(local.get $d2)', '(local.get $d3)'])
-            .map((e, j) => `(local.set $e${r}${j} ${e})`)
-            .join('\n          ')}`);
-  }
-  const stores: string[] = [];
-  for (let j = 0; j < 4; j++) {
-    const col = winogradBT([0, 1, 2, 3].map((r) => `(local.get $e${r}${j})`));
-    for (let i = 0; i < 4; i++) {
-      const xi = 4 * i + j;
-      stores.push(`(local.set $v ${col[i]})
-            (local.set $at (i32.add (local.get $vt) (i32.mul (local.get $xiBytes) (i32.const ${xi}))))
-            (if (local.get $whole) (then (v128.store (local.get $at) (local.get $v)))
-              (else
-                (f32.store (local.get $at) (f32x4.extract_lane 0 (local.get $v)))
-                (if (i32.gt_u (local.get $lanes) (i32.const 1)) (then (f32.store offset=4 (local.get $at) (f32x4.extract_lane 1 (local.get $v)))))
-                (if (i32.gt_u (local.get $lanes) (i32.const 2)) (then (f32.store offset=8 (local.get $at) (f32x4.extract_lane 2 (local.get $v)))))))`);
-    }
-  }
-  const eLocals = [0, 1, 2, 3].flatMap((r) => [0, 1, 2, 3].map((j) => `(local $e${r}${j} v128)`)).join(' ');
-  return `
-  (func (export "winograd_in") (param $src i32) (param $dst i32) (param $Hq i32) (param $Wq i32) (param $TH i32)
-      (param $TW i32) (param $C i32) (param $Tp i32) (param $p0 i32) (param $p1 i32)
-    (local $p i32) (local $n i32) (local $c i32) (local $th i32) (local $tw i32) (local $plane i32)
-    (local $corner i32) (local $rowBytes i32) (local $at i32) (local $vt i32) (local $xiBytes i32) (local $whole i32)
-    (local $lanes i32)
-    (local $l0 v128) (local $l1 v128) (local $l2 v128) (local $l3 v128) (local $d0 v128) (local $d1 v128)
-    (local $d2 v128) (local $d3 v128) (local $v v128) ${eLocals}
-    (if (i32.ge_u (local.get $p0) (local.get $p1)) (then (return)))
-    (local.set $rowBytes (i32.shl (local.get $Wq) (i32.const 2)))
-    (local.set $xiBytes (i32.shl (i32.mul (local.get $C) (local.get $Tp)) (i32.const 2)))
-    (local.set $p (local.get $p0))
-    (loop $P
-      (local.set $n (i32.div_u (local.get $p) (local.get $C)))
-      (local.set $c (i32.sub (local.get $p) (i32.mul (local.get $n) (local.get $C))))
-      (local.set $plane (i32.add (local.get $src) (i32.shl (i32.mul (local.get $p) (i32.mul (local.get $Hq) (local.get $Wq))) (i32.const 2))))
-      (local.set $th (i32.const 0))
-      (loop $TH
-        (local.set $tw (i32.const 0))
-        (loop $TWl
-          (local.set $corner (i32.add (local.get $plane)
-            (i32.shl (i32.add (i32.mul (i32.shl (local.get $th) (i32.const 1)) (local.get $Wq)) (i32.shl (local.get $tw) (i32.const 1))) (i32.const 2))))
-          (local.set $lanes (i32.sub (local.get $TW) (local.get $tw)))
-          (local.set $whole (i32.ge_u (local.get $lanes) (i32.const 4)))
-          ;; V's address of this tile in component 0, channel c.
-          (local.set $vt (i32.add (local.get $dst) (i32.shl (i32.add (i32.mul (local.get $c) (local.get $Tp))
-            (i32.add (i32.mul (i32.add (i32.mul (local.get $n) (local.get $TH)) (local.get $th)) (local.get $TW)) (local.get $tw))) (i32.const 2))))
-          ${rows.join('\n          ')}
-          ${stores.join('\n          ')}
-          (local.set $tw (i32.add (local.get $tw) (i32.const 4)))
-          (br_if $TWl (i32.lt_u (local.get $tw) (local.get $TW))))
-        (local.set $th (i32.add (local.get $th) (i32.const 1)))
-        (br_if $TH (i32.lt_u (local.get $th) (local.get $TH))))
-      (local.set $p (i32.add (local.get $p) (i32.const 1)))
-      (br_if $P (i32.lt_u (local.get $p) (local.get $p1)))))`;
-}
-
-/**
- * winograd_out: the output transform of F(2x2, 3x3) for planes p0 <= p < p1 (p = n*O + o): from
- * Mt[(xi*O + o)*Tp + t] (the 16 products of tile t), y's 2 x 2 block at (2 th, 2 tw) = A^T m A (rows first,
- * then columns, in a fixed order) + bias[o] (bias != 0; else + 0), max(., 0) when relu (NaN kept), cropped
- * to OH x OW. Four tiles of a row at a time; blocks past the row's tiles or y's edge go through this
- * thread's 64-byte line at tmp + 64 * thread (the runtime's throw-away lines), then as far as y reaches.
- */
-function winogradOutText(): string {
-  const loads: string[] = [];
-  for (let xi = 0; xi < 16; xi++)
-    loads.push(
-      `(local.set $m${xi} (v128.load (i32.add (local.get $mt) (i32.mul (local.get $xiBytes) (i32.const ${xi})))))`,
-    );
-  const t: string[] = [];
-  for (let j = 0; j < 4; j++) {
-    // A^T = [[1, 1, 1, 0], [0, 1, -1, -1]] down the rows i.
-    t.push(
-      `(local.set $t0${j} (f32x4.add (f32x4.add (local.get $m${j}) (local.get $m${4 + j})) (local.get $m${8 + j})))`,
-    );
-    t.push(
-      `(local.set $t1${j} (f32x4.sub (f32x4.sub (local.get $m${4 + j}) (local.get $m${8 + j})) (local.get $m${12 + j})))`,
-    );
-  }
-  const ys: string[] = [];
-  for (let r = 0; r < 2; r++) {
-    ys.push(
-      `(local.set $y${r}0 (f32x4.add (f32x4.add (f32x4.add (local.get $t${r}0) (local.get $t${r}1)) (local.get $t${r}2)) (local.get $bv)))`,
-    );
-    ys.push(
-      `(local.set $y${r}1 (f32x4.add (f32x4.sub (f32x4.sub (local.get $t${r}1) (local.get $t${r}2)) (local.get $t${r}3)) (local.get $bv)))`,
-    );
-  }
-  const relu = ['$y00', '$y01', '$y10', '$y11']
-    .map((v) => `(local.set ${v} (f32x4.max (local.get ${v}) (v128.const f32x4 0 0 0 0)))`)
-    .join('\n            ');
-  // A block past the row's tiles or y's edge: each row's 8 values through this thread's 64-byte line at tmp,
-  // then as many as lie inside y.
-  const partialRows: string[] = [];
-  for (let r = 0; r < 2; r++) {
-    partialRows.push(`(if (i32.lt_u (i32.add (local.get $oh) (i32.const ${r})) (local.get $OH)) (then
-              (v128.store (local.get $tmp) (i8x16.shuffle 0 1 2 3 16 17 18 19 4 5 6 7 20 21 22 23 (local.get $y${r}0) (local.get $y${r}1)))
-              (v128.store offset=16 (local.get $tmp) (i8x16.shuffle 8 9 10 11 24 25 26 27 12 13 14 15 28 29 30 31 (local.get $y${r}0) (local.get $y${r}1)))
-              (local.set $c (i32.const 0))
-              (loop $R${r}
-                (f32.store (i32.add (i32.add (local.get $yrow) ${r === 0 ? '(i32.const 0)' : '(local.get $rowBytes)'}) (i32.shl (local.get $c) (i32.const 2)))
-                  (f32.load (i32.add (local.get $tmp) (i32.shl (local.get $c) (i32.const 2)))))
-                (local.set $c (i32.add (local.get $c) (i32.const 1)))
-                (br_if $R${r} (i32.lt_u (local.get $c) (local.get $cnt))))))`);
-  }
-  const tLocals = [0, 1].flatMap((r) => [0, 1, 2, 3].map((j) => `(local $t${r}${j} v128)`)).join(' ');
-  const mLocals = Array.from({ length: 16 }, (_, xi) => `(local $m${xi} v128)`).join(' ');
-  return `
-  (func (export "winograd_out") (param $src i32) (param $y i32) (param $O i32) (param $Tp i32) (param $TH i32)
-      (param $TW i32) (param $OH i32) (param $OW i32) (param $bias i32) (param $relu i32) (param $tmp i32)
-      (param $p0 i32) (param $p1 i32)
-    (local $p i32) (local $n i32) (local $o i32) (local $th i32) (local $tw i32) (local $oh i32) (local $ow i32)
-    (local $c i32) (local $cnt i32)
-    (local $mt i32) (local $yrow i32) (local $rowBytes i32) (local $xiBytes i32) (local $lanes i32)
-    (local $bv v128) (local $y00 v128) (local $y01 v128) (local $y10 v128) (local $y11 v128) ${tLocals} ${mLocals}
-    (if (i32.ge_u (local.get $p0) (local.get $p1)) (then (return)))
-    (local.set $tmp (i32.add (local.get $tmp) (i32.shl (global.get $thread) (i32.const 6))))
-    (local.set $rowBytes (i32.shl (local.get $OW) (i32.const 2)))
-    (local.set $xiBytes (i32.shl (i32.mul (local.get $O) (local.get $Tp)) (i32.const 2)))
-    (local.set $p (local.get $p0))
-    (loop $P
-      (local.set $n (i32.div_u (local.get $p) (local.get $O)))
-      (local.set $o (i32.sub (local.get $p) (i32.mul (local.get $n) (local.get $O))))
-      (local.set $bv (v128.const i32x4 0 0 0 0))
-      (if (local.get $bias) (then (local.set $bv (v128.load32_splat (i32.add (local.get $bias) (i32.shl (local.get $o) (i32.const 2)))))))
-      (local.set $th (i32.const 0))
-      (loop $THl
-        (local.set $oh (i32.shl (local.get $th) (i32.const 1)))
-        (local.set $tw (i32.const 0))
-        (loop $TWl
-          (local.set $ow (i32.shl (local.get $tw) (i32.const 1)))
-          (local.set $lanes (i32.sub (local.get $TW) (local.get $tw)))
-          (local.set $mt (i32.add (local.get $src) (i32.shl (i32.add (i32.mul (local.get $o) (local.get $Tp))
-            (i32.add (i32.mul (i32.add (i32.mul (local.get $n) (local.get $TH)) (local.get $th)) (local.get $TW)) (local.get $tw))) (i32.const 2))))
-          (local.set $yrow (i32.add (local.get $y) (i32.shl (i32.add (i32.mul (i32.add (i32.mul (local.get $p) (local.get $OH)) (local.get $oh)) (local.get $OW)) (local.get $ow)) (i32.const 2))))
-          ${loads.join('\n          ')}
-          ${t.join('\n          ')}
-          ${ys.join('\n          ')}
-          (if (local.get $relu) (then
-            ${relu}))
-          (if (i32.and (i32.ge_u (local.get $lanes) (i32.const 4))
-                (i32.and (i32.le_u (i32.add (local.get $ow) (i32.const 8)) (local.get $OW))
-                         (i32.lt_u (i32.add (local.get $oh) (i32.const 1)) (local.get $OH))))
-            (then
-              (v128.store (local.get $yrow) (i8x16.shuffle 0 1 2 3 16 17 18 19 4 5 6 7 20 21 22 23 (local.get $y00) (local.get $y01)))
-              (v128.store offset=16 (local.get $yrow) (i8x16.shuffle 8 9 10 11 24 25 26 27 12 13 14 15 28 29 30 31 (local.get $y00) (local.get $y01)))
-              (local.set $yrow (i32.add (local.get $yrow) (local.get $rowBytes)))
-              (v128.store (local.get $yrow) (i8x16.shuffle 0 1 2 3 16 17 18 19 4 5 6 7 20 21 22 23 (local.get $y10) (local.get $y11)))
-              (v128.store offset=16 (local.get $yrow) (i8x16.shuffle 8 9 10 11 24 25 26 27 12 13 14 15 28 29 30 31 (local.get $y10) (local.get $y11))))
-            (else
-              (local.set $cnt (i32.sub (local.get $OW) (local.get $ow)))
-              (if (i32.gt_u (local.get $cnt) (i32.shl (local.get $lanes) (i32.const 1)))
-                (then (local.set $cnt (i32.shl (local.get $lanes) (i32.const 1)))))
-              (if (i32.gt_u (local.get $cnt) (i32.const 8)) (then (local.set $cnt (i32.const 8))))
-              ${partialRows.join('\n              ')}))
-          (local.set $tw (i32.add (local.get $tw) (i32.const 4)))
-          (br_if $TWl (i32.lt_u (local.get $tw) (local.get $TW))))
-        (local.set $th (i32.add (local.get $th) (i32.const 1)))
-        (br_if $THl (i32.lt_u (local.get $th) (local.get $TH))))
-      (local.set $p (i32.add (local.get $p) (i32.const 1)))
-      (br_if $P (i32.lt_u (local.get $p) (local.get $p1)))))`;
-}
-
-/**
  * conv_gemm: a GEMM whose B panels are gathered on the fly and whose C goes straight to its place, with
  * bias and ReLU. The A panels of B panel j are at ap + (j / jPer) * aStep (pieces of the columns with an A
  * each: a weight gradient's images). For B panels j0 <= j < j1 (threads split them): panel j's element (k, c) is the float at
  * src + colOff[8j + c] + rowOff[k] (byte offsets; every address valid: a convolution reads a padded copy of
- * its input, see pad_planes), packed into this thread's K x 8 floats at scratch + thread * 32K, then every A
+ * its input, see pad_planes), packed into this thread's K x 8 floats at scratch + thread * 32 K' (K' = K
+ * rounded up to even: whole 64-byte lines per thread), then every A
  * panel times it, and the 4 x 8 tile (+ bias[8j + c] when flags & 2, else + bias[m] when bias != 0, else
  * + 0; then max(., 0) when flags & 1, NaN kept) stored at dst + dstOff[8j + c] + m * rowStride for rows
  * m < M and columns with dstOff >= 0 (a whole
  * tile as 8 vector stores when its 8 columns are contiguous). Each output is the GEMM core's chain over k
- * in order, then the bias: the same bits as gemm, then unpack_conv, at any batch and thread count.
+ * in order, then the bias: the same bits as gemm, then storing C with its bias, at any batch and thread count.
  */
 function convGemmText(): string {
   const cols = Array.from({ length: NR }, (_, c) => c);
@@ -779,7 +551,9 @@ function convGemmText(): string {
     (local.set $K4 (i32.shl (local.get $K) (i32.const 2)))
     (local.set $aPanel (i32.mul (local.get $K) (i32.const ${MR * 4})))
     (local.set $mPanels (i32.shr_u (i32.add (local.get $M) (i32.const ${MR - 1})) (i32.const 2)))
-    (local.set $sp (i32.add (local.get $scratch) (i32.mul (global.get $thread) (i32.shl (local.get $K) (i32.const 5)))))
+    ;; This thread's panel: K rounded up to even, so that no two threads' panels share a 64-byte line.
+    (local.set $sp (i32.add (local.get $scratch) (i32.mul (global.get $thread)
+      (i32.shl (i32.and (i32.add (local.get $K) (i32.const 1)) (i32.const -2)) (i32.const 5)))))
     (local.set $j (local.get $j0))
     (loop $J
       (local.set $q4 (i32.shl (local.get $j) (i32.const 5)))
@@ -962,6 +736,215 @@ function sumRowsText(): string {
 }
 
 /**
+ * winograd_conv: a 3x3 stride-1 convolution as Winograd F(2x2, 3x3), transforms and products fused per group
+ * of 8 tiles (B panel j: tiles 8j..8j+7; threads split the groups). Tile t is the 4 x 4 patch of the padded
+ * input at byte xq + corner[t] (+ planeIn per channel, rowIn per row) and the 2 x 2 block of y at byte
+ * y + (ytab[t] & -4) (+ planeOut per output channel, rowOut per row), its right column inside y when
+ * ytab[t] & 1, its bottom row when ytab[t] & 2 (ytab[t] < 0: no tile). For each group, in this thread's
+ * scratch (at scratch + thread * 4 * 8 * 16 * (C + Mp), Mp = M rounded up to 4):
+ * 1. the input transform V = B^T d B of the group's tiles and C channels, four tiles at a time (their patch
+ *    rows loaded and transposed so that lanes are tiles), as 16 B panels of C x 8 (component xi = 4 i + j);
+ * 2. the 16 products U[xi] V[xi] on the GEMM core (A: the transformed kernels, aStep bytes per component;
+ *    each output a chain over the channels in order), into 16 blocks of Mp x 8;
+ * 3. the output transform A^T m A (rows, then columns), + bias[o] (bias != 0; else nothing), max(., 0) when
+ *    relu (NaN kept), stored: a whole row of four tiles as vectors, else tile by tile inside y.
+ * V and M never leave the thread's caches; every output depends on its own tile only, in a fixed order.
+ */
+function winogradConvText(): string {
+  const lanes = [0, 1, 2, 3];
+  const acc: string[] = [];
+  for (let r = 0; r < MR; r++) for (let v = 0; v < 2; v++) acc.push(`$c${r}_${v}`);
+  const shuffle = (sel: number[], a: string, b: string) =>
+    `(i8x16.shuffle ${sel.flatMap((l) => [0, 1, 2, 3].map((x) => 4 * l + x)).join(' ')} ${a} ${b})`;
+  // 4 x 4 transpose of $p0..$p3 (lane l's row) into $d0..$d3 (element j of every lane).
+  const transpose = `(local.set $t0 ${shuffle([0, 4, 1, 5], '(local.get $p0)', '(local.get $p1)')})
+            (local.set $t1 ${shuffle([0, 4, 1, 5], '(local.get $p2)', '(local.get $p3)')})
+            (local.set $t2 ${shuffle([2, 6, 3, 7], '(local.get $p0)', '(local.get $p1)')})
+            (local.set $t3 ${shuffle([2, 6, 3, 7], '(local.get $p2)', '(local.get $p3)')})
+            (local.set $d0 ${shuffle([0, 1, 4, 5], '(local.get $t0)', '(local.get $t1)')})
+            (local.set $d1 ${shuffle([2, 3, 6, 7], '(local.get $t0)', '(local.get $t1)')})
+            (local.set $d2 ${shuffle([0, 1, 4, 5], '(local.get $t2)', '(local.get $t3)')})
+            (local.set $d3 ${shuffle([2, 3, 6, 7], '(local.get $t2)', '(local.get $t3)')})`;
+  const inRows: string[] = [];
+  for (let r = 0; r < 4; r++) {
+    inRows.push(`${lanes.map((l) => `(local.set $p${l} (v128.load offset=0 (i32.add (local.get $q${l}) (i32.mul (local.get $rowIn) (i32.const ${r})))))`).join('\n            ')}
+            ${transpose}
+            ${winogradBT(['(local.get $d0)', '(local.get $d1)', '(local.get $d2)', '(local.get $d3)'])
+              .map((e, j) => `(local.set $e${r}${j} ${e})`)
+              .join('\n            ')}`);
+  }
+  const inStores: string[] = [];
+  for (let j = 0; j < 4; j++) {
+    const col = winogradBT([0, 1, 2, 3].map((r) => `(local.get $e${r}${j})`));
+    for (let i = 0; i < 4; i++) {
+      const xi = 4 * i + j;
+      inStores.push(
+        `(v128.store offset=${xi * 0} (i32.add (local.get $vc) (i32.mul (local.get $xiV) (i32.const ${xi}))) ${col[i]})`,
+      );
+    }
+  }
+  const mLoads = Array.from(
+    { length: 16 },
+    (_, xi) =>
+      `(local.set $m${xi} (v128.load (i32.add (local.get $mo) (i32.mul (local.get $xiM) (i32.const ${xi})))))`,
+  );
+  const outT: string[] = [];
+  for (let j = 0; j < 4; j++) {
+    outT.push(
+      `(local.set $u0${j} (f32x4.add (f32x4.add (local.get $m${j}) (local.get $m${4 + j})) (local.get $m${8 + j})))`,
+    );
+    outT.push(
+      `(local.set $u1${j} (f32x4.sub (f32x4.sub (local.get $m${4 + j}) (local.get $m${8 + j})) (local.get $m${12 + j})))`,
+    );
+  }
+  const ys: string[] = [];
+  for (let r = 0; r < 2; r++) {
+    ys.push(
+      `(local.set $y${r}0 (f32x4.add (f32x4.add (f32x4.add (local.get $u${r}0) (local.get $u${r}1)) (local.get $u${r}2)) (local.get $bv)))`,
+    );
+    ys.push(
+      `(local.set $y${r}1 (f32x4.add (f32x4.sub (f32x4.sub (local.get $u${r}1) (local.get $u${r}2)) (local.get $u${r}3)) (local.get $bv)))`,
+    );
+  }
+  const relu = ['$y00', '$y01', '$y10', '$y11']
+    .map((v) => `(local.set ${v} (f32x4.max (local.get ${v}) (v128.const f32x4 0 0 0 0)))`)
+    .join('\n              ');
+  const laneStores = lanes
+    .map(
+      (l) => `(if (i32.ge_s (local.get $w${l}) (i32.const 0)) (then
+                (local.set $at (i32.add (local.get $yo) (i32.and (local.get $w${l}) (i32.const -4))))
+                (f32.store (local.get $at) (f32x4.extract_lane ${l} (local.get $y00)))
+                (if (i32.and (local.get $w${l}) (i32.const 1))
+                  (then (f32.store offset=4 (local.get $at) (f32x4.extract_lane ${l} (local.get $y01)))))
+                (if (i32.and (local.get $w${l}) (i32.const 2)) (then
+                  (local.set $at (i32.add (local.get $at) (local.get $rowOut)))
+                  (f32.store (local.get $at) (f32x4.extract_lane ${l} (local.get $y10)))
+                  (if (i32.and (local.get $w${l}) (i32.const 1))
+                    (then (f32.store offset=4 (local.get $at) (f32x4.extract_lane ${l} (local.get $y11)))))))))`,
+    )
+    .join('\n              ');
+  const accStores: string[] = [];
+  for (let r = 0; r < MR; r++)
+    for (let v = 0; v < 2; v++)
+      accStores.push(`(v128.store offset=${r * 32 + v * 16} (local.get $pc) (local.get $c${r}_${v}))`);
+  const locals = [
+    ...acc.map((a) => `(local ${a} v128)`),
+    '(local $b0 v128) (local $b1 v128) (local $a v128) (local $bv v128)',
+    '(local $p0 v128) (local $p1 v128) (local $p2 v128) (local $p3 v128)',
+    '(local $t0 v128) (local $t1 v128) (local $t2 v128) (local $t3 v128)',
+    '(local $d0 v128) (local $d1 v128) (local $d2 v128) (local $d3 v128)',
+    [0, 1, 2, 3].flatMap((r) => [0, 1, 2, 3].map((j) => `(local $e${r}${j} v128)`)).join(' '),
+    Array.from({ length: 16 }, (_, xi) => `(local $m${xi} v128)`).join(' '),
+    [0, 1].flatMap((r) => [0, 1, 2, 3].map((j) => `(local $u${r}${j} v128)`)).join(' '),
+    '(local $y00 v128) (local $y01 v128) (local $y10 v128) (local $y11 v128)',
+    lanes.map((l) => `(local $q${l} i32) (local $w${l} i32)`).join(' '),
+    '(local $j i32) (local $h i32) (local $c i32) (local $o i32) (local $xi i32) (local $i i32) (local $k i32)',
+    '(local $pa i32) (local $pb i32) (local $pc i32) (local $vs i32) (local $ms i32) (local $vc i32) (local $mo i32)',
+    '(local $yo i32) (local $at i32) (local $t4 i32) (local $mPanels i32) (local $Mp i32) (local $aPanel i32)',
+    '(local $xiV i32) (local $xiM i32) (local $whole i32)',
+  ].join('\n    ');
+  return `
+  (func (export "winograd_conv") (param $ap i32) (param $aStep i32) (param $xq i32) (param $corner i32)
+      (param $ytab i32) (param $planeIn i32) (param $rowIn i32) (param $y i32) (param $planeOut i32)
+      (param $rowOut i32) (param $bias i32) (param $relu i32) (param $M i32) (param $C i32) (param $scratch i32)
+      (param $j0 i32) (param $j1 i32)
+    ${locals}
+    (if (i32.or (i32.ge_u (local.get $j0) (local.get $j1)) (i32.or (i32.eqz (local.get $M)) (i32.eqz (local.get $C))))
+      (then (return)))
+    (local.set $mPanels (i32.shr_u (i32.add (local.get $M) (i32.const ${MR - 1})) (i32.const 2)))
+    (local.set $Mp (i32.shl (local.get $mPanels) (i32.const 2)))
+    (local.set $aPanel (i32.shl (local.get $C) (i32.const 4)))
+    ;; Bytes between two components' panels in V (C x 8 floats) and in M (Mp x 8 floats).
+    (local.set $xiV (i32.shl (local.get $C) (i32.const 5)))
+    (local.set $xiM (i32.shl (local.get $Mp) (i32.const 5)))
+    (local.set $vs (i32.add (local.get $scratch) (i32.mul (global.get $thread)
+      (i32.shl (i32.add (local.get $C) (local.get $Mp)) (i32.const 9)))))
+    (local.set $ms (i32.add (local.get $vs) (i32.shl (local.get $C) (i32.const 9))))
+    (local.set $j (local.get $j0))
+    (loop $J
+      ;; 1. The input transform of the group's tiles, four at a time.
+      (local.set $h (i32.const 0))
+      (loop $Hin
+        (local.set $t4 (i32.shl (i32.add (i32.shl (local.get $j) (i32.const 3)) (local.get $h)) (i32.const 2)))
+        ${lanes.map((l) => `(local.set $q${l} (i32.add (local.get $xq) (i32.load offset=${4 * l} (i32.add (local.get $corner) (local.get $t4)))))`).join('\n        ')}
+        (local.set $vc (i32.add (local.get $vs) (i32.shl (local.get $h) (i32.const 2))))
+        (local.set $c (i32.const 0))
+        (loop $Cin
+          ${inRows.join('\n          ')}
+          ${inStores.join('\n          ')}
+          ${lanes.map((l) => `(local.set $q${l} (i32.add (local.get $q${l}) (local.get $planeIn)))`).join('\n          ')}
+          (local.set $vc (i32.add (local.get $vc) (i32.const 32)))
+          (local.set $c (i32.add (local.get $c) (i32.const 1)))
+          (br_if $Cin (i32.lt_u (local.get $c) (local.get $C))))
+        (local.set $h (i32.add (local.get $h) (i32.const 4)))
+        (br_if $Hin (i32.lt_u (local.get $h) (i32.const 8))))
+      ;; 2. The 16 products, each an A panel at a time into M.
+      (local.set $xi (i32.const 0))
+      (loop $XI
+        (local.set $i (i32.const 0))
+        (loop $I
+          ${zeroAccumulators()}
+          (local.set $pa (i32.add (i32.add (local.get $ap) (i32.mul (local.get $xi) (local.get $aStep)))
+            (i32.mul (local.get $i) (local.get $aPanel))))
+          (local.set $pb (i32.add (local.get $vs) (i32.mul (local.get $xi) (local.get $xiV))))
+          (local.set $k (local.get $C))
+          (loop $L
+            ${microkernel()}
+            (local.set $pa (i32.add (local.get $pa) (i32.const ${MR * 4})))
+            (local.set $pb (i32.add (local.get $pb) (i32.const ${NR * 4})))
+            (local.set $k (i32.sub (local.get $k) (i32.const 1)))
+            (br_if $L (local.get $k)))
+          (local.set $pc (i32.add (i32.add (local.get $ms) (i32.mul (local.get $xi) (local.get $xiM)))
+            (i32.shl (local.get $i) (i32.const 7))))
+          ${accStores.join('\n          ')}
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $I (i32.lt_u (local.get $i) (local.get $mPanels))))
+        (local.set $xi (i32.add (local.get $xi) (i32.const 1)))
+        (br_if $XI (i32.lt_u (local.get $xi) (i32.const 16))))
+      ;; 3. The output transform, four tiles at a time.
+      (local.set $h (i32.const 0))
+      (loop $Hout
+        (local.set $t4 (i32.shl (i32.add (i32.shl (local.get $j) (i32.const 3)) (local.get $h)) (i32.const 2)))
+        ${lanes.map((l) => `(local.set $w${l} (i32.load offset=${4 * l} (i32.add (local.get $ytab) (local.get $t4))))`).join('\n        ')}
+        ;; A whole row of blocks: four tiles side by side, both columns and rows inside y.
+        (local.set $whole (i32.and (i32.and (i32.eq (i32.and (local.get $w0) (i32.const -2147483645)) (i32.const 3))
+            (i32.eq (i32.and (local.get $w1) (i32.const -2147483645)) (i32.const 3)))
+          (i32.and (i32.eq (i32.and (local.get $w2) (i32.const -2147483645)) (i32.const 3))
+            (i32.eq (i32.and (local.get $w3) (i32.const -2147483645)) (i32.const 3)))))
+        (local.set $whole (i32.and (local.get $whole) (i32.and (i32.eq (i32.sub (local.get $w1) (local.get $w0)) (i32.const 8))
+          (i32.and (i32.eq (i32.sub (local.get $w2) (local.get $w0)) (i32.const 16)) (i32.eq (i32.sub (local.get $w3) (local.get $w0)) (i32.const 24))))))
+        (local.set $mo (i32.add (local.get $ms) (i32.shl (local.get $h) (i32.const 2))))
+        (local.set $yo (local.get $y))
+        (local.set $o (i32.const 0))
+        (loop $O
+          ${mLoads.join('\n          ')}
+          ${outT.join('\n          ')}
+          (local.set $bv (v128.const i32x4 0 0 0 0))
+          (if (local.get $bias) (then (local.set $bv (v128.load32_splat (i32.add (local.get $bias) (i32.shl (local.get $o) (i32.const 2)))))))
+          ${ys.join('\n          ')}
+          (if (local.get $relu) (then
+              ${relu}))
+          (if (local.get $whole)
+            (then
+              (local.set $at (i32.add (local.get $yo) (i32.and (local.get $w0) (i32.const -4))))
+              (v128.store (local.get $at) (i8x16.shuffle 0 1 2 3 16 17 18 19 4 5 6 7 20 21 22 23 (local.get $y00) (local.get $y01)))
+              (v128.store offset=16 (local.get $at) (i8x16.shuffle 8 9 10 11 24 25 26 27 12 13 14 15 28 29 30 31 (local.get $y00) (local.get $y01)))
+              (local.set $at (i32.add (local.get $at) (local.get $rowOut)))
+              (v128.store (local.get $at) (i8x16.shuffle 0 1 2 3 16 17 18 19 4 5 6 7 20 21 22 23 (local.get $y10) (local.get $y11)))
+              (v128.store offset=16 (local.get $at) (i8x16.shuffle 8 9 10 11 24 25 26 27 12 13 14 15 28 29 30 31 (local.get $y10) (local.get $y11))))
+            (else
+              ${laneStores}))
+          (local.set $mo (i32.add (local.get $mo) (i32.const 32)))
+          (local.set $yo (i32.add (local.get $yo) (local.get $planeOut)))
+          (local.set $o (i32.add (local.get $o) (i32.const 1)))
+          (br_if $O (i32.lt_u (local.get $o) (local.get $M))))
+        (local.set $h (i32.add (local.get $h) (i32.const 4)))
+        (br_if $Hout (i32.lt_u (local.get $h) (i32.const 8))))
+      (local.set $j (i32.add (local.get $j) (i32.const 1)))
+      (br_if $J (i32.lt_u (local.get $j) (local.get $j1)))))`;
+}
+
+/**
  * The module: imports its memory as env.memory (shared when `shared`), exports
  * gemm(ap, bp, c, mPanels, K, ldc, j0, j1): for B panels j0 <= j < j1 and every A panel i, the 4x8 tile
  * C[4i.., 8j..] = A panel i x B panel j (byte offsets; ldc in floats). Splitting [j0, j1) between threads
@@ -1009,5 +992,5 @@ export function cpuModuleText(shared: boolean, maxPages: number): string {
         (br_if $I (i32.lt_u (local.get $i) (local.get $mPanels))))
       (local.set $j (i32.add (local.get $j) (i32.const 1)))
       (br_if $J (i32.lt_u (local.get $j) (local.get $j1)))))
-${LOOPS_TEXT}${maxPool2Text()}${padPlanesText()}${convGemmText()}${packA4Text()}${sumRowsText()}${winogradInText()}${winogradOutText()}${panelLoops()})`;
+${LOOPS_TEXT}${maxPool2Text()}${padPlanesText()}${convGemmText()}${packA4Text()}${sumRowsText()}${winogradConvText()}${panelLoops()})`;
 }

@@ -316,6 +316,11 @@ export function conv2dForwardInto(
   convDirect(cpu, x, { ...g, padH: g.pad, padW: g.pad }, w, bias, relu, y);
 }
 
+/** Floats of conv_gemm's scratch for K steps: a panel of 8 columns per thread, each on whole 64-byte lines. */
+function convGemmScratch(cpu: WasmCpu, K: number): number {
+  return cpu.threads * (K + (K & 1)) * NR;
+}
+
 /** A convolution as convDirect runs it: the geometry with a padding per axis. */
 export interface DirectGeometry {
   N: number;
@@ -404,7 +409,7 @@ function convDirect(
         );
     }
     const [colOff, rowOff, dstOff] = directTables(d).map((t) => cpu.upload(t));
-    const scratch = cpu.alloc(cpu.threads * K * NR);
+    const scratch = cpu.alloc(convGemmScratch(cpu, K));
     cpu.run(
       'conv_gemm',
       [
@@ -432,29 +437,27 @@ function convDirect(
 }
 
 /**
- * From which C * O / (C + O) (input and output channels) a 3x3 stride-1 convolution runs as Winograd: its
- * products save about 5 C O multiply-adds per output pixel, its transforms move about 8 (C + O) floats more
- * (V and M in memory). Measured on the development machine (one thread, ms, direct / Winograd): small CNN
- * 32 -> 64 at 14x14 (h = 21) 17 / 14.5, 64 -> 128 at 7x7 (43) 17 / 13; video 16 -> 32 at 16x16 (11) 12-14 /
- * 14.5; VGG-11's layers (43-256) 1.7-2.5x faster.
+ * Input channels from which a 3x3 stride-1 convolution runs as Winograd F(2x2, 3x3). Measured on the
+ * development machine, one thread, ms direct / Winograd: 1 -> 32 channels at 28x28 (batch 100) 1.8 / 2.3,
+ * 2 -> 32 2.6 / 2.7, 3 -> 64 at 56x56 (batch 4) 1.1 / 0.9, 8 -> 16 at 32x32 6.1 / 4.0, 16 -> 32 at 16x16
+ * (batch 200) 10.7 / 6.0, 32 -> 64 at 14x14 15.6 / 8.2, VGG-11's layers 2.0-2.3x.
  */
-export const WINOGRAD_MIN_CHANNEL_MEAN = 16;
+export const WINOGRAD_MIN_CHANNELS = 3;
 
 /**
  * Whether a convolution runs as Winograd F(2x2, 3x3) (winogradConv): a 3x3 kernel, stride 1, padding at
- * most 2, and C O / (C + O) >= WINOGRAD_MIN_CHANNEL_MEAN (with fewer channels the transforms cost more than
- * the 2.25x fewer multiplications save).
+ * most 2, and at least WINOGRAD_MIN_CHANNELS input channels (with fewer, the products over so few channels
+ * cost more than the 2.25x fewer multiplications save).
  */
 export function winogradApplies(g: {
   C: number;
-  O: number;
   KH: number;
   KW: number;
   stride: number;
   padH: number;
   padW: number;
 }): boolean {
-  return winogradShape(g) && (g.C * g.O) / (g.C + g.O) >= WINOGRAD_MIN_CHANNEL_MEAN;
+  return winogradShape(g) && g.C >= WINOGRAD_MIN_CHANNELS;
 }
 
 /** Whether winogradConv can run a convolution at all: a 3x3 kernel, stride 1, padding at most 2. */
@@ -525,12 +528,12 @@ export function packWinograd(
 
 /**
  * y [N, O, OH, OW] = conv(x) (+ bias, ReLU) for a 3x3 stride-1 convolution (winogradApplies) as Winograd
- * F(2x2, 3x3): x copied into zero-padded planes of (2 TH + 2) x (2 TW + 2) (TH x TW tiles of 2 x 2
- * outputs), the input transform V = B^T d B of every 4 x 4 patch (winograd_in), the 16 products
- * M[xi] = U[xi] V[xi] (one conv_gemm call, one piece per xi: each a chain over the input channels in order),
- * then the output transform A^T m A with bias and ReLU (winograd_out), in passes of as many images as
- * keep V and M near passFloats floats. Every output of an object depends only on that object's tiles, in a
- * fixed order: the same bits in any batch, pass and thread count.
+ * F(2x2, 3x3): x copied into zero-padded planes of (2 TH + 2) x (2 TW + 2) (TH x TW tiles of 2 x 2 outputs),
+ * then one winograd_conv call over the groups of 8 tiles of the whole batch: for each group, the input
+ * transform V = B^T d B, the 16 products M[xi] = U[xi] V[xi] (each a chain over the input channels in
+ * order) and the output transform A^T m A with bias and ReLU, all in the thread's caches. Every output of an
+ * object depends only on that object's tile, in a fixed order: the same bits in any batch and on any thread
+ * count.
  */
 export function winogradConv(
   cpu: WasmCpu,
@@ -540,9 +543,8 @@ export function winogradConv(
   bias: Region | null,
   relu: boolean,
   y: Region,
-  passFloats = WINOGRAD_PASS_FLOATS,
 ): void {
-  const { N, C, H, W, O, OH, OW } = d;
+  const { N, C, H, W, O, OH, OW, padH, padW } = d;
   if (!winogradShape(d)) {
     throw argError('wasm conv2d', 'Winograd F(2x2, 3x3) needs a 3x3 kernel, stride 1 and padding <= 2');
   }
@@ -552,107 +554,52 @@ export function winogradConv(
   if (N * O * OH * OW === 0) return;
   const TH = Math.ceil(OH / 2);
   const TW = Math.ceil(OW / 2);
-  // Images per pass: V and M of a pass take about WINOGRAD_PASS_FLOATS (a few MiB, so that they stay in the
-  // caches between the transforms and the products; measured on the small CNN's 32 -> 64 layer: 97 us per
-  // image in passes of 16 images, 138 in one pass of 100).
-  const perImage = 16 * (C + O) * TH * TW;
-  const chunk = Math.max(1, Math.min(N, Math.floor(passFloats / perImage)));
-  const xImage = 4 * C * H * W;
-  const yImage = 4 * O * OH * OW;
-  for (let n0 = 0; n0 < N; n0 += chunk) {
-    const n = Math.min(chunk, N - n0);
-    winogradPass(
-      cpu,
-      { byteOffset: x.byteOffset + n0 * xImage, floats: (n * xImage) / 4 },
-      { ...d, N: n },
-      u,
-      bias,
-      relu,
-      { byteOffset: y.byteOffset + n0 * yImage, floats: (n * yImage) / 4 },
-    );
-  }
-}
-
-/** Floats of V and M in one pass of winogradConv (2^20: 4 MiB). */
-const WINOGRAD_PASS_FLOATS = 2 ** 20;
-
-/** One pass of winogradConv over all of x's images. */
-function winogradPass(
-  cpu: WasmCpu,
-  x: Region,
-  d: DirectGeometry,
-  u: PackedMatrix,
-  bias: Region | null,
-  relu: boolean,
-  y: Region,
-): void {
-  const { N, C, H, W, O, OH, OW, padH, padW } = d;
-  const TH = Math.ceil(OH / 2);
-  const TW = Math.ceil(OW / 2);
   const Hq = 2 * TH + 2;
   const Wq = 2 * TW + 2;
-  const T = N * TH * TW;
-  const Tp = Math.ceil((T + 3) / NR) * NR;
+  const groups = Math.ceil((N * TH * TW) / NR);
   const mark = cpu.mark();
   try {
-    // Padded planes, 8 floats of slack after them for the last patches' loads.
-    const xq = cpu.alloc(N * C * Hq * Wq + 8);
+    const xq = cpu.alloc(N * C * Hq * Wq);
     cpu.run('pad_planes', [x.byteOffset, xq.byteOffset, H, W, padH, padW, Hq, Wq], N * C);
-    // V's columns T..Tp-1 stay unwritten: their products land in M's columns past the tiles, which
-    // winograd_out reads only into lanes it does not store.
-    const v = cpu.alloc(16 * C * Tp);
-    cpu.run('winograd_in', [xq.byteOffset, v.byteOffset, Hq, Wq, TH, TW, C, Tp], N * C);
-    const m = cpu.alloc(16 * O * Tp);
-    const [colOff, rowOff, dstOff] = cached(`winograd,${C},${O},${Tp}`, () => {
-      const colOff = new Int32Array(16 * Tp);
-      const dstOff = new Int32Array(16 * Tp);
-      for (let xi = 0; xi < 16; xi++) {
-        for (let t = 0; t < Tp; t++) {
-          colOff[xi * Tp + t] = 4 * (xi * C * Tp + t);
-          dstOff[xi * Tp + t] = 4 * (xi * O * Tp + t);
+    // Tile t = (n, th, tw): its patch's corner in xq, and its block in y with which of its column 1 and
+    // row 1 lie inside y (bits 0 and 1); past the tiles, -1.
+    const [corner, ytab] = cached(`winograd,${N},${C},${O},${OH},${OW}`, () => {
+      const corner = new Int32Array(groups * NR);
+      const ytab = new Int32Array(groups * NR).fill(-1);
+      for (let n = 0, t = 0; n < N; n++) {
+        for (let th = 0; th < TH; th++) {
+          for (let tw = 0; tw < TW; tw++, t++) {
+            corner[t] = 4 * (n * C * Hq * Wq + 2 * th * Wq + 2 * tw);
+            const inside = (2 * tw + 1 < OW ? 1 : 0) | (2 * th + 1 < OH ? 2 : 0);
+            ytab[t] = 4 * (n * O * OH * OW + 2 * th * OW + 2 * tw) + inside;
+          }
         }
       }
-      const rowOff = Int32Array.from({ length: C }, (_, c) => 4 * c * Tp);
-      return [colOff, rowOff, dstOff];
+      return [corner, ytab];
     }).map((t) => cpu.upload(t));
-    const scratch = cpu.alloc(cpu.threads * C * NR);
+    const Mp = u.panels * MR;
+    // Per thread: V (16 panels of C x 8) and M (16 blocks of Mp x 8).
+    const scratch = cpu.alloc(cpu.threads * 128 * (C + Mp));
     cpu.run(
-      'conv_gemm',
+      'winograd_conv',
       [
         u.region.byteOffset,
-        4 * u.panels * MR * C,
-        Tp / NR,
-        v.byteOffset,
-        colOff.byteOffset,
-        rowOff.byteOffset,
-        m.byteOffset,
-        dstOff.byteOffset,
-        4 * Tp,
-        0,
-        0,
+        4 * Mp * C,
+        xq.byteOffset,
+        corner.byteOffset,
+        ytab.byteOffset,
+        4 * Hq * Wq,
+        4 * Wq,
+        y.byteOffset,
+        4 * OH * OW,
+        4 * OW,
+        bias ? bias.byteOffset : 0,
+        relu ? 1 : 0,
         O,
         C,
         scratch.byteOffset,
       ],
-      (16 * Tp) / NR,
-      2,
-    );
-    cpu.run(
-      'winograd_out',
-      [
-        m.byteOffset,
-        y.byteOffset,
-        O,
-        Tp,
-        TH,
-        TW,
-        OH,
-        OW,
-        bias ? bias.byteOffset : 0,
-        relu ? 1 : 0,
-        SINK_ADDRESS,
-      ],
-      N * O,
+      groups,
     );
   } finally {
     cpu.reset(mark);
@@ -1114,7 +1061,7 @@ export function gemmGathered(
       const rowOff = Int32Array.from({ length: K }, (_, k) => 4 * k * kStride);
       return [colOff, rowOff, dstOff];
     }).map((t) => cpu.upload(t));
-    const scratch = cpu.alloc(cpu.threads * K * NR);
+    const scratch = cpu.alloc(convGemmScratch(cpu, K));
     cpu.run(
       'conv_gemm',
       [
@@ -1247,7 +1194,7 @@ export function conv2dBackwardWeightInto(
     const a = cpu.alloc(pieces * mPanels * MR * K);
     cpu.run('pack_a4', [dy.byteOffset, a.byteOffset, lines.byteOffset, K], pieces * mPanels);
     const partial = cpu.alloc(pieces * O * CKK);
-    const scratch = cpu.alloc(cpu.threads * K * NR);
+    const scratch = cpu.alloc(convGemmScratch(cpu, K));
     cpu.run(
       'conv_gemm',
       [

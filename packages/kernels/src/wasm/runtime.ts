@@ -52,13 +52,11 @@ export const ROUTINES = [
   'maxpool',
   'maxpool2',
   'maxpool_backward',
-  'unpack_conv',
   'pad_planes',
   'conv_gemm',
   'pack_a4',
   'sum_rows',
-  'winograd_in',
-  'winograd_out',
+  'winograd_conv',
 ] as const;
 export type Routine = (typeof ROUTINES)[number];
 
