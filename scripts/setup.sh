@@ -67,19 +67,20 @@ MSG
   fi
 fi
 
-# --- Chromium (Debian's chromium), for the test that opens report.html in a headless browser ------------
+# --- Chromium (Debian's chromium), for the tests that open report.html, the kernels' op pages and the web app
+# (apps/web: `dhta serve`'s page, on WebGPU through SwiftShader with --enable-unsafe-webgpu) headless -----------
 # Only the tests need it (playwright-core drives it; no browser is downloaded): scripts/test.sh sets
 # DHTA_SETUP_TESTS=1; the demo skips it. Without root this prints the command and goes on.
 if [ "${DHTA_SETUP_TESTS:-0}" = 1 ] && ! command -v chromium >/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    say "installing Chromium (apt package chromium, for the report test)"
+    say "installing Chromium (apt package chromium, for the browser tests: report, kernels in the browser, web app)"
     export DEBIAN_FRONTEND=noninteractive
     apt-get -o DPkg::Lock::Timeout=600 install -y -qq chromium >&2 || {
       apt-get -o DPkg::Lock::Timeout=600 update -qq >&2
       apt-get -o DPkg::Lock::Timeout=600 install -y -qq chromium >&2
     }
   else
-    say "Chromium is missing; the report test needs it. Install it as root: apt-get install chromium"
+    say "Chromium is missing; the browser tests (report, kernels in the browser, web app) need it. Install it as root: apt-get install chromium"
   fi
 fi
 

@@ -8,6 +8,9 @@ echo "== typecheck" >&2
 for pkg in packages/kernels packages/hamming packages/data packages/models packages/attack packages/eval apps/cli; do
   pnpm exec tsc -p "$pkg/tsconfig.json"
 done
+# The web app in two parts: the page (DOM types) and its worker, tests and build script (Node's).
+pnpm exec tsc -p apps/web/tsconfig.json
+pnpm exec tsc -p apps/web/tsconfig.node.json
 echo "== lint" >&2
 pnpm exec biome check .
 echo "== tests" >&2

@@ -11,6 +11,7 @@ import { registerHamming } from './hamming.js';
 import { registerMerge } from './merge.js';
 import { registerReport } from './report.js';
 import { registerReproduce } from './reproduce.js';
+import { registerServe } from './serve.js';
 import { registerTrain } from './train.js';
 
 /**
@@ -54,6 +55,7 @@ registerDemo(program);
 registerMerge(program);
 registerReproduce(program);
 registerReport(program);
+registerServe(program);
 useOneLineErrors(program);
 
 try {

@@ -38,6 +38,10 @@ export interface AttackOptions {
   batch?: number;
   /** Report progress every this many iterations (default 50; 0 = never). Each report reads the codes back. */
   progressEvery?: number;
+  /**
+   * Called every `progressEvery` iterations and after the last. An exception thrown by it stops the attack
+   * (the tensors of the pass are released) and propagates to the caller: a way to cancel a run.
+   */
   onProgress?: (progress: AttackProgress) => void;
 }
 
@@ -53,6 +57,8 @@ export interface AttackProgress {
   meanDistance: number;
   /** Query-iterations per second so far. */
   queryIterationsPerSecond: number;
+  /** f(x + delta) of the batch's queries at this iteration (batch x bits); their codes are its signs. */
+  features: Float32Array;
 }
 
 export interface AttackResult {
@@ -258,6 +264,7 @@ export async function runAttack(
         meanDistance: batchAnchors ? meanHamming(f, batchAnchors, rows, bits) : 0,
         queryIterationsPerSecond:
           ((queryIterations + rows * iteration) * 1000) / Math.max(1e-9, now - started),
+        features: f,
       });
     };
     const every = options.progressEvery ?? 50;
@@ -340,7 +347,16 @@ async function attackBatch(
       for (let it = 0; it < s.iterations; it++) {
         const { output: f, tape } = net.forward(xAdv, rows, { tape: true });
         if (!tape) throw new AttackError('INTERNAL', 'the network returned no tape for a taped forward pass');
-        if (progressEvery > 0 && it % progressEvery === 0) progress(it, await engine.read(f));
+        if (progressEvery > 0 && it % progressEvery === 0) {
+          try {
+            progress(it, await engine.read(f));
+          } catch (e) {
+            // A cancel from the progress callback: this pass's tape and output are not in `tensors`.
+            tape.release();
+            f.release();
+            throw e;
+          }
+        }
         engine.tanhScaledBackward(dTanh, f, alphaAt(it, s.iterations, s.alpha), dF);
         const g = net.backward(tape, dF, { input: true });
         tape.release();

@@ -304,6 +304,33 @@ describe('runAttack', () => {
     expect(seen[0].meanDistance).toBeCloseTo(dBefore / n, 10);
     expect(seen[seen.length - 1].meanDistance).toBeCloseTo(dAfter / n, 10);
     expect(seen[seen.length - 1].queryIterationsPerSecond).toBeGreaterThan(0);
+    // The features of each report are the batch's f(x + delta) then; the last report's are the result's.
+    expect(seen.every((p) => p.features.length === n * net.bits)).toBe(true);
+    expect(Array.from(seen[seen.length - 1].features)).toEqual(Array.from(out.features));
+    net.destroy();
+  });
+
+  it('stops when the progress callback throws, and runs again afterwards', async () => {
+    const net = new TinyNet(gpu, { ...IMAGE, seed: 8 });
+    const x = queries(2, net.inputSize, 33);
+    const anchors = randomCodes(2, net.bits, 34);
+    const options = { method: 'dhta' as const, iterations: 40, eps: 3, progressEvery: 10 };
+    const stop = new Error('stopped');
+    const reached: number[] = [];
+    await expect(
+      runAttack(net, x, 2, anchors, {
+        ...options,
+        onProgress: (p) => {
+          reached.push(p.iteration);
+          if (p.iteration === 20) throw stop;
+        },
+      }),
+    ).rejects.toBe(stop);
+    expect(reached).toEqual([0, 10, 20]);
+    // The network is usable after a stop, and gives what an uninterrupted run gives.
+    const a = await runAttack(net, x, 2, anchors, options);
+    const b = await runAttack(net, x, 2, anchors, options);
+    expect(Array.from(a.adversarial)).toEqual(Array.from(b.adversarial));
     net.destroy();
   });
 

@@ -13,6 +13,9 @@
 //   summation order, no batch-dependent split-K), so a query's result is the same in any batch.
 
 export type EngineKind = 'webgpu' | 'wasm';
+
+/** Columns per partial sum of pairwiseTerms' likelihood (the same on every engine). */
+export const PAIRWISE_CHUNK = 256;
 export type EngineDType = 'f32' | 'u32';
 
 export interface EngineTensor {
@@ -233,6 +236,18 @@ export interface Engine {
     rows: number,
     o: EngineAttackProjectOptions & { lr: number },
   ): void;
+
+  /**
+   * The pair terms of the pairwise (DPSH) loss of a batch against a memory bank: theta [B, N] (the products
+   * u_i . bank_j, used times thetaScale) and sim [B, N] (the pair is similar when > 0) give coef [B, N] (the
+   * weight of bank_j in dL/du_i) and likelihood [B, ceil(N / PAIRWISE_CHUNK)] (partial sums of the pair
+   * terms per chunk of columns; the caller adds them). Definition: reference pairwiseTerms.
+   */
+  pairwiseTerms(
+    theta: EngineTensor,
+    sim: EngineTensor,
+    o: { thetaScale: number; scale: number; balance: boolean },
+  ): { coef: EngineTensor; likelihood: EngineTensor };
 
   /** Waits for queued work (WebGPU); immediate on the CPU. */
   sync(): Promise<void>;

@@ -11,6 +11,7 @@ export type {
   EngineMatmulOptions,
   EngineTensor,
 } from './engine.js';
+export { PAIRWISE_CHUNK } from './engine.js';
 export { KernelError, type KernelErrorCode } from './errors.js';
 export {
   type AdapterDescription,

@@ -141,18 +141,16 @@ for (const engine of ENGINES) {
           expect.fail(`${engine} ${op}: ${results ?? 'not run'}`);
         }
         expect(results.length, `no ${op} checks ran`).toBeGreaterThan(0);
-        // Cases not run: only the known SwiftShader defect (WebGPU conv2d and its input gradient at stride > 1
-        // with kernels larger than 1x1); every other case of every op runs and must pass.
-        const notRun = results.filter((r) => r.detail.startsWith('not run')).map((r) => r.name);
-        const known =
-          engine === 'webgpu' && (op === 'conv2d' || op === 'conv2dBackwardInput')
-            ? CONV_CASES.filter(([, , , , , K, stride]) => stride > 1 && K > 1).map(
-                ([N, C, H, W, O, K, stride, padding]) =>
-                  `x [${N},${C},${H},${W}] w [${O},${C},${K},${K}] stride ${stride} padding ${padding}`,
-              )
-            : [];
-        expect(notRun).toEqual(known);
-        expect(results.length - notRun.length, `no ${op} case ran`).toBeGreaterThan(0);
+        // Every conv case runs on every engine, those at stride > 1 with kernels larger than 1x1 included (the
+        // general kernel, which once did not finish compiling on SwiftShader): their names, in order.
+        if (op.startsWith('conv2d')) {
+          expect(results.map((r) => r.name)).toEqual(
+            CONV_CASES.map(
+              ([N, C, H, W, O, K, stride, padding]) =>
+                `x [${N},${C},${H},${W}] w [${O},${C},${K},${K}] stride ${stride} padding ${padding}`,
+            ),
+          );
+        }
         const failed = results.filter((r) => !r.ok).map((r) => `${r.name}: ${r.detail}`);
         expect(
           failed,

@@ -331,6 +331,35 @@ export const TANH_CASES = [
   [[1, 1001], 0.1],
 ] as const;
 
+/**
+ * pairwiseTerms: rows of 1-3 chunks with odd tails (1, 3, 4 + 1 columns past a multiple of 4), both weightings.
+ */
+export const PAIRWISE_CASES: readonly (readonly [number, number, boolean])[] = [
+  [1, 1, true],
+  [3, 7, false],
+  [5, 261, true],
+  [24, 517, true],
+  [2, 1027, false],
+];
+
+/**
+ * A pairwiseTerms case's theta (|theta| up to 70, one 0 and one past each side of the exp clamp) and sim
+ * (similar > 0; 0 and negative values dissimilar), row 1 all similar and row 2 none (weights stay 1).
+ */
+export function pairwiseData(B: number, N: number): { theta: Float64Array; sim: Float64Array } {
+  const rng = new ref.SeededRandom(B * 7919 + N);
+  const theta = f32(rng.uniformArray(B * N, -70, 70));
+  const sim = f32(Array.from({ length: B * N }, () => (rng.next() < 0.3 ? 1 : rng.next() < 0.5 ? 0 : -2)));
+  theta[0] = 0;
+  if (B * N > 3) {
+    theta[1] = -400;
+    theta[2] = 400;
+  }
+  if (B > 1) for (let j = 0; j < N; j++) sim[N + j] = 1;
+  if (B > 2) for (let j = 0; j < N; j++) sim[2 * N + j] = 0;
+  return { theta, sim };
+}
+
 export const ATTACK_MEAN = [0.485, 0.456, 0.406];
 export const ATTACK_STD = [0.229, 0.224, 0.225];
 

@@ -11,6 +11,7 @@ import type {
   EngineMatmulOptions,
   EngineTensor,
 } from '../src/engine.js';
+import { PAIRWISE_CHUNK } from '../src/engine.js';
 import { KernelError } from '../src/errors.js';
 import { createGpu } from '../src/gpu/context.js';
 import { WebGpuEngine } from '../src/gpu/engine.js';
@@ -39,6 +40,8 @@ import {
   matmulExpected,
   matmulLayout,
   matmulWritten,
+  PAIRWISE_CASES,
+  pairwiseData,
   SUM_CHANNELS_SHAPES,
   sizeOf,
   TANH_CASES,
@@ -958,6 +961,32 @@ describe.each(ENGINES.map((f) => [f.name, f] as const))('%s engine', (_name, fac
         expect(dx[0]).toBe(0);
         expect(dx[1]).toBe(0);
       }
+    });
+  });
+
+  describe('pairwiseTerms (the pairwise loss)', () => {
+    for (const [B, N, balance] of PAIRWISE_CASES) {
+      it(`[${B}, ${N}], balance ${balance}: coef and likelihood partials against the reference`, async () => {
+        const e = engine();
+        const { theta, sim } = pairwiseData(B, N);
+        const o = { thetaScale: 0.5, scale: -1 / (2 * B * N), balance };
+        const got = e.pairwiseTerms(up(e, [B, N], theta), up(e, [B, N], sim), o);
+        expect(got.coef.shape).toEqual([B, N]);
+        expect(got.likelihood.shape).toEqual([B, Math.ceil(N / PAIRWISE_CHUNK)]);
+        const want = ref.pairwiseTerms(theta, sim, B, N, { ...o, chunk: PAIRWISE_CHUNK });
+        expectNear(await e.read(got.coef), want.coef, 'coef', 1e-5);
+        expectNear(await e.read(got.likelihood), want.likelihood, 'likelihood', 1e-5);
+      });
+    }
+
+    it('refuses mismatched or non-matrix inputs', () => {
+      const e = engine();
+      const o = { thetaScale: 0.5, scale: 1, balance: true };
+      expect(() => e.pairwiseTerms(e.zeros([6]), e.zeros([6]), o)).toThrow(/theta \[B, N\]/);
+      expect(() => e.pairwiseTerms(e.zeros([2, 3]), e.zeros([2, 4]), o)).toThrow(KernelError);
+      expect(() => e.pairwiseTerms(e.zeros([2, 3]), e.zeros([2, 3]), { ...o, scale: Number.NaN })).toThrow(
+        /scale/,
+      );
     });
   });
 

@@ -46,3 +46,20 @@ export function f32(x: ArrayLike<number>): Float64Array {
 export function randn(rng: SeededRandom, n: number): Float64Array {
   return f32(Array.from({ length: n }, () => rng.normal()));
 }
+
+/** The same float32 bits element by element (NaN payloads and signed zeros included); names the first difference. */
+export function expectSameBits(actual: Float32Array, expected: Float32Array, what: string): void {
+  expect(actual.length, what).toBe(expected.length);
+  const a = new Uint32Array(actual.buffer, actual.byteOffset, actual.length);
+  const b = new Uint32Array(expected.buffer, expected.byteOffset, expected.length);
+  let first = -1;
+  for (let i = 0; i < a.length; i++) {
+    if (a[i] !== b[i]) {
+      first = i;
+      break;
+    }
+  }
+  expect(first, `${what}: first differing element ${first} (${actual[first]} vs ${expected[first]})`).toBe(
+    -1,
+  );
+}

@@ -84,6 +84,38 @@ describe('conv2d', () => {
     expectClose(await g.readF32(conv2dBackwardInput(g, tdy, tw, xShape, { padding, tile })), dxRef);
   });
 
+  // The general kernels with the kernel rows unrolled and as a loop (by default: the forward loops), at
+  // stride 2 and, forced through `tile`, at stride 1; non-square kernels, so rows and columns cannot swap.
+  for (const [N, C, H, W, O, KH, KW, stride, padding] of [
+    [2, 3, 9, 10, 10, 3, 2, 2, 1],
+    [1, 4, 11, 9, 6, 5, 4, 2, 2],
+    [2, 2, 8, 7, 3, 4, 3, 1, 1],
+  ]) {
+    it(`general kernel, kernel rows unrolled and looped: x [${N},${C},${H},${W}] w [${O},${C},${KH},${KW}] stride ${stride} padding ${padding}`, async () => {
+      const g = gpu();
+      const p = { stride, padding };
+      const x = randn(rng, N * C * H * W);
+      const w = randn(rng, O * C * KH * KW);
+      const b = randn(rng, O);
+      const xShape = [N, C, H, W];
+      const wShape = [O, C, KH, KW];
+      const fwd = ref.conv2dForward(x, xShape, w, wShape, b, p);
+      const dy = randn(rng, fwd.y.length);
+      const dxRef = ref.conv2dBackwardInput(dy, fwd.shape, w, wShape, xShape, p);
+      const tx = g.tensor(xShape, x);
+      const tw = g.tensor(wShape, w);
+      const tb = g.tensor([O], b);
+      const tdy = g.tensor(fwd.shape, dy);
+      const tile = stride === 1 ? { tr: 4, tc: 4, wx: 16, wy: 1 } : undefined;
+      for (const rowLoop of [false, true]) {
+        const y = conv2d(g, tx, tw, tb, { ...p, relu: true, tile, rowLoop });
+        expectClose(await g.readF32(y), ref.relu(fwd.y));
+        const dx = conv2dBackwardInput(g, tdy, tw, xShape, { ...p, tile, rowLoop });
+        expectClose(await g.readF32(dx), dxRef);
+      }
+    });
+  }
+
   // Widths that are multiples of 4 take vec4 loads and stores; runs (tc = 8) and row blocks that overhang.
   for (const [N, C, H, W, O, K, padding] of [
     [2, 3, 9, 12, 5, 3, 1],

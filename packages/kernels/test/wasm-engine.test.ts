@@ -8,7 +8,7 @@ import { KernelError } from '../src/errors.js';
 import { conv2dGeometry } from '../src/ops/conv2d.js';
 import * as ref from '../src/reference/index.js';
 import { conv2dBackwardWeightInto, heapSizeClass, WasmEngine, type WasmTensor } from '../src/wasm/index.js';
-import { expectClose, f32, randn } from './helpers.js';
+import { expectClose, expectSameBits, f32, randn } from './helpers.js';
 
 function sizeOf(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
@@ -20,22 +20,6 @@ function up(e: WasmEngine, shape: readonly number[], data: ArrayLike<number>): W
 
 async function read64(e: WasmEngine, t: EngineTensor): Promise<Float64Array> {
   return Float64Array.from(await e.read(t));
-}
-
-function expectSameBits(actual: Float32Array, expected: Float32Array, what: string): void {
-  expect(actual.length, what).toBe(expected.length);
-  const a = new Uint32Array(actual.buffer, actual.byteOffset, actual.length);
-  const b = new Uint32Array(expected.buffer, expected.byteOffset, expected.length);
-  let first = -1;
-  for (let i = 0; i < a.length; i++) {
-    if (a[i] !== b[i]) {
-      first = i;
-      break;
-    }
-  }
-  expect(first, `${what}: first differing element ${first} (${actual[first]} vs ${expected[first]})`).toBe(
-    -1,
-  );
 }
 
 function useEngine(threads: number, options: { gatherBFloats?: number } = {}): () => WasmEngine {
@@ -1082,6 +1066,57 @@ describe('WebAssembly engine: an object gives the same bits in any batch and on 
     }
     for (const r of results.slice(1)) {
       for (const [k, v] of r.entries()) expectSameBits(v, results[0][k], `weight gradient ${k}`);
+    }
+  });
+  it('the SGD step (sgd routine) and accumulated products (scatter) give the scalar f32 formulas bit for bit', async () => {
+    // Sizes around the 4-wide vectors and the 16-float chunks the threads split: tails of 1-3, one chunk, many.
+    for (const n of [1, 3, 4, 7, 16, 17, 1003]) {
+      const w = f32(randn(rng, n));
+      const g = f32(randn(rng, n));
+      const v = f32(randn(rng, n));
+      const o = { lr: 0.37, momentum: 0.9, weightDecay: 5e-4 };
+      const ew = new Float32Array(w);
+      const ev = new Float32Array(v);
+      const [lr, m, wd] = [o.lr, o.momentum, o.weightDecay].map(Math.fround);
+      for (let i = 0; i < n; i++) {
+        const vv = Math.fround(Math.fround(m * ev[i]) + Math.fround(g[i] + Math.fround(wd * ew[i])));
+        ev[i] = vv;
+        ew[i] = ew[i] - Math.fround(lr * vv);
+      }
+      for (const e of [one(), two(), three()]) {
+        const tw = up(e, [n], w);
+        const tv = up(e, [n], v);
+        e.sgdMomentumStep(tw, up(e, [n], g), tv, o);
+        expectSameBits(await e.read(tw), ew, `sgd w, n ${n}, ${e.description}`);
+        expectSameBits(await e.read(tv), ev, `sgd v, n ${n}, ${e.description}`);
+      }
+    }
+    // C += A B^T (the linear layers' weight gradients): the scatter's accumulate flag, with and without a bias.
+    for (const [M, K, N] of [
+      [3, 5, 7],
+      [24, 33, 130],
+      [130, 24, 9],
+    ]) {
+      const a = f32(randn(rng, M * K));
+      const b = f32(randn(rng, N * K));
+      const c = f32(randn(rng, M * N));
+      const bias = f32(randn(rng, N));
+      for (const withBias of [false, true]) {
+        const results: Float32Array[] = [];
+        for (const e of [one(), two(), three()]) {
+          const plain = await e.read(e.matmul(up(e, [M, K], a), up(e, [N, K], b), M, K, N, { transB: true }));
+          const expected = Float32Array.from(plain, (p, i) =>
+            Math.fround(Math.fround(withBias ? p + bias[i % N] : p) + c[i]),
+          );
+          const out = up(e, [M, N], c);
+          const opts: EngineMatmulOptions = { transB: true, accumulate: true, out };
+          if (withBias) opts.bias = up(e, [N], bias);
+          e.matmul(up(e, [M, K], a), up(e, [N, K], b), M, K, N, opts);
+          const got = await e.read(out);
+          expectSameBits(got, expected, `C += A B^T, ${M}x${K}x${N}, bias ${withBias}, ${e.description}`);
+          results.push(got);
+        }
+      }
     }
   });
 });

@@ -1,9 +1,20 @@
 // A model bundle: a folder holding model.json (the ModelSpec) and weights.safetensors (float32, PyTorch
 // names and layouts). Saving is atomic: the folder is written under a temporary name beside the target,
 // then renamed into place, so a crash never leaves a half-written bundle.
-import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+// Files, paths and random bytes through the package's platform seam ("#platform": Node's modules, or in a
+// browser build stand-ins that say a page has no file system).
+import {
+  basename,
+  dirname,
+  join,
+  mkdir,
+  randomBytes,
+  readFile,
+  rename,
+  resolve,
+  rm,
+  writeFile,
+} from '#platform';
 import { ModelError } from './errors.js';
 import { readSafetensors, writeSafetensors } from './safetensors.js';
 import { validateSpec, validateWeights } from './spec.js';

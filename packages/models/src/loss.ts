@@ -1,5 +1,9 @@
-// The training losses, on the CPU in float64: a batch's outputs are a few dozen rows of K values, so the
-// loss against the memory bank (the whole training set's latest outputs) is cheap next to the network.
+// The training losses. `pairwiseLoss` is the float64 reference on the CPU; `pairwiseLossOnEngine` is what
+// training runs: the loss against the memory bank (the whole training set's latest outputs: B x N x K
+// multiply-adds for each product, 15 M for a batch of 24 against 5000 objects of 64 bits, and B x N pair terms
+// with an exp and a log each) on the engine in float32.
+
+import type { Engine, EngineTensor } from '@dhta/kernels';
 
 /** log(1 + exp(x)) without overflow: max(x, 0) + log(1 + exp(-|x|)). */
 export function softplus(x: number): number {
@@ -55,26 +59,9 @@ function labelMasks(labels: Uint8Array, n: number, classes: number): Uint32Array
  * The bank is a constant (as in DPSH: gradients flow through the batch's own outputs only); sign(0) = +1.
  * With `balance`, each pair term is weighted by w_ij (N / (2 n_sim) or N / (2 n_dis) for row i).
  */
-export function pairwiseLoss(input: PairwiseLossInput): {
-  loss: number;
-  likelihood: number;
-  quantization: number;
-  grad: Float64Array;
-} {
+export function pairwiseLoss(input: PairwiseLossInput): PairwiseLossResult {
   const { u, labels, bank, bankLabels, bits: K, classes: C, eta, balance = false } = input;
-  const B = u.length / K;
-  const N = bank.length / K;
-  if (
-    !Number.isInteger(B) ||
-    !Number.isInteger(N) ||
-    labels.length !== B * C ||
-    bankLabels.length !== N * C
-  ) {
-    throw new Error(
-      `pairwiseLoss: shapes disagree (u ${u.length}, bank ${bank.length}, labels ${labels.length}, ` +
-        `bank labels ${bankLabels.length}, K ${K}, C ${C})`,
-    );
-  }
+  const { B, N } = checkShapes('pairwiseLoss', input);
   const norm = B * N;
   const grad = new Float64Array(B * K);
   // With at most 32 classes a label row is one bit mask, and "shares a label" one AND (the training loop
@@ -84,7 +71,6 @@ export function pairwiseLoss(input: PairwiseLossInput): {
   const sim = (i: number, j: number): number =>
     masks && batchMasks ? ((masks[j] & batchMasks[i]) !== 0 ? 1 : 0) : similar(labels, i, bankLabels, j, C);
   let likelihood = 0;
-  let quantization = 0;
   for (let i = 0; i < B; i++) {
     let wSim = 1;
     let wDis = 1;
@@ -106,12 +92,49 @@ export function pairwiseLoss(input: PairwiseLossInput): {
       const coef = (-w * (s - sigmoid(theta))) / (2 * norm);
       for (let k = 0; k < K; k++) grad[i * K + k] += coef * bank[j * K + k];
     }
-    for (let k = 0; k < K; k++) {
-      const v = u[i * K + k];
-      const b = v >= 0 ? 1 : -1;
-      quantization += (b - v) * (b - v);
-      grad[i * K + k] += (2 * eta * (v - b)) / norm;
-    }
+  }
+  return finish(u, grad, likelihood, eta, norm);
+}
+
+export interface PairwiseLossResult {
+  loss: number;
+  likelihood: number;
+  quantization: number;
+  grad: Float64Array;
+}
+
+function checkShapes(what: string, input: PairwiseLossInput): { B: number; N: number } {
+  const { u, labels, bank, bankLabels, bits: K, classes: C } = input;
+  const B = u.length / K;
+  const N = bank.length / K;
+  if (
+    !Number.isInteger(B) ||
+    !Number.isInteger(N) ||
+    labels.length !== B * C ||
+    bankLabels.length !== N * C
+  ) {
+    throw new Error(
+      `${what}: shapes disagree (u ${u.length}, bank ${bank.length}, labels ${labels.length}, ` +
+        `bank labels ${bankLabels.length}, K ${K}, C ${C})`,
+    );
+  }
+  return { B, N };
+}
+
+/** Adds the quantisation term's gradient to `grad` and assembles the result. */
+function finish(
+  u: ArrayLike<number>,
+  grad: Float64Array,
+  likelihood: number,
+  eta: number,
+  norm: number,
+): PairwiseLossResult {
+  let quantization = 0;
+  for (let i = 0; i < grad.length; i++) {
+    const v = u[i];
+    const b = v >= 0 ? 1 : -1;
+    quantization += (b - v) * (b - v);
+    grad[i] += (2 * eta * (v - b)) / norm;
   }
   const likelihoodTerm = -likelihood / norm;
   const quantizationTerm = (eta * quantization) / norm;
@@ -121,4 +144,54 @@ export function pairwiseLoss(input: PairwiseLossInput): {
     quantization: quantizationTerm,
     grad,
   };
+}
+
+/** The memory bank on an engine: every training object's latest u [N, K] and its labels [N, C] (0/1). */
+export interface EngineBank {
+  codes: EngineTensor;
+  labels: EngineTensor;
+}
+
+/**
+ * `pairwiseLoss` on `engine` in float32: theta = U bank^T and the similarity (shared labels, as the label
+ * products A bank_labels^T) by the engine's GEMM, the pair terms by its pairwiseTerms op, dL/du's likelihood
+ * part as coef bank; the per-chunk likelihood sums and the quantisation term are added here in float64.
+ * `bank` must hold `input.bank` and `input.bankLabels` (the caller keeps both: the engine's copy for the
+ * products, the host's for checkpoints). Agrees with the reference to float32 rounding.
+ */
+export async function pairwiseLossOnEngine(
+  engine: Engine,
+  input: PairwiseLossInput,
+  bank: EngineBank,
+): Promise<PairwiseLossResult> {
+  const { u, labels, bits: K, classes: C, eta, balance = false } = input;
+  const { B, N } = checkShapes('pairwiseLossOnEngine', input);
+  if (bank.codes.size !== N * K || bank.labels.size !== N * C) {
+    throw new Error(
+      `pairwiseLossOnEngine: the engine's bank holds ${bank.codes.size} code and ${bank.labels.size} label ` +
+        `values, not ${N} x ${K} and ${N} x ${C}`,
+    );
+  }
+  const norm = B * N;
+  const held: EngineTensor[] = [];
+  const keep = <T extends EngineTensor>(t: T): T => {
+    held.push(t);
+    return t;
+  };
+  try {
+    const uT = keep(engine.tensor([B, K], Float32Array.from(u)));
+    const aT = keep(engine.tensor([B, C], Float32Array.from(labels)));
+    const theta = keep(engine.matmul(uT, bank.codes, B, K, N, { transB: true }));
+    const sim = keep(engine.matmul(aT, bank.labels, B, C, N, { transB: true }));
+    const terms = engine.pairwiseTerms(theta, sim, { thetaScale: 0.5, scale: -1 / (2 * norm), balance });
+    keep(terms.coef);
+    keep(terms.likelihood);
+    const g = keep(engine.matmul(terms.coef, bank.codes, B, N, K));
+    const partials = await engine.read(terms.likelihood);
+    let likelihood = 0;
+    for (const p of partials) likelihood += p;
+    return finish(u, Float64Array.from(await engine.read(g)), likelihood, eta, norm);
+  } finally {
+    for (const t of held) t.release();
+  }
 }

@@ -105,8 +105,14 @@ function layerSeed(seed: number, section: number, index: number): number {
 }
 
 /**
- * Floats one object takes in a taped forward + backward round (activations, their gradients, and the
- * largest conv scratch of the CPU engine's im2col GEMMs), for engines whose memory is bounded.
+ * Floats one object takes in a taped forward + backward round, for engines whose memory is bounded (the
+ * WebAssembly engine): activations and their gradients, plus the largest scratch one op of the CPU engine
+ * takes per object. Convolutions read a zero-padded copy of their input (direct and Winograd forward: at
+ * most C (H + 2p + 1) (W + 2p + 1) with Winograd's even tiles), and stride-1 input gradients one of dy
+ * padded by k - 1 - p, with index tables of a few ints per output; strided input gradients a packed dy and a
+ * column matrix (O + C k k) per output position for col2im; weight gradients a padded x, dy's rows packed
+ * and the partial products of their pieces (one O x C k k block per piece of at most 4096 outputs of an
+ * image). Linear layers pack their input and take their product's output as scratch.
  */
 function roundFloatsPerObject(spec: ModelSpec, shapes: ReturnType<typeof inferShapes>): number {
   const frames = spec.task === 'video' ? spec.frames : 1;
@@ -116,10 +122,23 @@ function roundFloatsPerObject(spec: ModelSpec, shapes: ReturnType<typeof inferSh
     const per = shapes.head.includes(l) ? 1 : frames;
     activations += per * l.output.reduce((a, b) => a * b, 1);
     if (l.layer.type === 'conv2d') {
-      const P = l.output[1] * l.output[2];
-      const K = l.input[0] * l.layer.kernel * l.layer.kernel;
-      const O = l.layer.out;
-      scratch = Math.max(scratch, per * (K + Math.max(K, O) + O + 8) * P);
+      const [C, H, W] = l.input;
+      const [O, OH, OW] = l.output;
+      const k = l.layer.kernel;
+      const s = l.layer.stride ?? 1;
+      const p = l.layer.padding ?? 0;
+      const P = OH * OW;
+      const forward = C * (H + 2 * p + 1) * (W + 2 * p + 1) + 3 * P;
+      const q = k - 1 - p;
+      const backwardInput =
+        s === 1 && q >= 0 ? O * (OH + 2 * q + 1) * (OW + 2 * q + 1) + 3 * H * W : (O + C * k * k) * P + 6 * P;
+      // Pieces of R output rows of an image (R the largest divisor of OH with R OW <= 4096).
+      let R = 1;
+      for (let r = 1; r <= OH; r++) if (OH % r === 0 && r * OW <= 4096) R = r;
+      const weights = C * (H + 2 * p) * (W + 2 * p) + O * P + (OH / R) * O * C * k * k;
+      scratch = Math.max(scratch, per * Math.max(forward, backwardInput, weights));
+    } else if (l.layer.type === 'linear') {
+      scratch = Math.max(scratch, per * (l.input[0] + l.output[0] + 8));
     }
   }
   if (spec.task === 'video') activations += 8 * frames * spec.lstm.hidden;

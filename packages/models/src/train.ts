@@ -9,7 +9,7 @@ import type { EngineTensor as Tensor } from '@dhta/kernels';
 import { pcgHash, SeededRandom } from '@dhta/kernels/reference';
 import { loadBundle, replaceDirAtomic, saveBundle } from './bundle.js';
 import { ModelError } from './errors.js';
-import { pairwiseLoss } from './loss.js';
+import { pairwiseLoss, pairwiseLossOnEngine } from './loss.js';
 import { readSafetensors, writeSafetensors } from './safetensors.js';
 import type { HashingNetwork, Weights } from './types.js';
 
@@ -369,6 +369,14 @@ export async function trainHashingNetwork(
   const started = performance.now();
   let samplesDone = 0;
   const steps = Math.ceil(N / o.batch);
+  // The loss runs on the engine (a copy of the bank there, its codes rewritten each step) unless the bank or
+  // the batch's B x N pair matrices are too big for one tensor; then on the CPU (the float64 reference).
+  const largest = Math.max(N * K, N * C, o.batch * N) * 4;
+  const needed = (N * K + N * C + 3 * o.batch * N) * 4;
+  const engineBank =
+    largest <= engine.maxTensorBytes && 2 * needed <= engine.memoryBytesLeft
+      ? { codes: engine.empty([N, K]), labels: engine.tensor([N, C], Float32Array.from(labels)) }
+      : null;
   const totalSamples = (o.epochs - startEpoch) * N;
   try {
     for (let epoch = startEpoch; epoch < o.epochs; epoch++) {
@@ -399,7 +407,7 @@ export async function trainHashingNetwork(
           batchLabels.set(labels.subarray(idx[i] * C, (idx[i] + 1) * C), i * C);
           for (let k = 0; k < K; k++) bank[idx[i] * K + k] = u[i * K + k];
         }
-        const { loss, grad } = pairwiseLoss({
+        const lossInput = {
           u,
           labels: batchLabels,
           bank,
@@ -408,7 +416,11 @@ export async function trainHashingNetwork(
           classes: C,
           eta: o.eta,
           balance: o.balance,
-        });
+        };
+        if (engineBank) engine.write(engineBank.codes, bank);
+        const { loss, grad } = engineBank
+          ? await pairwiseLossOnEngine(engine, lossInput, engineBank)
+          : pairwiseLoss(lossInput);
         // Through u = tanh(f): dL/df = dL/du * (1 - u^2).
         const dF = engine.tensor(
           [B, K],
@@ -463,6 +475,8 @@ export async function trainHashingNetwork(
     }
   } finally {
     for (const v of momentum.values()) v.release();
+    engineBank?.codes.release();
+    engineBank?.labels.release();
   }
   return { losses, epochs: o.epochs, seconds: (performance.now() - started) / 1000, resumedFrom: startEpoch };
 }

@@ -1,6 +1,9 @@
+import { type Engine, WebGpuEngine } from '@dhta/kernels';
 import { SeededRandom } from '@dhta/kernels/reference';
-import { describe, expect, it } from 'vitest';
-import { pairwiseLoss, softplus } from '../src/loss.js';
+import { WasmEngine } from '@dhta/kernels/wasm';
+import { afterAll, describe, expect, it } from 'vitest';
+import { pairwiseLoss, pairwiseLossOnEngine, softplus } from '../src/loss.js';
+import { relativeError, useGpu } from './helpers.js';
 
 describe('pairwise loss', () => {
   it('softplus is log(1 + exp(x)) without overflow', () => {
@@ -119,4 +122,77 @@ describe('pairwise loss', () => {
       expect(Array.from(a.grad)).toEqual(Array.from(b.grad));
     }
   });
+});
+
+describe('pairwise loss on an engine (what training runs)', () => {
+  const gpu = useGpu();
+  const engines: Engine[] = [];
+  afterAll(() => {
+    for (const e of engines) e.destroy();
+  });
+  const makers: [string, () => Promise<Engine>][] = [
+    ['wasm, 1 thread', () => WasmEngine.create({ threads: 1 })],
+    ['wasm, 2 threads', () => WasmEngine.create({ threads: 2 })],
+    ['webgpu', async () => new WebGpuEngine(gpu())],
+  ];
+  // Odd sizes (B, N, K not multiples of 4), more than 32 classes (the label-by-label similarity) and both
+  // pair weightings; theta spans the softplus/sigmoid branches (|u| up to 1, K up to 70: |theta| up to 35).
+  const cases = [
+    { B: 5, N: 37, K: 13, C: 4, balance: false },
+    { B: 24, N: 301, K: 64, C: 10, balance: true },
+    { B: 3, N: 50, K: 70, C: 40, balance: true },
+    { B: 7, N: 9, K: 8, C: 1, balance: true }, // every pair similar: the balancing leaves weights at 1
+  ];
+  for (const [label, make] of makers) {
+    it(`${label}: equals the float64 reference to float32 rounding`, async () => {
+      const engine = await make();
+      engines.push(engine);
+      for (const { B, N, K, C, balance } of cases) {
+        const rng = new SeededRandom(B * 1000 + N);
+        const bank = Float32Array.from(rng.uniformArray(N * K, -1, 1), (v) => Math.tanh(3 * v));
+        const u = Float64Array.from(bank.subarray(0, B * K)); // the batch is the bank's first rows, as in training
+        const labels = Uint8Array.from({ length: N * C }, () => (rng.next() < 0.3 ? 1 : 0));
+        if (C === 1) labels.fill(1);
+        const input = {
+          u,
+          labels: labels.slice(0, B * C),
+          bank,
+          bankLabels: labels,
+          bits: K,
+          classes: C,
+          eta: 0.1,
+          balance,
+        };
+        const ref = pairwiseLoss(input);
+        const before = engine.memoryBytesLeft;
+        const engineBank = {
+          codes: engine.tensor([N, K], bank),
+          labels: engine.tensor([N, C], Float32Array.from(labels)),
+        };
+        const got = await pairwiseLossOnEngine(engine, input, engineBank);
+        engineBank.codes.release();
+        engineBank.labels.release();
+        expect(engine.memoryBytesLeft, 'every intermediate tensor released').toBe(before);
+        const what = `B ${B} N ${N} K ${K} C ${C} balance ${balance}`;
+        expect(Math.abs(got.loss - ref.loss) / Math.abs(ref.loss), what).toBeLessThan(1e-6);
+        expect(Math.abs(got.quantization - ref.quantization), what).toBeLessThan(1e-12);
+        expect(relativeError(got.grad, ref.grad), what).toBeLessThan(1e-5);
+      }
+      const bad = { codes: engine.tensor([4, 2], new Float32Array(8)), labels: engine.zeros([3, 1]) };
+      const small = {
+        u: [0, 0],
+        labels: Uint8Array.of(1),
+        bank: new Float32Array(6),
+        bankLabels: Uint8Array.of(1, 1, 1),
+        bits: 2,
+        classes: 1,
+        eta: 0,
+      };
+      await expect(pairwiseLossOnEngine(engine, small, bad)).rejects.toThrow(
+        /bank holds 8 code and 3 label values, not 3 x 2 and 3 x 1/,
+      );
+      bad.codes.release();
+      bad.labels.release();
+    });
+  }
 });

@@ -16,6 +16,7 @@ import { conv2d, conv2dBackwardInput, conv2dBackwardWeight } from '../ops/conv2d
 import { dropout, dropoutBackward } from '../ops/dropout.js';
 import { type LstmForwardTensors, type LstmWeightTensors, lstmBackward, lstmForward } from '../ops/lstm.js';
 import { type MatmulOptions, matmul } from '../ops/matmul.js';
+import { pairwiseTerms } from '../ops/pairwise.js';
 import { maxPool2d, maxPool2dBackward } from '../ops/pool.js';
 import { sumChannels } from '../ops/reduce.js';
 import { relu, reluBackward } from '../ops/relu.js';
@@ -264,6 +265,14 @@ export class WebGpuEngine implements Engine {
     o: { mode: 'l2' | 'sign' | 'raw'; lr: number },
   ): void {
     attackStep(this.gpu, this.t(delta, 'attackStep'), this.t(g, 'attackStep'), rows, o);
+  }
+
+  pairwiseTerms(
+    theta: EngineTensor,
+    sim: EngineTensor,
+    o: { thetaScale: number; scale: number; balance: boolean },
+  ): { coef: Tensor; likelihood: Tensor } {
+    return pairwiseTerms(this.gpu, this.t(theta, 'pairwiseTerms'), this.t(sim, 'pairwiseTerms'), o);
   }
 
   attackProject(delta: EngineTensor, xn: EngineTensor, o: EngineAttackProjectOptions): void {

@@ -179,6 +179,18 @@ function runRows(
   });
 }
 
+/**
+ * The general (tiled) kernels' kernel rows: a loop in the forward, unrolled in the input gradient. Measured
+ * on llvmpipe against the fully unrolled kernels they replace (stride 2, medians of 11-21 runs taking turns):
+ * forward as a row loop ran as fast at 3x3 (x[1,64,112,112] w[128,64,3,3] x0.99, x[100,32,28,28] w[64,32,3,3]
+ * x0.97-1.08) and faster above (5x5 x1.2-1.3, ResNet's 7x7 stem x1.05-1.17), compiling in seconds where the
+ * unrolled 7x7 took LLVM 36-52 s; the input gradient as a row loop ran slower (5x5 x0.72, 7x7 x0.9), so it
+ * stays unrolled. Both compile in seconds on SwiftShader (see `allOf`).
+ */
+function rowLoopFor(forward: boolean, forced: boolean | undefined): boolean {
+  return forced ?? forward;
+}
+
 function checkDispatch(op: string, x: number, y: number): void {
   if (x > 65535 || y > 65535) {
     throw argError(
@@ -194,7 +206,14 @@ export function conv2d(
   x: Tensor,
   w: Tensor,
   bias: Tensor | null,
-  o: Conv2dOptions & { relu?: boolean; out?: Tensor; tile?: ConvTile; rowTile?: ConvRowTile } = {},
+  o: Conv2dOptions & {
+    relu?: boolean;
+    out?: Tensor;
+    tile?: ConvTile;
+    rowTile?: ConvRowTile;
+    /** General kernel only: kernel rows as a loop (true, the default) or unrolled (false). */
+    rowLoop?: boolean;
+  } = {},
 ): Tensor {
   const op = 'conv2d';
   const g = conv2dGeometry(op, x.shape, w.shape, o);
@@ -209,7 +228,14 @@ export function conv2d(
     return y;
   }
   const tile = o.tile ?? pickTile(g.O);
-  const cfg = { ...tile, bias: !!bias, relu: o.relu ?? false, kh: g.KH, kw: g.KW };
+  const cfg = {
+    ...tile,
+    bias: !!bias,
+    relu: o.relu ?? false,
+    kh: g.KH,
+    kw: g.KW,
+    rowLoop: rowLoopFor(true, o.rowLoop),
+  };
   const wgX = Math.ceil((g.N * g.OH * g.OW) / (tile.tc * tile.wx));
   const wgY = Math.ceil(g.O / (tile.tr * tile.wy));
   checkDispatch(op, wgX, wgY);
@@ -230,7 +256,13 @@ export function conv2dBackwardInput(
   dy: Tensor,
   w: Tensor,
   xShape: readonly number[],
-  o: Conv2dOptions & { out?: Tensor; tile?: ConvTile; rowTile?: ConvRowTile } = {},
+  o: Conv2dOptions & {
+    out?: Tensor;
+    tile?: ConvTile;
+    rowTile?: ConvRowTile;
+    /** General kernel only: kernel rows as a loop (true) or unrolled (false, the default). */
+    rowLoop?: boolean;
+  } = {},
 ): Tensor {
   const op = 'conv2dBackwardInput';
   const g = conv2dGeometry(op, xShape, w.shape, o);
@@ -261,7 +293,13 @@ export function conv2dBackwardInput(
     return dx;
   }
   const tile = o.tile ?? pickTile(g.C);
-  const cfg = { ...tile, kh: g.KH, kw: g.KW, unitStride: g.stride === 1 };
+  const cfg = {
+    ...tile,
+    kh: g.KH,
+    kw: g.KW,
+    unitStride: g.stride === 1,
+    rowLoop: rowLoopFor(false, o.rowLoop),
+  };
   const wgX = Math.ceil((g.N * g.H * g.W) / (tile.tc * tile.wx));
   const wgY = Math.ceil(g.C / (tile.tr * tile.wy));
   checkDispatch(op, wgX, wgY);

@@ -1,4 +1,4 @@
-import { type BindingDecl, declareBindings, reluKeepNan } from '../gpu/wgsl.js';
+import { allOf, type BindingDecl, declareBindings, reluKeepNan } from '../gpu/wgsl.js';
 
 /** Register block of a convolution kernel: `tr` rows (channels) x `tc` columns (pixels) per invocation. */
 export interface ConvTile {
@@ -14,6 +14,11 @@ export interface ConvForwardConfig extends ConvTile {
   /** Kernel size baked into the code so the tap loops unroll. */
   kh: number;
   kw: number;
+  /**
+   * Kernel rows as a WGSL loop (only the taps of one row unrolled): KH times less code to compile (see
+   * `rowLoopFor` in conv2d.ts for when it is used).
+   */
+  rowLoop?: boolean;
 }
 
 /** Shapes and strides, passed as uniforms (the same list for every convolution kernel). */
@@ -38,14 +43,15 @@ function tileKey(t: ConvTile): string {
 }
 
 export function convForwardKey(c: ConvForwardConfig): string {
-  return `${tileKey(c)}:${c.kh}x${c.kw}:${c.bias ? 'b' : ''}${c.relu ? 'r' : ''}`;
+  return `${tileKey(c)}:${c.kh}x${c.kw}${c.rowLoop ? 'L' : ''}:${c.bias ? 'b' : ''}${c.relu ? 'r' : ''}`;
 }
 
 /**
  * Forward convolution as an implicit GEMM in the orientation y[o, pixel]: rows are output channels, columns
  * are output pixels over the whole batch (q = n*OH*OW + oh*OW + ow), the reduction runs over (c, kh, kw)
- * with the tap loops unrolled, so the im2col gather needs no division in the inner loop. Lanes run along
- * pixels (contiguous loads of x and writes of y); weights are broadcast across lanes.
+ * with the tap loops unrolled (the kernel rows a loop with `rowLoop`), so the im2col gather needs no
+ * division in the inner loop. Lanes run along pixels (contiguous loads of x and writes of y); weights are
+ * broadcast across lanes. Bounds tests use `&`, not `&&` (see `allOf`).
  */
 export function convForwardShader(c: ConvForwardConfig): string {
   const { tr, tc, wx, wy } = c;
@@ -70,27 +76,40 @@ export function convForwardShader(c: ConvForwardConfig): string {
   }
   for (let i = 0; i < tr; i++) for (let j = 0; j < tc; j++) pre.push(`  var acc${i}_${j} = 0.0;`);
 
-  const taps: string[] = [];
-  for (let kh = 0; kh < c.kh; kh++) {
+  // One kernel row's taps: kernel row `kh` unrolled (a literal) or the loop variable `kh` (rowLoop).
+  const rowTaps = (kh: number | null): string[] => {
+    const r = kh === null ? 'kh' : `${kh}`;
+    const ind = kh === null ? '      ' : '    ';
+    const taps: string[] = [];
     for (let j = 0; j < tc; j++) {
-      taps.push(`    let ih${j}_${kh} = ihb${j} + ${kh};`);
-      taps.push(`    let rv${j}_${kh} = ih${j}_${kh} >= 0 && ih${j}_${kh} < i32(u.H);`);
+      taps.push(`${ind}let ih${j}_${r} = ihb${j} + ${kh === null ? 'i32(kh)' : kh};`);
+      taps.push(`${ind}let rv${j}_${r} = ${allOf(`ih${j}_${r} >= 0`, `ih${j}_${r} < i32(u.H)`)};`);
     }
+    if (kh === null) for (let i = 0; i < tr; i++) taps.push(`${ind}let wk${i} = wc${i} + kh * ${c.kw}u;`);
     for (let kw = 0; kw < c.kw; kw++) {
-      const t = kh * c.kw + kw;
+      const t = kh === null ? `${kw}` : `${kh * c.kw + kw}`;
       for (let j = 0; j < tc; j++) {
-        taps.push(`    let iw${j}_${t} = iwb${j} + ${kw};`);
+        taps.push(`${ind}let iw${j}_${t} = iwb${j} + ${kw};`);
         taps.push(
-          `    let ok${j}_${t} = rv${j}_${kh} && iw${j}_${t} >= 0 && iw${j}_${t} < i32(u.W);`,
-          `    let xv${j}_${t} = select(0.0, x[select(0u, xc${j} + u32(ih${j}_${kh}) * u.W + u32(iw${j}_${t}), ok${j}_${t})], ok${j}_${t});`,
+          `${ind}let ok${j}_${t} = ${allOf(`rv${j}_${r}`, `iw${j}_${t} >= 0`, `iw${j}_${t} < i32(u.W)`)};`,
+          `${ind}let xv${j}_${t} = select(0.0, x[select(0u, xc${j} + u32(ih${j}_${r}) * u.W + u32(iw${j}_${t}), ok${j}_${t})], ok${j}_${t});`,
         );
       }
-      for (let i = 0; i < tr; i++) taps.push(`    let wv${i}_${t} = w[wc${i} + ${t}u];`);
+      for (let i = 0; i < tr; i++)
+        taps.push(
+          kh === null
+            ? `${ind}let wv${i}_${t} = w[wk${i} + ${kw}u];`
+            : `${ind}let wv${i}_${t} = w[wc${i} + ${t}u];`,
+        );
       for (let i = 0; i < tr; i++)
         for (let j = 0; j < tc; j++)
-          taps.push(`    acc${i}_${j} = fma(wv${i}_${t}, xv${j}_${t}, acc${i}_${j});`);
+          taps.push(`${ind}acc${i}_${j} = fma(wv${i}_${t}, xv${j}_${t}, acc${i}_${j});`);
     }
-  }
+    return taps;
+  };
+  const taps = c.rowLoop
+    ? [`    for (var kh = 0u; kh < ${c.kh}u; kh++) {`, ...rowTaps(null), '    }']
+    : Array.from({ length: c.kh }, (_, kh) => rowTaps(kh)).flat();
   const writes: string[] = [];
   for (let i = 0; i < tr; i++) {
     for (let j = 0; j < tc; j++) {
@@ -123,10 +142,12 @@ export interface ConvBackwardInputConfig extends ConvTile {
   kh: number;
   kw: number;
   unitStride: boolean;
+  /** Kernel rows as a WGSL loop, as in `ConvForwardConfig`. */
+  rowLoop?: boolean;
 }
 
 export function convBackwardInputKey(c: ConvBackwardInputConfig): string {
-  return `${tileKey(c)}:${c.kh}x${c.kw}:${c.unitStride ? 's1' : 'sN'}`;
+  return `${tileKey(c)}:${c.kh}x${c.kw}${c.rowLoop ? 'L' : ''}:${c.unitStride ? 's1' : 'sN'}`;
 }
 
 /**
@@ -155,43 +176,58 @@ export function convBackwardInputShader(c: ConvBackwardInputConfig): string {
     pre.push(`  let wb${i} = min(c${i}, u.C - 1u) * ${KK}u;`);
   }
   for (let i = 0; i < tr; i++) for (let j = 0; j < tc; j++) pre.push(`  var acc${i}_${j} = 0.0;`);
-  const taps: string[] = [];
-  for (let kh = 0; kh < c.kh; kh++) {
+  const rowTaps = (kh: number | null): string[] => {
+    const r = kh === null ? 'kh' : `${kh}`;
+    const khE = kh === null ? 'i32(kh)' : `${kh}`;
+    const ind = kh === null ? '      ' : '    ';
+    const taps: string[] = [];
     for (let j = 0; j < tc; j++) {
       if (c.unitStride) {
-        taps.push(`    let oh${j}_${kh} = ihp${j} - ${kh};`);
-        taps.push(`    let rv${j}_${kh} = oh${j}_${kh} >= 0 && oh${j}_${kh} < i32(u.OH);`);
+        taps.push(`${ind}let oh${j}_${r} = ihp${j} - ${khE};`);
+        taps.push(`${ind}let rv${j}_${r} = ${allOf(`oh${j}_${r} >= 0`, `oh${j}_${r} < i32(u.OH)`)};`);
       } else {
-        taps.push(`    let ohn${j}_${kh} = ihp${j} - ${kh};`);
-        taps.push(`    let oh${j}_${kh} = ohn${j}_${kh} / i32(u.stride);`);
+        taps.push(`${ind}let ohn${j}_${r} = ihp${j} - ${khE};`);
+        taps.push(`${ind}let oh${j}_${r} = ohn${j}_${r} / i32(u.stride);`);
         taps.push(
-          `    let rv${j}_${kh} = ohn${j}_${kh} >= 0 && ohn${j}_${kh} % i32(u.stride) == 0 && oh${j}_${kh} < i32(u.OH);`,
+          `${ind}let rv${j}_${r} = ${allOf(`ohn${j}_${r} >= 0`, `ohn${j}_${r} % i32(u.stride) == 0`, `oh${j}_${r} < i32(u.OH)`)};`,
         );
       }
     }
+    if (kh === null) taps.push(`${ind}let wk = wo + kh * ${c.kw}u;`);
     for (let kw = 0; kw < c.kw; kw++) {
-      const t = kh * c.kw + kw;
+      const t = kh === null ? `${kw}` : `${kh * c.kw + kw}`;
       for (let j = 0; j < tc; j++) {
         if (c.unitStride) {
-          taps.push(`    let ow${j}_${t} = iwp${j} - ${kw};`);
-          taps.push(`    let ok${j}_${t} = rv${j}_${kh} && ow${j}_${t} >= 0 && ow${j}_${t} < i32(u.OW);`);
-        } else {
-          taps.push(`    let own${j}_${t} = iwp${j} - ${kw};`);
-          taps.push(`    let ow${j}_${t} = own${j}_${t} / i32(u.stride);`);
+          taps.push(`${ind}let ow${j}_${t} = iwp${j} - ${kw};`);
           taps.push(
-            `    let ok${j}_${t} = rv${j}_${kh} && own${j}_${t} >= 0 && own${j}_${t} % i32(u.stride) == 0 && ow${j}_${t} < i32(u.OW);`,
+            `${ind}let ok${j}_${t} = ${allOf(`rv${j}_${r}`, `ow${j}_${t} >= 0`, `ow${j}_${t} < i32(u.OW)`)};`,
+          );
+        } else {
+          taps.push(`${ind}let own${j}_${t} = iwp${j} - ${kw};`);
+          taps.push(`${ind}let ow${j}_${t} = own${j}_${t} / i32(u.stride);`);
+          taps.push(
+            `${ind}let ok${j}_${t} = ${allOf(`rv${j}_${r}`, `own${j}_${t} >= 0`, `own${j}_${t} % i32(u.stride) == 0`, `ow${j}_${t} < i32(u.OW)`)};`,
           );
         }
         taps.push(
-          `    let gv${j}_${t} = select(0.0, dy[select(0u, dc${j} + u32(oh${j}_${kh}) * u.OW + u32(ow${j}_${t}), ok${j}_${t})], ok${j}_${t});`,
+          `${ind}let gv${j}_${t} = select(0.0, dy[select(0u, dc${j} + u32(oh${j}_${r}) * u.OW + u32(ow${j}_${t}), ok${j}_${t})], ok${j}_${t});`,
         );
       }
-      for (let i = 0; i < tr; i++) taps.push(`    let wv${i}_${t} = w[wo + wb${i} + ${t}u];`);
+      for (let i = 0; i < tr; i++)
+        taps.push(
+          kh === null
+            ? `${ind}let wv${i}_${t} = w[wk + wb${i} + ${kw}u];`
+            : `${ind}let wv${i}_${t} = w[wo + wb${i} + ${t}u];`,
+        );
       for (let i = 0; i < tr; i++)
         for (let j = 0; j < tc; j++)
-          taps.push(`    acc${i}_${j} = fma(wv${i}_${t}, gv${j}_${t}, acc${i}_${j});`);
+          taps.push(`${ind}acc${i}_${j} = fma(wv${i}_${t}, gv${j}_${t}, acc${i}_${j});`);
     }
-  }
+    return taps;
+  };
+  const taps = c.rowLoop
+    ? [`    for (var kh = 0u; kh < ${c.kh}u; kh++) {`, ...rowTaps(null), '    }']
+    : Array.from({ length: c.kh }, (_, kh) => rowTaps(kh)).flat();
   const writes: string[] = [];
   for (let i = 0; i < tr; i++)
     for (let j = 0; j < tc; j++)

@@ -200,3 +200,64 @@ export function attackStepProject(
   const projected = attackProject(stepped, xn, rows, channels, planeSize, lo, hi, eps);
   return { delta: projected, xAdv: projected.map((d, i) => xn[i] + d) };
 }
+
+export interface PairwiseTermsParams {
+  /** theta_ij = thetaScale * theta[i, j] (e.g. 1/2 when theta holds u_i . bank_j). */
+  thetaScale: number;
+  /** Multiplies every coefficient (e.g. -1 / (2 B N)). */
+  scale: number;
+  /** Weight similar and dissimilar pairs of each row so that both sets count equally. */
+  balance: boolean;
+  /** Columns per likelihood partial sum. */
+  chunk: number;
+}
+
+/**
+ * The pair terms of the pairwise (DPSH) likelihood of rows i < rows against columns j < cols, from
+ * theta[i, j] (times thetaScale) and sim[i, j] (the pair is similar, s_ij = 1, when sim > 0):
+ *   w_ij = 1, or with balance N / (2 n_sim_i) (similar) and N / (2 (N - n_sim_i)) (dissimilar), where
+ *          n_sim_i counts row i's similar pairs (weights stay 1 when it is 0 or N);
+ *   coef[i, j] = scale * w_ij * (s_ij - sigmoid(theta_ij));
+ *   likelihood[i, c] = sum of w_ij * (s_ij theta_ij - softplus(theta_ij)) over the columns of chunk c
+ *          (columns c*chunk up to the next chunk; ceil(cols / chunk) chunks per row).
+ */
+export function pairwiseTerms(
+  theta: Float64Array,
+  sim: Float64Array,
+  rows: number,
+  cols: number,
+  params: PairwiseTermsParams,
+): { coef: Float64Array; likelihood: Float64Array } {
+  const op = 'pairwiseTerms';
+  checkNonNegativeInt(op, 'rows', rows);
+  checkNonNegativeInt(op, 'cols', cols);
+  checkLength(op, 'theta', theta, rows * cols);
+  checkLength(op, 'sim', sim, rows * cols);
+  const { thetaScale, scale, balance, chunk } = params;
+  if (!Number.isInteger(chunk) || chunk < 1)
+    throw argError(op, `chunk must be an integer >= 1, found ${chunk}`);
+  const chunks = Math.ceil(cols / chunk);
+  const coef = new Float64Array(rows * cols);
+  const likelihood = new Float64Array(rows * chunks);
+  for (let i = 0; i < rows; i++) {
+    let nSim = 0;
+    for (let j = 0; j < cols; j++) if (sim[i * cols + j] > 0) nSim++;
+    let wSim = 1;
+    let wDis = 1;
+    if (balance && nSim > 0 && nSim < cols) {
+      wSim = cols / (2 * nSim);
+      wDis = cols / (2 * (cols - nSim));
+    }
+    for (let j = 0; j < cols; j++) {
+      const t = thetaScale * theta[i * cols + j];
+      const s = sim[i * cols + j] > 0 ? 1 : 0;
+      const w = s ? wSim : wDis;
+      const e = Math.exp(-Math.abs(t));
+      const softplus = Math.max(t, 0) + Math.log1p(e);
+      const sigmoid = t >= 0 ? 1 / (1 + e) : e / (1 + e);
+      coef[i * cols + j] = scale * w * (s - sigmoid);
+      likelihood[i * chunks + Math.floor(j / chunk)] += w * (s * t - softplus);
+    }
+  }
+  return { coef, likelihood };
+}

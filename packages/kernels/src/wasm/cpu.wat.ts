@@ -8,6 +8,8 @@
 // Multiply and add stay separate (no relaxed-SIMD FMA, which Node 20 still hides behind a flag); on the
 // machines we measured both give the same rate.
 
+import { pairwiseTermsText } from './pairwise.wat.js';
+
 /** Rows of an A panel. */
 export const MR = 4;
 /** Columns of a B panel. */
@@ -92,7 +94,7 @@ const LOOPS_TEXT = `
       (br_if $J (i32.lt_u (local.get $j) (local.get $j1)))))
 
   ;; For rows 0 <= k < K and columns q0 <= q < q1 inside the input: v = C[k*ldc + q] (+ bias[k], or bias[q] when
-  ;; flags & 4), ReLU when flags & 2 (NaN kept), then dst[base[q] + koff[k]] = v.
+  ;; flags & 4) (+ dst's element when flags & 8), ReLU when flags & 2 (NaN kept), then dst[base[q] + koff[k]] = v.
   (func (export "scatter") (param $cm i32) (param $ldc i32) (param $dst i32) (param $ihb i32) (param $iwb i32)
       (param $base i32) (param $kh i32) (param $kw i32) (param $koff i32) (param $K i32) (param $H i32)
       (param $W i32) (param $bias i32) (param $flags i32) (param $q0 i32) (param $q1 i32)
@@ -118,10 +120,12 @@ const LOOPS_TEXT = `
             (local.set $v (f32.add (f32.load (i32.add (local.get $row) (local.get $q4))) (local.get $bk)))
             (if (i32.and (local.get $flags) (i32.const 4))
               (then (local.set $v (f32.add (local.get $v) (f32.load (i32.add (local.get $bias) (local.get $q4)))))))
-            (local.set $v (f32.reinterpret_i32 (select (i32.const 0) (i32.reinterpret_f32 (local.get $v))
-              (i32.and (i32.shr_u (local.get $flags) (i32.const 1)) (f32.le (local.get $v) (f32.const 0))))))
             (local.set $at (i32.add (local.get $dst)
               (i32.shl (i32.add (i32.load (i32.add (local.get $base) (local.get $q4))) (local.get $ko)) (i32.const 2))))
+            (if (i32.and (local.get $flags) (i32.const 8))
+              (then (local.set $v (f32.add (local.get $v) (f32.load (local.get $at))))))
+            (local.set $v (f32.reinterpret_i32 (select (i32.const 0) (i32.reinterpret_f32 (local.get $v))
+              (i32.and (i32.shr_u (local.get $flags) (i32.const 1)) (f32.le (local.get $v) (f32.const 0))))))
             (f32.store (local.get $at) (local.get $v))))
         (local.set $q (i32.add (local.get $q) (i32.const 1)))
         (br_if $Q (i32.lt_u (local.get $q) (local.get $q1))))
@@ -407,7 +411,7 @@ function maxPool2Text(): string {
  */
 function padPlanesText(): string {
   return `
-  (func (export "pad_planes") (param $src i32) (param $dst i32) (param $H i32) (param $W i32) (param $top i32)
+  (func $pad_planes (export "pad_planes") (param $src i32) (param $dst i32) (param $H i32) (param $W i32) (param $top i32)
       (param $left i32) (param $Hq i32) (param $Wq i32) (param $p0 i32) (param $p1 i32)
     (local $p i32) (local $r i32) (local $in i32) (local $out i32) (local $end i32) (local $rowEnd i32)
     (local $planeBytes i32) (local $o i32)
@@ -736,6 +740,57 @@ function sumRowsText(): string {
 }
 
 /**
+ * sgd: PyTorch's SGD step with momentum and weight decay on elements i0 <= i < i1, in f32 (lr, momentum and
+ * weight decay arrive as their f32 bits): v = momentum * v + (g + weightDecay * w); w = w - lr * v. Four
+ * elements at a time, then the tail; the same operations element by element, so the same bits as the scalar
+ * form and as the WGSL kernel.
+ */
+function sgdText(): string {
+  const step = (
+    load: string,
+    store: string,
+    mul: string,
+    add: string,
+    sub: string,
+    splat: (x: string) => string,
+    width: number,
+  ) => `
+        (local.set $wv (${load} (i32.add (local.get $w) (local.get $at))))
+        (local.set $vv (${add} (${mul} ${splat('$m')} (${load} (i32.add (local.get $v) (local.get $at))))
+          (${add} (${load} (i32.add (local.get $g) (local.get $at))) (${mul} ${splat('$wd')} (local.get $wv)))))
+        (${store} (i32.add (local.get $v) (local.get $at)) (local.get $vv))
+        (${store} (i32.add (local.get $w) (local.get $at)) (${sub} (local.get $wv) (${mul} ${splat('$lr')} (local.get $vv))))
+        (local.set $at (i32.add (local.get $at) (i32.const ${4 * width})))`;
+  const splat4 = (x: string) => `(f32x4.splat (local.get ${x}))`;
+  const splat1 = (x: string) => `(local.get ${x})`;
+  return `
+  (func (export "sgd") (param $w i32) (param $g i32) (param $v i32) (param $lrBits i32) (param $mBits i32)
+      (param $wdBits i32) (param $i0 i32) (param $i1 i32)
+    (local $at i32) (local $end i32) (local $lr f32) (local $m f32) (local $wd f32)
+    (local $wv v128) (local $vv v128)
+    (if (i32.ge_u (local.get $i0) (local.get $i1)) (then (return)))
+    (local.set $lr (f32.reinterpret_i32 (local.get $lrBits)))
+    (local.set $m (f32.reinterpret_i32 (local.get $mBits)))
+    (local.set $wd (f32.reinterpret_i32 (local.get $wdBits)))
+    (local.set $at (i32.shl (local.get $i0) (i32.const 2)))
+    (local.set $end (i32.shl (i32.sub (local.get $i1) (i32.rem_u (i32.sub (local.get $i1) (local.get $i0)) (i32.const 4))) (i32.const 2)))
+    (block $vDone
+      (loop $V
+        (br_if $vDone (i32.ge_u (local.get $at) (local.get $end)))${step('v128.load', 'v128.store', 'f32x4.mul', 'f32x4.add', 'f32x4.sub', splat4, 4)}
+        (br $V)))
+    (call $sgdTail (local.get $w) (local.get $g) (local.get $v) (local.get $lr) (local.get $m) (local.get $wd)
+      (local.get $at) (i32.shl (local.get $i1) (i32.const 2))))
+
+  (func $sgdTail (param $w i32) (param $g i32) (param $v i32) (param $lr f32) (param $m f32) (param $wd f32)
+      (param $at i32) (param $end i32)
+    (local $wv f32) (local $vv f32)
+    (block $sDone
+      (loop $S
+        (br_if $sDone (i32.ge_u (local.get $at) (local.get $end)))${step('f32.load', 'f32.store', 'f32.mul', 'f32.add', 'f32.sub', splat1, 1)}
+        (br $S))))`;
+}
+
+/**
  * winograd_conv: a 3x3 stride-1 convolution as Winograd F(2x2, 3x3), transforms and products fused per group
  * of 8 tiles (B panel j: tiles 8j..8j+7; threads split the groups). Tile t is the 4 x 4 patch of the padded
  * input at byte xq + corner[t] (+ planeIn per channel, rowIn per row) and the 2 x 2 block of y at byte
@@ -992,5 +1047,583 @@ export function cpuModuleText(shared: boolean, maxPages: number): string {
         (br_if $I (i32.lt_u (local.get $i) (local.get $mPanels))))
       (local.set $j (i32.add (local.get $j) (i32.const 1)))
       (br_if $J (i32.lt_u (local.get $j) (local.get $j1)))))
-${LOOPS_TEXT}${maxPool2Text()}${padPlanesText()}${convGemmText()}${packA4Text()}${sumRowsText()}${winogradConvText()}${panelLoops()})`;
+${LOOPS_TEXT}${maxPool2Text()}${padPlanesText()}${convGemmText()}${packA4Text()}${sumRowsText()}${sgdText()}${winogradConvText()}${panelLoops()}${stepProjectText()}${convRowsText()}${lstmGatesText()}${lstmGatesBackwardText()}${maxPool2BackwardText()}${storeRowsText()}${pairwiseTermsText()})`;
+}
+
+/**
+ * step_project: the attack's L2 step, both clamps and the next input for rows r0 <= r < r1 of `cols` floats
+ * (planes of `plane` floats, channel c = plane index % channels; `box` holds lo, hi, eps per channel as f32;
+ * lr arrives as its f32 bits), the same float operations as WasmEngine.attackStep (l2) followed by
+ * attackProject and xAdv = xn + delta: gmax = max |g| (order-free), scaledNorm = f32(sqrt(sum of
+ * f32(g / gmax)^2 in float64, in element order)), then per element
+ * d -= lr * ((g / gmax) / scaledNorm) (rows with gmax = 0 do not move), image = min(max(xn + d, lo), hi),
+ * d = min(max(image - xn, -eps), eps), xAdv = xn + d. Four elements at a time; the float64 sum one element
+ * at a time, in order. Each row is one chunk of work: the same bits on any thread count.
+ */
+function stepProjectText(): string {
+  const update = (v: boolean) => {
+    const T = v ? 'f32x4' : 'f32';
+    const load = v ? 'v128.load' : 'f32.load';
+    const store = v ? 'v128.store' : 'f32.store';
+    const get = (n: string) => `(local.get $${n}${v ? 'V' : ''})`;
+    return `(local.set $d${v ? 'V' : ''} (${load} (i32.add (local.get $delta) (local.get $at))))
+            (if (local.get $move) (then
+              (local.set $d${v ? 'V' : ''} (${T}.sub ${get('d')} (${T}.mul ${get('lr')}
+                (${T}.div (${T}.div (${load} (i32.add (local.get $g) (local.get $at))) ${get('gmax')}) ${get('norm')}))))))
+            (local.set $x${v ? 'V' : ''} (${load} (i32.add (local.get $xn) (local.get $at))))
+            (local.set $d${v ? 'V' : ''} (${T}.min (${T}.max (${T}.sub
+              (${T}.min (${T}.max (${T}.add ${get('x')} ${get('d')}) ${get('lo')}) ${get('hi')}) ${get('x')})
+              ${get('negEps')}) ${get('eps')}))
+            (${store} (i32.add (local.get $delta) (local.get $at)) ${get('d')})
+            (${store} (i32.add (local.get $xa) (local.get $at)) (${T}.add ${get('x')} ${get('d')}))
+            (local.set $at (i32.add (local.get $at) (i32.const ${v ? 16 : 4})))`;
+  };
+  return `
+  (func (export "step_project") (param $delta i32) (param $g i32) (param $xn i32) (param $xa i32) (param $cols i32)
+      (param $plane i32) (param $channels i32) (param $box i32) (param $lrBits i32) (param $r0 i32) (param $r1 i32)
+    (local $r i32) (local $at i32) (local $end i32) (local $rowEnd i32) (local $planeEnd4 i32) (local $p i32)
+    (local $c i32) (local $move i32) (local $gmax f32) (local $v f32) (local $norm f32) (local $lr f32)
+    (local $ss f64) (local $q f64) (local $qV v128) (local $d f32) (local $x f32) (local $lo f32) (local $hi f32)
+    (local $eps f32) (local $negEps f32) (local $gmaxV v128) (local $normV v128) (local $lrV v128) (local $dV v128)
+    (local $xV v128) (local $loV v128) (local $hiV v128) (local $epsV v128) (local $negEpsV v128)
+    (if (i32.ge_u (local.get $r0) (local.get $r1)) (then (return)))
+    (local.set $lr (f32.reinterpret_i32 (local.get $lrBits)))
+    (local.set $lrV (f32x4.splat (local.get $lr)))
+    (local.set $r (local.get $r0))
+    (loop $R
+      ;; gmax = max |g| over the row: pmax(a, b) = a < b ? b : a keeps a NaN out, as "if (v > gmax)" does.
+      (local.set $at (i32.shl (i32.mul (local.get $r) (local.get $cols)) (i32.const 2)))
+      (local.set $rowEnd (i32.add (local.get $at) (i32.shl (local.get $cols) (i32.const 2))))
+      (local.set $gmaxV (v128.const i32x4 0 0 0 0))
+      (block $mDone
+        (loop $M
+          (br_if $mDone (i32.gt_u (i32.add (local.get $at) (i32.const 16)) (local.get $rowEnd)))
+          (local.set $gmaxV (f32x4.pmax (local.get $gmaxV) (f32x4.abs (v128.load (i32.add (local.get $g) (local.get $at))))))
+          (local.set $at (i32.add (local.get $at) (i32.const 16)))
+          (br $M)))
+      (local.set $gmax (f32.max (f32.max (f32x4.extract_lane 0 (local.get $gmaxV)) (f32x4.extract_lane 1 (local.get $gmaxV)))
+        (f32.max (f32x4.extract_lane 2 (local.get $gmaxV)) (f32x4.extract_lane 3 (local.get $gmaxV)))))
+      (block $mtDone
+        (loop $MT
+          (br_if $mtDone (i32.ge_u (local.get $at) (local.get $rowEnd)))
+          (local.set $v (f32.abs (f32.load (i32.add (local.get $g) (local.get $at)))))
+          (if (f32.gt (local.get $v) (local.get $gmax)) (then (local.set $gmax (local.get $v))))
+          (local.set $at (i32.add (local.get $at) (i32.const 4)))
+          (br $MT)))
+      (local.set $move (f32.gt (local.get $gmax) (f32.const 0)))
+      (local.set $norm (f32.const 1))
+      (if (local.get $move) (then
+        ;; The float64 sum of f32(g / gmax)^2 in element order (the divisions four at a time).
+        (local.set $gmaxV (f32x4.splat (local.get $gmax)))
+        (local.set $ss (f64.const 0))
+        (local.set $at (i32.shl (i32.mul (local.get $r) (local.get $cols)) (i32.const 2)))
+        (block $sDone
+          (loop $S
+            (br_if $sDone (i32.gt_u (i32.add (local.get $at) (i32.const 16)) (local.get $rowEnd)))
+            (local.set $qV (f32x4.div (v128.load (i32.add (local.get $g) (local.get $at))) (local.get $gmaxV)))
+            ${[0, 1, 2, 3]
+              .map(
+                (l) => `(local.set $q (f64.promote_f32 (f32x4.extract_lane ${l} (local.get $qV))))
+            (local.set $ss (f64.add (local.get $ss) (f64.mul (local.get $q) (local.get $q))))`,
+              )
+              .join('\n            ')}
+            (local.set $at (i32.add (local.get $at) (i32.const 16)))
+            (br $S)))
+        (block $stDone
+          (loop $ST
+            (br_if $stDone (i32.ge_u (local.get $at) (local.get $rowEnd)))
+            (local.set $q (f64.promote_f32 (f32.div (f32.load (i32.add (local.get $g) (local.get $at))) (local.get $gmax))))
+            (local.set $ss (f64.add (local.get $ss) (f64.mul (local.get $q) (local.get $q))))
+            (local.set $at (i32.add (local.get $at) (i32.const 4)))
+            (br $ST)))
+        (local.set $norm (f32.demote_f64 (f64.sqrt (local.get $ss))))))
+      (local.set $normV (f32x4.splat (local.get $norm)))
+      ;; The update, plane by plane (each plane's channel box).
+      (local.set $at (i32.shl (i32.mul (local.get $r) (local.get $cols)) (i32.const 2)))
+      (local.set $p (i32.const 0))
+      (block $pDone
+        (loop $P
+          (br_if $pDone (i32.ge_u (local.get $at) (local.get $rowEnd)))
+          (local.set $c (i32.mul (i32.rem_u (local.get $p) (local.get $channels)) (i32.const 12)))
+          (local.set $lo (f32.load (i32.add (local.get $box) (local.get $c))))
+          (local.set $hi (f32.load offset=4 (i32.add (local.get $box) (local.get $c))))
+          (local.set $eps (f32.load offset=8 (i32.add (local.get $box) (local.get $c))))
+          (local.set $negEps (f32.neg (local.get $eps)))
+          (local.set $loV (f32x4.splat (local.get $lo)))
+          (local.set $hiV (f32x4.splat (local.get $hi)))
+          (local.set $epsV (f32x4.splat (local.get $eps)))
+          (local.set $negEpsV (f32x4.splat (local.get $negEps)))
+          (local.set $end (i32.add (local.get $at) (i32.shl (local.get $plane) (i32.const 2))))
+          (local.set $planeEnd4 (i32.sub (local.get $end) (i32.and (i32.sub (local.get $end) (local.get $at)) (i32.const 15))))
+          (block $vDone
+            (loop $V
+              (br_if $vDone (i32.ge_u (local.get $at) (local.get $planeEnd4)))
+              ${update(true)}
+              (br $V)))
+          (block $tDone
+            (loop $T
+              (br_if $tDone (i32.ge_u (local.get $at) (local.get $end)))
+              ${update(false)}
+              (br $T)))
+          (local.set $p (i32.add (local.get $p) (i32.const 1)))
+          (br $P)))
+      (local.set $r (i32.add (local.get $r) (i32.const 1)))
+      (br_if $R (i32.lt_u (local.get $r) (local.get $r1)))))`;
+}
+
+/**
+ * Output columns of a conv_rows block: 4 vectors of 4. (With 8, V8 loaded all 8 input vectors before the
+ * products and spilled an accumulator to the stack: 1.5-2x slower.)
+ */
+export const ROW_BLOCK = 16;
+
+/**
+ * conv_rows: a stride-1 convolution computed along output rows, for layers with few output channels (a first
+ * layer's input gradient), where conv_gemm's 4 x 8 tiles and Winograd's products would be mostly zero rows.
+ * Unit j of [j0, j1) is image j: its C planes of H x W floats at src + 4 j C H W are first copied into this
+ * thread's zero-padded planes of Hp x Wp floats (pad_planes, at row padH and column padW; in the thread's
+ * scratch, where the products then read them from the caches), then for every output row oh, block b of
+ * ROW_BLOCK (16) columns and output channel m < M, the 16 sums A[m, k] * pad[corner + rowOff[k] + column]
+ * over k in order (A in packed panels of 4 rows: row m's step k at ap + 16 (K (m / 4) + k) + 4 (m % 4);
+ * rowOff in bytes; corner = oh Wp + 16 b floats), then + bias[m] when bias != 0 and max(., 0) when relu
+ * (NaN kept), stored at dst + 4 ((j M + m) OH OW + oh OW + 16 b + column) for the columns < OW. The same
+ * chain over k then the bias as conv_gemm: the same bits. The thread's scratch holds C Hp Wp floats rounded
+ * up to 16, plus ROW_BLOCK (a block reads up to ROW_BLOCK - 1 floats past a row).
+ */
+function convRowsText(): string {
+  const V = ROW_BLOCK / 4;
+  const vs = Array.from({ length: V }, (_, v) => v);
+  const stores = vs
+    .map(
+      (v) => `(if (i32.ge_s (local.get $cnt) (i32.const ${4 * v + 4}))
+            (then (v128.store offset=${16 * v} (local.get $out) (local.get $acc${v})))
+            (else ${[0, 1, 2]
+              .map(
+                (l) =>
+                  `(if (i32.gt_s (local.get $cnt) (i32.const ${4 * v + l})) (then (f32.store offset=${16 * v + 4 * l} (local.get $out) (f32x4.extract_lane ${l} (local.get $acc${v})))))`,
+              )
+              .join('\n              ')}))`,
+    )
+    .join('\n          ');
+  return `
+  (func (export "conv_rows") (param $ap i32) (param $K i32) (param $M i32) (param $src i32) (param $C i32)
+      (param $H i32) (param $W i32) (param $padH i32) (param $padW i32) (param $Hp i32) (param $Wp i32)
+      (param $scratch i32) (param $rowOff i32) (param $dst i32) (param $bias i32) (param $relu i32) (param $OW i32)
+      (param $OH i32) (param $j0 i32) (param $j1 i32)
+    ${vs.map((v) => `(local $acc${v} v128)`).join(' ')} (local $a v128) (local $b v128)
+    (local $j i32) (local $oh i32) (local $blk i32) (local $blocks i32) (local $corner i32) (local $pad i32)
+    (local $outBase i32) (local $out i32) (local $cnt i32) (local $m i32) (local $pa i32) (local $pr i32)
+    (local $k i32) (local $ro i32) (local $aPanel i32) (local $outPlane i32) (local $imageFloats i32)
+    (if (i32.or (i32.ge_u (local.get $j0) (local.get $j1)) (i32.or (i32.eqz (local.get $M)) (i32.eqz (local.get $K))))
+      (then (return)))
+    (local.set $aPanel (i32.shl (local.get $K) (i32.const 4)))
+    (local.set $outPlane (i32.shl (i32.mul (local.get $OH) (local.get $OW)) (i32.const 2)))
+    (local.set $blocks (i32.div_u (i32.add (local.get $OW) (i32.const ${ROW_BLOCK - 1})) (i32.const ${ROW_BLOCK})))
+    (local.set $imageFloats (i32.mul (local.get $C) (i32.mul (local.get $H) (local.get $W))))
+    ;; This thread's padded planes: C Hp Wp floats rounded up to whole 64-byte lines, plus a block's overrun.
+    (local.set $pad (i32.add (local.get $scratch) (i32.mul (global.get $thread)
+      (i32.shl (i32.add (i32.and (i32.add (i32.mul (local.get $C) (i32.mul (local.get $Hp) (local.get $Wp))) (i32.const 15)) (i32.const -16))
+        (i32.const ${ROW_BLOCK})) (i32.const 2)))))
+    (local.set $j (local.get $j0))
+    (loop $J
+      (call $pad_planes (i32.add (local.get $src) (i32.shl (i32.mul (local.get $j) (local.get $imageFloats)) (i32.const 2)))
+        (local.get $pad) (local.get $H) (local.get $W) (local.get $padH) (local.get $padW) (local.get $Hp) (local.get $Wp)
+        (i32.const 0) (local.get $C))
+      (local.set $oh (i32.const 0))
+      (loop $OHl
+        (local.set $blk (i32.const 0))
+        (loop $B
+          (local.set $corner (i32.add (local.get $pad)
+            (i32.shl (i32.add (i32.mul (local.get $oh) (local.get $Wp)) (i32.mul (local.get $blk) (i32.const ${ROW_BLOCK}))) (i32.const 2))))
+          (local.set $cnt (i32.sub (local.get $OW) (i32.mul (local.get $blk) (i32.const ${ROW_BLOCK}))))
+          (local.set $outBase (i32.add (local.get $dst) (i32.add
+            (i32.mul (i32.mul (local.get $j) (local.get $M)) (local.get $outPlane))
+            (i32.shl (i32.add (i32.mul (local.get $oh) (local.get $OW)) (i32.mul (local.get $blk) (i32.const ${ROW_BLOCK}))) (i32.const 2)))))
+          (local.set $m (i32.const 0))
+          (loop $Ml
+            ${vs.map((v) => `(local.set $acc${v} (v128.const i32x4 0 0 0 0))`).join(' ')}
+            (local.set $pa (i32.add (i32.add (local.get $ap) (i32.mul (i32.shr_u (local.get $m) (i32.const 2)) (local.get $aPanel)))
+              (i32.shl (i32.and (local.get $m) (i32.const 3)) (i32.const 2))))
+            (local.set $pr (local.get $rowOff))
+            (local.set $k (local.get $K))
+            (loop $L
+              (local.set $ro (i32.add (local.get $corner) (i32.load (local.get $pr))))
+              (local.set $a (v128.load32_splat (local.get $pa)))
+              ${vs
+                .map(
+                  (v) =>
+                    `(local.set $acc${v} (f32x4.add (local.get $acc${v}) (f32x4.mul (local.get $a) (v128.load offset=${16 * v} (local.get $ro)))))`,
+                )
+                .join('\n              ')}
+              (local.set $pa (i32.add (local.get $pa) (i32.const 16)))
+              (local.set $pr (i32.add (local.get $pr) (i32.const 4)))
+              (local.set $k (i32.sub (local.get $k) (i32.const 1)))
+              (br_if $L (local.get $k)))
+            (if (local.get $bias) (then
+              (local.set $b (v128.load32_splat (i32.add (local.get $bias) (i32.shl (local.get $m) (i32.const 2)))))
+              ${vs.map((v) => `(local.set $acc${v} (f32x4.add (local.get $acc${v}) (local.get $b)))`).join(' ')}))
+            (if (local.get $relu) (then
+              ${vs.map((v) => `(local.set $acc${v} (f32x4.max (local.get $acc${v}) (v128.const f32x4 0 0 0 0)))`).join('\n              ')}))
+            (local.set $out (i32.add (local.get $outBase) (i32.mul (local.get $m) (local.get $outPlane))))
+            (if (i32.ge_s (local.get $cnt) (i32.const ${ROW_BLOCK}))
+              (then ${vs.map((v) => `(v128.store offset=${16 * v} (local.get $out) (local.get $acc${v}))`).join(' ')})
+              (else
+              ${stores}))
+            (local.set $m (i32.add (local.get $m) (i32.const 1)))
+            (br_if $Ml (i32.lt_u (local.get $m) (local.get $M))))
+          (local.set $blk (i32.add (local.get $blk) (i32.const 1)))
+          (br_if $B (i32.lt_u (local.get $blk) (local.get $blocks))))
+        (local.set $oh (i32.add (local.get $oh) (i32.const 1)))
+        (br_if $OHl (i32.lt_u (local.get $oh) (local.get $OH))))
+      (local.set $j (i32.add (local.get $j) (i32.const 1)))
+      (br_if $J (i32.lt_u (local.get $j) (local.get $j1)))))`;
+}
+
+// ---- LSTM gate math (f32x4): exp, sigmoid and tanh -------------------------------------------------------
+
+const f4 = (v: number) => `(v128.const f32x4 ${v} ${v} ${v} ${v})`;
+
+/**
+ * Statements that set $out to exp(x) for lanes x <= 0 (Cephes' expf: x = n ln 2 + r, |r| <= ln 2 / 2, a
+ * degree-7 polynomial for e^r, times 2^n built in the exponent bits; about 1 ulp). Below x = -87 (e^-87 is
+ * about 1.6e-38, near the smallest normal float) the result is 0; a NaN stays NaN. Locals $eX $eN $eR $eP.
+ */
+function expNonPositive(x: string, out: string): string {
+  const poly = [
+    1.98756915e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1,
+  ];
+  let p = f4(poly[0]);
+  for (const c of poly.slice(1)) p = `(f32x4.add (f32x4.mul ${p} (local.get $eR)) ${f4(c)})`;
+  return `(local.set $eX (f32x4.max ${x} ${f4(-87)}))
+        (local.set $eN (f32x4.nearest (f32x4.mul (local.get $eX) ${f4(Math.LOG2E)})))
+        (local.set $eR (f32x4.sub (f32x4.sub (local.get $eX) (f32x4.mul (local.get $eN) ${f4(0.693359375)}))
+          (f32x4.mul (local.get $eN) ${f4(-2.1219444e-4)})))
+        (local.set $eP (f32x4.add (f32x4.add (f32x4.mul ${p} (f32x4.mul (local.get $eR) (local.get $eR))) (local.get $eR)) ${f4(1)}))
+        (local.set ${out} (v128.andnot (f32x4.mul (local.get $eP)
+          (i32x4.shl (i32x4.add (i32x4.trunc_sat_f32x4_s (local.get $eN)) (v128.const i32x4 127 127 127 127)) (i32.const 23)))
+          (f32x4.lt ${x} ${f4(-87)})))`;
+}
+
+/**
+ * Statements that set $out to sigmoid(z): q = e / (1 + e) with e = exp(-|z|) (sigmoid(-|z|)), then 1 - q
+ * for z >= 0 (a saturated gate rounds to the float below 1 where the exact value does, which 1 / (1 + e)
+ * would not: 1 + e rounds to 1 first), q below.
+ */
+function sigmoid4(z: string, out: string): string {
+  return `(local.set $sZ ${z})
+        ${expNonPositive('(f32x4.neg (f32x4.abs (local.get $sZ)))', '$sE')}
+        (local.set $sD (f32x4.div (local.get $sE) (f32x4.add (local.get $sE) ${f4(1)})))
+        (local.set ${out} (v128.bitselect (f32x4.sub ${f4(1)} (local.get $sD)) (local.get $sD)
+          (f32x4.ge (local.get $sZ) ${f4(0)})))`;
+}
+
+/**
+ * Statements that set $out to tanh(z): Cephes' tanhf polynomial below |z| = 0.625, else
+ * sign(z) (1 - 2e / (1 + e)) with e = exp(-2|z|) (no cancellation there, no overflow anywhere, and near 1
+ * the rounding of the exact value).
+ */
+function tanh4(z: string, out: string): string {
+  const poly = [-5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2, 1.33314422036e-1, -3.33332819422e-1];
+  let p = f4(poly[0]);
+  for (const c of poly.slice(1)) p = `(f32x4.add (f32x4.mul ${p} (local.get $tZ2)) ${f4(c)})`;
+  return `(local.set $tZ ${z})
+        (local.set $tA (f32x4.abs (local.get $tZ)))
+        (local.set $tZ2 (f32x4.mul (local.get $tZ) (local.get $tZ)))
+        ${expNonPositive(`(f32x4.mul (local.get $tA) ${f4(-2)})`, '$tE')}
+        (local.set $tE (f32x4.sub ${f4(1)} (f32x4.div (f32x4.add (local.get $tE) (local.get $tE)) (f32x4.add ${f4(1)} (local.get $tE)))))
+        (local.set $tE (v128.or (local.get $tE) (v128.and (local.get $tZ) (v128.const i32x4 0x80000000 0x80000000 0x80000000 0x80000000))))
+        (local.set ${out} (v128.bitselect
+          (f32x4.add (f32x4.mul (f32x4.mul ${p} (local.get $tZ2)) (local.get $tZ)) (local.get $tZ))
+          (local.get $tE) (f32x4.lt (local.get $tA) ${f4(0.625)})))`;
+}
+
+const MATH_LOCALS =
+  '(local $eX v128) (local $eN v128) (local $eR v128) (local $eP v128) (local $sZ v128) (local $sE v128) ' +
+  '(local $sD v128) (local $tZ v128) (local $tA v128) (local $tZ2 v128) (local $tE v128)';
+
+/**
+ * A loop over j = 0, 4, ... < H (byte offset $jo) running `body(load, store)` on four elements at a time;
+ * the last H % 4 elements through lane loads (zeros past H) and lane stores, so nothing past H is read or
+ * written. `load(addr)` gives an f32x4 from byte address addr + jo, `store(addr, v)` writes one.
+ */
+function lanesLoop(
+  body: (load: (a: string) => string, store: (a: string, v: string) => string) => string,
+): string {
+  const full = body(
+    (a) => `(v128.load (i32.add ${a} (local.get $jo)))`,
+    (a, v) => `(v128.store (i32.add ${a} (local.get $jo)) ${v})`,
+  );
+  const partLoad = (a: string) => {
+    let v = '(v128.const i32x4 0 0 0 0)';
+    for (let l = 0; l < 3; l++)
+      v = `(if (result v128) (i32.gt_u (local.get $rest) (i32.const ${l}))
+          (then (f32x4.replace_lane ${l} ${v} (f32.load offset=${4 * l} (i32.add ${a} (local.get $jo))))) (else ${v}))`;
+    return v;
+  };
+  const partStore = (a: string, v: string) =>
+    `(local.set $st ${v})
+        ${[0, 1, 2]
+          .map(
+            (l) =>
+              `(if (i32.gt_u (local.get $rest) (i32.const ${l})) (then (f32.store offset=${4 * l} (i32.add ${a} (local.get $jo)) (f32x4.extract_lane ${l} (local.get $st)))))`,
+          )
+          .join('\n        ')}`;
+  return `(local.set $jo (i32.const 0))
+      (block $vDone
+        (loop $V
+          (br_if $vDone (i32.gt_u (i32.add (local.get $jo) (i32.const 16)) (local.get $H4)))
+          ${full}
+          (local.set $jo (i32.add (local.get $jo) (i32.const 16)))
+          (br $V)))
+      (local.set $rest (i32.shr_u (i32.sub (local.get $H4) (local.get $jo)) (i32.const 2)))
+      (if (local.get $rest) (then
+        ${body(partLoad, partStore)}))`;
+}
+
+/**
+ * lstm_gates: the forward gate math of one step for batch rows n0 <= n < n1 (H units; byte addresses of
+ * row 0 at this step, `*Stride` in floats between rows): the pre-activations a = (projection in `gates`) +
+ * (recurrent product at rec + 4 (n ldRec + g), when rec != 0) + b_hh, each sum rounded to f32; the gates
+ * i, f, o = sigmoid and g = tanh written back over them; c = f c_prev + i g (c_prev at cPrev, 0 when
+ * cPrev = 0) and h = o tanh(c) written to c and h, and to cT and hT (stride H) when they are not 0.
+ */
+function lstmGatesText(): string {
+  const body = (ld: (a: string) => string, st: (a: string, v: string) => string) => {
+    const gate = (q: number) => `(i32.add (local.get $gRow) (i32.mul (local.get $H4) (i32.const ${q})))`;
+    const pre = (q: number) => {
+      const rec = `(i32.add (local.get $rRow) (i32.mul (local.get $H4) (i32.const ${q})))`;
+      const bias = `(i32.add (local.get $bhh) (i32.mul (local.get $H4) (i32.const ${q})))`;
+      return `(local.set $a (${'f32x4.add'} (if (result v128) (local.get $rec) (then (f32x4.add ${ld(gate(q))} ${ld(rec)})) (else ${ld(gate(q))}))
+          ${ld(bias)}))`;
+    };
+    return `${pre(0)}
+        ${sigmoid4('(local.get $a)', '$ig')}
+        ${pre(1)}
+        ${sigmoid4('(local.get $a)', '$fg')}
+        ${pre(2)}
+        ${tanh4('(local.get $a)', '$gg')}
+        ${pre(3)}
+        ${sigmoid4('(local.get $a)', '$og')}
+        (local.set $cp (v128.const i32x4 0 0 0 0))
+        (if (local.get $cPrev) (then (local.set $cp ${ld('(local.get $pRow)')})))
+        (local.set $cn (f32x4.add (f32x4.mul (local.get $fg) (local.get $cp)) (f32x4.mul (local.get $ig) (local.get $gg))))
+        ${tanh4('(local.get $cn)', '$hn')}
+        (local.set $hn (f32x4.mul (local.get $og) (local.get $hn)))
+        ${st(gate(0), '(local.get $ig)')}
+        ${st(gate(1), '(local.get $fg)')}
+        ${st(gate(2), '(local.get $gg)')}
+        ${st(gate(3), '(local.get $og)')}
+        ${st('(local.get $cRow)', '(local.get $cn)')}
+        ${st('(local.get $hRow)', '(local.get $hn)')}
+        (if (local.get $cT) (then ${st('(i32.add (local.get $cT) (i32.mul (local.get $n) (local.get $H4)))', '(local.get $cn)')}))
+        (if (local.get $hT) (then ${st('(i32.add (local.get $hT) (i32.mul (local.get $n) (local.get $H4)))', '(local.get $hn)')}))`;
+  };
+  return `
+  (func (export "lstm_gates") (param $gates i32) (param $rowStride i32) (param $rec i32) (param $ldRec i32)
+      (param $bhh i32) (param $cPrev i32) (param $cPrevStride i32) (param $c i32) (param $h i32)
+      (param $stateStride i32) (param $cT i32) (param $hT i32) (param $H i32) (param $n0 i32) (param $n1 i32)
+    (local $n i32) (local $jo i32) (local $H4 i32) (local $rest i32) (local $gRow i32) (local $rRow i32)
+    (local $pRow i32) (local $cRow i32) (local $hRow i32)
+    (local $a v128) (local $ig v128) (local $fg v128) (local $gg v128) (local $og v128) (local $cp v128)
+    (local $cn v128) (local $hn v128) (local $st v128) ${MATH_LOCALS}
+    (if (i32.ge_u (local.get $n0) (local.get $n1)) (then (return)))
+    (local.set $H4 (i32.shl (local.get $H) (i32.const 2)))
+    (local.set $n (local.get $n0))
+    (loop $N
+      (local.set $gRow (i32.add (local.get $gates) (i32.shl (i32.mul (local.get $n) (local.get $rowStride)) (i32.const 2))))
+      (local.set $rRow (i32.add (local.get $rec) (i32.shl (i32.mul (local.get $n) (local.get $ldRec)) (i32.const 2))))
+      (local.set $pRow (i32.add (local.get $cPrev) (i32.shl (i32.mul (local.get $n) (local.get $cPrevStride)) (i32.const 2))))
+      (local.set $cRow (i32.add (local.get $c) (i32.shl (i32.mul (local.get $n) (local.get $stateStride)) (i32.const 2))))
+      (local.set $hRow (i32.add (local.get $h) (i32.shl (i32.mul (local.get $n) (local.get $stateStride)) (i32.const 2))))
+      ${lanesLoop(body)}
+      (local.set $n (i32.add (local.get $n) (i32.const 1)))
+      (br_if $N (i32.lt_u (local.get $n) (local.get $n1)))))`;
+}
+
+/**
+ * lstm_gates_backward: the BPTT gate math of one step for batch rows n0 <= n < n1 (addresses of row 0 at
+ * this step; gates and dG rows rowStride floats apart, c and dh stateStride, dhRec and dc H, cPrev
+ * cPrevStride or 0 for zeros): dh_t = dh + dhRec; dc_t = dc + dh_t o tanh'(c) (tanh' = 4e / (1 + e)^2,
+ * e = exp(-2|c|)); dG = (dc_t g i (1 - i), dc_t c_prev f (1 - f), dc_t i (1 - g^2), dh_t tanh(c) o (1 - o));
+ * dc becomes dc_t f.
+ */
+function lstmGatesBackwardText(): string {
+  const body = (ld: (a: string) => string, st: (a: string, v: string) => string) => {
+    const at = (base: string, q: number) =>
+      `(i32.add (local.get ${base}) (i32.mul (local.get $H4) (i32.const ${q})))`;
+    const one = f4(1);
+    return `(local.set $ig ${ld(at('$gRow', 0))})
+        (local.set $fg ${ld(at('$gRow', 1))})
+        (local.set $gg ${ld(at('$gRow', 2))})
+        (local.set $og ${ld(at('$gRow', 3))})
+        (local.set $cs ${ld('(local.get $cRow)')})
+        ${tanh4('(local.get $cs)', '$tc')}
+        ${expNonPositive(`(f32x4.mul (f32x4.abs (local.get $cs)) ${f4(-2)})`, '$sl')}
+        (local.set $a (f32x4.add ${one} (local.get $sl)))
+        (local.set $sl (f32x4.div (f32x4.mul ${f4(4)} (local.get $sl)) (f32x4.mul (local.get $a) (local.get $a))))
+        (local.set $cp (v128.const i32x4 0 0 0 0))
+        (if (local.get $cPrev) (then (local.set $cp ${ld('(local.get $pRow)')})))
+        (local.set $dht (f32x4.add ${ld('(local.get $dRow)')} ${ld('(local.get $rRow)')}))
+        (local.set $dct (f32x4.add ${ld('(local.get $qRow)')} (f32x4.mul (f32x4.mul (local.get $dht) (local.get $og)) (local.get $sl))))
+        ${st(at('$oRow', 0), `(f32x4.mul (f32x4.mul (f32x4.mul (local.get $dct) (local.get $gg)) (local.get $ig)) (f32x4.sub ${one} (local.get $ig)))`)}
+        ${st(at('$oRow', 1), `(f32x4.mul (f32x4.mul (f32x4.mul (local.get $dct) (local.get $cp)) (local.get $fg)) (f32x4.sub ${one} (local.get $fg)))`)}
+        ${st(at('$oRow', 2), `(f32x4.mul (f32x4.mul (local.get $dct) (local.get $ig)) (f32x4.sub ${one} (f32x4.mul (local.get $gg) (local.get $gg))))`)}
+        ${st(at('$oRow', 3), `(f32x4.mul (f32x4.mul (f32x4.mul (local.get $dht) (local.get $tc)) (local.get $og)) (f32x4.sub ${one} (local.get $og)))`)}
+        ${st('(local.get $qRow)', '(f32x4.mul (local.get $dct) (local.get $fg))')}`;
+  };
+  return `
+  (func (export "lstm_gates_backward") (param $gates i32) (param $dG i32) (param $rowStride i32) (param $c i32)
+      (param $dh i32) (param $stateStride i32) (param $cPrev i32) (param $cPrevStride i32) (param $dhRec i32)
+      (param $dc i32) (param $H i32) (param $n0 i32) (param $n1 i32)
+    (local $n i32) (local $jo i32) (local $H4 i32) (local $rest i32) (local $gRow i32) (local $oRow i32)
+    (local $cRow i32) (local $dRow i32) (local $pRow i32) (local $rRow i32) (local $qRow i32)
+    (local $a v128) (local $ig v128) (local $fg v128) (local $gg v128) (local $og v128) (local $cp v128)
+    (local $cs v128) (local $tc v128) (local $sl v128) (local $dht v128) (local $dct v128) (local $st v128)
+    ${MATH_LOCALS}
+    (if (i32.ge_u (local.get $n0) (local.get $n1)) (then (return)))
+    (local.set $H4 (i32.shl (local.get $H) (i32.const 2)))
+    (local.set $n (local.get $n0))
+    (loop $N
+      (local.set $gRow (i32.add (local.get $gates) (i32.shl (i32.mul (local.get $n) (local.get $rowStride)) (i32.const 2))))
+      (local.set $oRow (i32.add (local.get $dG) (i32.shl (i32.mul (local.get $n) (local.get $rowStride)) (i32.const 2))))
+      (local.set $cRow (i32.add (local.get $c) (i32.shl (i32.mul (local.get $n) (local.get $stateStride)) (i32.const 2))))
+      (local.set $dRow (i32.add (local.get $dh) (i32.shl (i32.mul (local.get $n) (local.get $stateStride)) (i32.const 2))))
+      (local.set $pRow (i32.add (local.get $cPrev) (i32.shl (i32.mul (local.get $n) (local.get $cPrevStride)) (i32.const 2))))
+      (local.set $rRow (i32.add (local.get $dhRec) (i32.mul (local.get $n) (local.get $H4))))
+      (local.set $qRow (i32.add (local.get $dc) (i32.mul (local.get $n) (local.get $H4))))
+      ${lanesLoop(body)}
+      (local.set $n (i32.add (local.get $n) (i32.const 1)))
+      (br_if $N (i32.lt_u (local.get $n) (local.get $n1)))))`;
+}
+
+/**
+ * maxpool2_backward: the backward of a 2 x 2, stride-2 max pool whose windows tile the input exactly
+ * (H = 2 OH, W = 2 OW), for planes p0 <= p < p1: every dx element is written once, dy (only where y > 0 when
+ * y != 0, the ReLU before the pool folded in) at the window's argmax and 0 elsewhere, plus 0 (as the general
+ * routine's 0 + dy: the same bits). Four windows at a time: two rows of 8 dx values built by masks and
+ * shuffles; the last OW % 4 windows one at a time.
+ */
+function maxPool2BackwardText(): string {
+  const lo = '0 1 2 3 16 17 18 19 4 5 6 7 20 21 22 23';
+  const hi = '8 9 10 11 24 25 26 27 12 13 14 15 28 29 30 31';
+  const pick = (off: string) => `(v128.and (local.get $d) (i32x4.eq (local.get $pv) ${off}))`;
+  return `
+  (func (export "maxpool2_backward") (param $dy i32) (param $am i32) (param $y i32) (param $dx i32) (param $W i32)
+      (param $OH i32) (param $OW i32) (param $p0 i32) (param $p1 i32)
+    (local $p i32) (local $oh i32) (local $ow i32) (local $o i32) (local $plane i32) (local $row i32)
+    (local $OW4 i32) (local $d v128) (local $pv v128) (local $e0 v128) (local $e1 v128) (local $vW v128)
+    (local $vW1 v128) (local $at i32) (local $i i32) (local $ds f32) (local $q i32)
+    (if (i32.ge_u (local.get $p0) (local.get $p1)) (then (return)))
+    (local.set $OW4 (i32.and (local.get $OW) (i32.const -4)))
+    (local.set $vW (i32x4.splat (local.get $W)))
+    (local.set $vW1 (i32x4.splat (i32.add (local.get $W) (i32.const 1))))
+    (local.set $o (i32.shl (i32.mul (local.get $p0) (i32.mul (local.get $OH) (local.get $OW))) (i32.const 2)))
+    (local.set $p (local.get $p0))
+    (loop $P
+      (local.set $plane (i32.add (local.get $dx) (i32.shl (i32.mul (local.get $p) (i32.shl (i32.mul (local.get $OH) (local.get $W)) (i32.const 1))) (i32.const 2))))
+      (local.set $oh (i32.const 0))
+      (loop $OHl
+        (local.set $row (i32.mul (i32.shl (local.get $oh) (i32.const 1)) (local.get $W)))
+        (local.set $ow (i32.const 0))
+        (block $vDone
+          (loop $V
+            (br_if $vDone (i32.ge_u (local.get $ow) (local.get $OW4)))
+            (local.set $i (i32.add (local.get $row) (i32.shl (local.get $ow) (i32.const 1))))
+            (local.set $d (v128.load (i32.add (local.get $dy) (local.get $o))))
+            (if (local.get $y) (then
+              (local.set $d (v128.and (local.get $d) (f32x4.gt (v128.load (i32.add (local.get $y) (local.get $o))) (v128.const f32x4 0 0 0 0))))))
+            (local.set $d (f32x4.add (local.get $d) (v128.const f32x4 0 0 0 0)))
+            (local.set $pv (i32x4.sub (v128.load (i32.add (local.get $am) (local.get $o)))
+              (i32x4.add (i32x4.splat (local.get $i)) (v128.const i32x4 0 2 4 6))))
+            (local.set $at (i32.add (local.get $plane) (i32.shl (local.get $i) (i32.const 2))))
+            (local.set $e0 ${pick('(v128.const i32x4 0 0 0 0)')})
+            (local.set $e1 ${pick('(v128.const i32x4 1 1 1 1)')})
+            (v128.store (local.get $at) (i8x16.shuffle ${lo} (local.get $e0) (local.get $e1)))
+            (v128.store offset=16 (local.get $at) (i8x16.shuffle ${hi} (local.get $e0) (local.get $e1)))
+            (local.set $at (i32.add (local.get $at) (i32.shl (local.get $W) (i32.const 2))))
+            (local.set $e0 ${pick('(local.get $vW)')})
+            (local.set $e1 ${pick('(local.get $vW1)')})
+            (v128.store (local.get $at) (i8x16.shuffle ${lo} (local.get $e0) (local.get $e1)))
+            (v128.store offset=16 (local.get $at) (i8x16.shuffle ${hi} (local.get $e0) (local.get $e1)))
+            (local.set $o (i32.add (local.get $o) (i32.const 16)))
+            (local.set $ow (i32.add (local.get $ow) (i32.const 4)))
+            (br $V)))
+        (block $sDone
+          (loop $S
+            (br_if $sDone (i32.ge_u (local.get $ow) (local.get $OW)))
+            (local.set $i (i32.add (local.get $row) (i32.shl (local.get $ow) (i32.const 1))))
+            (local.set $ds (f32.add (f32.const 0) (f32.reinterpret_i32 (select (i32.load (i32.add (local.get $dy) (local.get $o))) (i32.const 0)
+              (i32.or (i32.eqz (local.get $y)) (f32.gt (f32.load (i32.add (local.get $y) (local.get $o))) (f32.const 0)))))))
+            (local.set $q (i32.sub (i32.load (i32.add (local.get $am) (local.get $o))) (local.get $i)))
+            (local.set $at (i32.add (local.get $plane) (i32.shl (local.get $i) (i32.const 2))))
+            (f32.store (local.get $at) (f32.reinterpret_i32 (select (i32.reinterpret_f32 (local.get $ds)) (i32.const 0) (i32.eq (local.get $q) (i32.const 0)))))
+            (f32.store offset=4 (local.get $at) (f32.reinterpret_i32 (select (i32.reinterpret_f32 (local.get $ds)) (i32.const 0) (i32.eq (local.get $q) (i32.const 1)))))
+            (local.set $at (i32.add (local.get $at) (i32.shl (local.get $W) (i32.const 2))))
+            (f32.store (local.get $at) (f32.reinterpret_i32 (select (i32.reinterpret_f32 (local.get $ds)) (i32.const 0) (i32.eq (local.get $q) (local.get $W)))))
+            (f32.store offset=4 (local.get $at) (f32.reinterpret_i32 (select (i32.reinterpret_f32 (local.get $ds)) (i32.const 0)
+              (i32.eq (local.get $q) (i32.add (local.get $W) (i32.const 1))))))
+            (local.set $o (i32.add (local.get $o) (i32.const 4)))
+            (local.set $ow (i32.add (local.get $ow) (i32.const 1)))
+            (br $S)))
+        (local.set $oh (i32.add (local.get $oh) (i32.const 1)))
+        (br_if $OHl (i32.lt_u (local.get $oh) (local.get $OH))))
+      (local.set $p (i32.add (local.get $p) (i32.const 1)))
+      (br_if $P (i32.lt_u (local.get $p) (local.get $p1)))))`;
+}
+
+/**
+ * store_rows: scatter's plain-matrix case with contiguous columns, four at a time: for rows 0 <= k < K and
+ * columns q0 <= q < q1, v = C[k ldc + q] + (bias[k] when bias != 0 and not flags & 4, else 0) (+ bias[q]
+ * when flags & 4) (+ dst's element when flags & 8), 0 where flags & 2 and v <= 0 (NaN kept), stored at
+ * dst + 4 (k ldd + q): the same float operations as scatter, so the same bits.
+ */
+function storeRowsText(): string {
+  const step = (v: boolean) => {
+    const T = v ? 'f32x4' : 'f32';
+    const load = v ? 'v128.load' : 'f32.load';
+    const store = v ? 'v128.store' : 'f32.store';
+    const bk = v ? '(local.get $bkV)' : '(local.get $bk)';
+    const relu = v
+      ? '(v128.andnot (local.get $x) (f32x4.le (local.get $x) (v128.const f32x4 0 0 0 0)))'
+      : '(f32.reinterpret_i32 (select (i32.const 0) (i32.reinterpret_f32 (local.get $s)) (f32.le (local.get $s) (f32.const 0))))';
+    const x = v ? '$x' : '$s';
+    return `(local.set ${x} (${T}.add (${load} (i32.add (local.get $row) (local.get $q4))) ${bk}))
+            (if (i32.and (local.get $flags) (i32.const 4))
+              (then (local.set ${x} (${T}.add (local.get ${x}) (${load} (i32.add (local.get $bias) (local.get $q4)))))))
+            (if (i32.and (local.get $flags) (i32.const 8))
+              (then (local.set ${x} (${T}.add (local.get ${x}) (${load} (i32.add (local.get $out) (local.get $q4)))))))
+            (if (i32.and (local.get $flags) (i32.const 2)) (then (local.set ${x} ${relu})))
+            (${store} (i32.add (local.get $out) (local.get $q4)) (local.get ${x}))`;
+  };
+  return `
+  (func (export "store_rows") (param $cm i32) (param $ldc i32) (param $dst i32) (param $ldd i32) (param $K i32)
+      (param $bias i32) (param $flags i32) (param $q0 i32) (param $q1 i32)
+    (local $k i32) (local $q4 i32) (local $end4 i32) (local $end i32) (local $row i32) (local $out i32)
+    (local $bk f32) (local $bkV v128) (local $s f32) (local $x v128)
+    (if (i32.or (i32.ge_u (local.get $q0) (local.get $q1)) (i32.eqz (local.get $K))) (then (return)))
+    (local.set $end (i32.shl (local.get $q1) (i32.const 2)))
+    (local.set $end4 (i32.sub (local.get $end) (i32.and (i32.sub (local.get $end) (i32.shl (local.get $q0) (i32.const 2))) (i32.const 15))))
+    (local.set $k (i32.const 0))
+    (loop $Kl
+      (local.set $bk (f32.const 0))
+      (if (i32.and (i32.ne (local.get $bias) (i32.const 0)) (i32.eqz (i32.and (local.get $flags) (i32.const 4))))
+        (then (local.set $bk (f32.load (i32.add (local.get $bias) (i32.shl (local.get $k) (i32.const 2)))))))
+      (local.set $bkV (f32x4.splat (local.get $bk)))
+      (local.set $row (i32.add (local.get $cm) (i32.shl (i32.mul (local.get $k) (local.get $ldc)) (i32.const 2))))
+      (local.set $out (i32.add (local.get $dst) (i32.shl (i32.mul (local.get $k) (local.get $ldd)) (i32.const 2))))
+      (local.set $q4 (i32.shl (local.get $q0) (i32.const 2)))
+      (block $vDone
+        (loop $V
+          (br_if $vDone (i32.ge_u (local.get $q4) (local.get $end4)))
+          ${step(true)}
+          (local.set $q4 (i32.add (local.get $q4) (i32.const 16)))
+          (br $V)))
+      (block $sDone
+        (loop $S
+          (br_if $sDone (i32.ge_u (local.get $q4) (local.get $end)))
+          ${step(false)}
+          (local.set $q4 (i32.add (local.get $q4) (i32.const 4)))
+          (br $S)))
+      (local.set $k (i32.add (local.get $k) (i32.const 1)))
+      (br_if $Kl (i32.lt_u (local.get $k) (local.get $K)))))`;
 }

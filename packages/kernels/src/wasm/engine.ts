@@ -4,8 +4,10 @@
 // heap's top and pop it before they return. Products go through the packed GEMM core (cpu.wat.ts) with
 // operands packed by the gather routines; a weight's packed panels are kept with the tensor and repacked only
 // when the tensor was written since (a version number that every op bumps on the tensors it writes).
-// Element-wise ops, the LSTM's gate math and the reductions are plain loops over the memory in float32
-// arithmetic (Math.fround where a step's rounding matters). Every result of an object is computed in a fixed
+// The LSTM's gate math, the attack's L2 step with its clamps, the SGD step and the 2x2 pool's backward are
+// routines of the module too (f32x4, on the threads); the other element-wise ops and the reductions are
+// plain loops over the memory in float32 arithmetic (Math.fround where a step's rounding matters). The LSTM's
+// weight gradients are computed when first used (Deferred). Every result of an object is computed in a fixed
 // order of its own: the same bits in any batch and on any thread count.
 import type {
   Engine,
@@ -18,6 +20,7 @@ import type {
   EngineMatmulOptions,
   EngineTensor,
 } from '../engine.js';
+import { PAIRWISE_CHUNK } from '../engine.js';
 import { argError, KernelError, shapeError } from '../errors.js';
 import { conv2dGeometry } from '../ops/conv2d.js';
 import { pcgHash } from '../reference/random.js';
@@ -28,8 +31,10 @@ import {
   conv2dBackwardInputInto,
   conv2dBackwardWeightInto,
   conv2dForwardInto,
+  convRowsApplies,
   directBackwardInput,
   directGeometry,
+  f32Bits,
   gemmGathered,
   maxPool2dBackwardInto,
   maxPool2dInto,
@@ -38,6 +43,7 @@ import {
   packedFloats,
   packFlippedInto,
   packInto,
+  sgdInto,
   storeProduct,
   sumChannelsInto,
   winogradApplies,
@@ -132,7 +138,8 @@ class Heap {
       this.free.set(b.bytes, list);
     }
     list.add(b);
-    // Give free blocks at the top back to the stack.
+    // Give free blocks at the top back to the stack (not while an op holds scratch above the heap).
+    if (this.cpu.mark() !== this.topBytes) return;
     let top = this.byEnd.get(this.topBytes);
     if (!top?.free) return;
     while (top?.free) {
@@ -154,6 +161,20 @@ interface Pack {
   matrix: PackedMatrix;
 }
 
+/**
+ * Outputs whose computation waits until one of them is used (read, written, or an argument of an op): the
+ * LSTM's weight gradients, which an attack never reads. Their inputs must not change meanwhile: a write to
+ * or release of an input runs the computation first; releasing every output drops it.
+ */
+interface Deferred {
+  state: 'pending' | 'done' | 'dropped';
+  outputs: Set<Storage>;
+  inputs: Storage[];
+  run: () => void;
+  /** Frees what the computation kept (after it ran or was dropped). */
+  cleanup: () => void;
+}
+
 /** A tensor's memory, shared by its reshaped views, with what the engine caches about its contents. */
 class Storage {
   /** Bumped by every op that writes the memory: packed forms of an older version are stale. */
@@ -163,6 +184,10 @@ class Storage {
   packs: Map<string, Pack> | undefined;
   /** Layouts this memory was used in, with its version then: packed for keeps at the second unchanged use. */
   seen: Map<string, number> | undefined;
+  /** Contents not computed yet (WasmEngine.defer): computed before the memory is read or written. */
+  pending: Deferred | undefined;
+  /** Deferred computations that read this memory: run before it is written or freed. */
+  readers: Set<Deferred> | undefined;
 
   constructor(
     readonly engine: WasmEngine,
@@ -410,18 +435,19 @@ function checkState(op: string, name: string, t: WasmTensor, N: number, H: numbe
   if (!ok) throw shapeError(op, `${name} of shape [${N}, ${H}] (or [1, ${N}, ${H}])`, shapeString(t.shape));
 }
 
-function sigmoid(a: number): number {
-  // exp of a non-positive argument only: no overflow.
-  if (a >= 0) return 1 / (1 + Math.exp(-a));
-  const e = Math.exp(a);
-  return e / (1 + e);
-}
-
 /** d tanh(t) / dt = 1 - tanh(t)^2 as 4e / (1 + e)^2, e = exp(-2|t|): no cancellation when saturated. */
 function tanhSlope(t: number): number {
   const e = Math.exp(-2 * Math.abs(t));
   const onePlus = 1 + e;
   return (4 * e) / (onePlus * onePlus);
+}
+
+/**
+ * Batch rows per chunk of the LSTM's gate routines: at least ~2048 units, so that a step's gates of a small
+ * batch run on one thread (a thread hand-off costs more than they do).
+ */
+function lstmRowsPerChunk(H: number): number {
+  return Math.max(1, Math.ceil(2048 / H));
 }
 
 export interface WasmEngineOptions {
@@ -494,7 +520,49 @@ export class WasmEngine implements Engine {
     }
     if (x.isReleased) throw new KernelError('BAD_ARGUMENT', `${op}: ${name} was released and cannot be used`);
     if (dtype && x.dtype !== dtype) throw argError(op, `${name} must be a ${dtype} tensor, found ${x.dtype}`);
+    if (x.storage.pending) this.settle(x.storage.pending);
     return x;
+  }
+
+  /**
+   * Registers a deferred computation of `outputs` from `inputs` (see Deferred). Call with no scratch held;
+   * it runs at the start of an op that uses an output, or when an input is written or released.
+   */
+  private defer(outputs: WasmTensor[], inputs: WasmTensor[], run: () => void, cleanup: () => void): void {
+    const d: Deferred = {
+      state: 'pending',
+      outputs: new Set(outputs.map((t) => t.storage)),
+      inputs: inputs.map((t) => t.storage),
+      run,
+      cleanup,
+    };
+    for (const s of d.outputs) s.pending = d;
+    for (const s of d.inputs) {
+      s.readers ??= new Set();
+      s.readers.add(d);
+    }
+  }
+
+  private detach(d: Deferred): void {
+    for (const s of d.outputs) if (s.pending === d) s.pending = undefined;
+    for (const s of d.inputs) s.readers?.delete(d);
+  }
+
+  /** Runs a deferred computation now (once). */
+  private settle(d: Deferred): void {
+    if (d.state !== 'pending') return;
+    d.state = 'done';
+    this.detach(d);
+    try {
+      d.run();
+    } finally {
+      d.cleanup();
+    }
+  }
+
+  /** Runs the deferred computations that read this memory, before it changes or is freed. */
+  private settleReaders(s: Storage): void {
+    if (s.readers?.size) for (const d of [...s.readers]) this.settle(d);
   }
 
   private opt(x: EngineTensor | null | undefined, op: string, name: string): WasmTensor | null {
@@ -538,13 +606,27 @@ export class WasmEngine implements Engine {
     return t;
   }
 
-  /** Marks a tensor's memory as written (its cached packed forms are stale). */
+  /** Marks a tensor's memory as written (its cached packed forms are stale); call before writing it. */
   private touch(t: WasmTensor): void {
+    this.settleReaders(t.storage);
+    if (t.storage.pending) this.settle(t.storage.pending);
     t.storage.version++;
   }
 
   /** @internal Frees a tensor's memory and its cached panels. */
   freeStorage(s: Storage): void {
+    if (!this.destroyed) this.settleReaders(s);
+    const d = s.pending;
+    if (d) {
+      // A deferred output released unread: the computation is dropped once none of its outputs is left.
+      s.pending = undefined;
+      d.outputs.delete(s);
+      if (d.outputs.size === 0 && d.state === 'pending') {
+        d.state = 'dropped';
+        this.detach(d);
+        d.cleanup();
+      }
+    }
     s.released = true;
     if (s.packs) for (const p of s.packs.values()) this.heap.release(p.block);
     s.packs = undefined;
@@ -689,11 +771,11 @@ export class WasmEngine implements Engine {
    * Every element is one chain of multiply-adds in k order, so which operand takes the A panels does not
    * change a bit: the B side (over which the threads split) is the longer one when N is tiny.
    */
-  private product(a: Operand, b: Operand, sink: ProductSink): void {
+  private product(a: Operand, b: Operand, sink: ProductSink, noSwap = false): void {
     const cpu = this.cpu;
     const M = a.count;
     const N = b.count;
-    const swapped = Math.ceil(N / NR) <= 2 && Math.ceil(M / NR) >= 4;
+    const swapped = !noSwap && Math.ceil(N / NR) <= 2 && Math.ceil(M / NR) >= 4;
     const aSide = swapped ? b : a;
     const bSide = swapped ? a : b;
     const keptA = this.kept(aSide, MR);
@@ -870,12 +952,13 @@ export class WasmEngine implements Engine {
     }
     this.product(a, b, (c, c0, rs, cs, swapped, ldcScratch) => {
       const dst = C.byteOffset + 4 * cOff;
-      if (e.alpha === 1 && !e.accumulate) {
+      if (e.alpha === 1) {
         // The scatter routine on the threads: rows of the scratch C are the A panels' lines.
         const biasOn = (e.biasAxis === 'col') === swapped ? 'rows' : 'cols';
         const region = e.bias ? e.bias.region : null;
-        if (swapped) storeProduct(cpu, c, ldcScratch, N, M, dst, 1, ldc, region, biasOn, e.relu);
-        else storeProduct(cpu, c, ldcScratch, M, N, dst, ldc, 1, region, biasOn, e.relu);
+        const acc = e.accumulate;
+        if (swapped) storeProduct(cpu, c, ldcScratch, N, M, dst, 1, ldc, region, biasOn, e.relu, acc);
+        else storeProduct(cpu, c, ldcScratch, M, N, dst, ldc, 1, region, biasOn, e.relu, acc);
         return;
       }
       const f = this.f32;
@@ -963,7 +1046,7 @@ export class WasmEngine implements Engine {
     if (Y.size === 0) return Y;
     const CKK = g.C * g.KH * g.KW;
     const d = directGeometry(g);
-    if (winogradApplies(d)) {
+    if (winogradApplies(d) && !convRowsApplies(d)) {
       const u: Operand = {
         ...this.weightPanels(Wt, g.O, g.C, 0, 0),
         winograd: { O: g.O, C: g.C, flipped: false },
@@ -1014,7 +1097,7 @@ export class WasmEngine implements Engine {
     const KK = g.KH * g.KW;
     const CKK = g.C * KK;
     const dT = directBackwardInput(g) ? backwardInputGeometry(g) : null;
-    if (dT && winogradApplies(dT)) {
+    if (dT && winogradApplies(dT) && !convRowsApplies(dT)) {
       // dx as a convolution of dy with the turned kernels, through Winograd F(2x2, 3x3).
       const u: Operand = {
         ...this.weightPanels(Wt, g.C, g.O, 0, 0),
@@ -1155,6 +1238,7 @@ export class WasmEngine implements Engine {
       xShape,
       DX.region,
       mask ? mask.region : undefined,
+      { kernel, stride },
     );
     return DX;
   }
@@ -1242,17 +1326,24 @@ export class WasmEngine implements Engine {
           : H0
             ? { t: H0, offset: 0, count: N, K: H, qStride: H, kStride: 1, cache: 'never' }
             : null;
+      // The recurrent product's rows are the batch rows (not swapped): element (n, g) at c0i + n * rs + g.
       if (prev)
-        this.product(prev, wHh, (_c, c0i, rs, cs) =>
-          this.lstmGates(t, N, T, H, gates, h, c, hT, cT, W.bHh, C0, c0i, rs, cs),
+        this.product(
+          prev,
+          wHh,
+          (_c, c0i, rs) => this.lstmGates(t, N, T, H, gates, h, c, hT, cT, W.bHh, C0, 4 * c0i, rs),
+          true,
         );
-      else this.lstmGates(t, N, T, H, gates, h, c, hT, cT, W.bHh, C0, -1, 0, 0);
+      else this.lstmGates(t, N, T, H, gates, h, c, hT, cT, W.bHh, C0, 0, 0);
     }
     for (const t of [gates, h, c, hT, cT]) this.touch(t);
     return { h, c, gates, hT, cT };
   }
 
-  /** The forward gate math of step t for every (n, j); the recurrent product at c0i (-1: none). */
+  /**
+   * The forward gate math of step t for every (n, j) (lstm_gates); the recurrent product at byte address
+   * rec (0: none), rows ldRec floats apart.
+   */
   private lstmGates(
     t: number,
     N: number,
@@ -1265,52 +1356,32 @@ export class WasmEngine implements Engine {
     cT: WasmTensor,
     bHh: WasmTensor,
     c0: WasmTensor | null,
-    c0i: number,
-    rs: number,
-    cs: number,
+    rec: number,
+    ldRec: number,
   ): void {
-    const f = this.f32;
     const G = 4 * H;
-    const gi = gates.byteOffset / 4;
-    const hi = h.byteOffset / 4;
-    const ci = c.byteOffset / 4;
-    const bi = bHh.byteOffset / 4;
     const last = t === T - 1;
-    for (let n = 0; n < N; n++) {
-      const row = (n * T + t) * G + gi;
-      const s = (n * T + t) * H;
-      const rec = c0i + n * rs;
-      for (let j = 0; j < H; j++) {
-        // Pre-activations: input projection (+ b_ih), + h_{t-1} W_hh^T, + b_hh, each sum rounded to f32.
-        let ai = f[row + j];
-        let af = f[row + H + j];
-        let ag = f[row + 2 * H + j];
-        let ao = f[row + 3 * H + j];
-        if (c0i >= 0) {
-          ai = fround(ai + f[rec + j * cs]);
-          af = fround(af + f[rec + (H + j) * cs]);
-          ag = fround(ag + f[rec + (2 * H + j) * cs]);
-          ao = fround(ao + f[rec + (3 * H + j) * cs]);
-        }
-        const ig = fround(sigmoid(fround(ai + f[bi + j])));
-        const fg = fround(sigmoid(fround(af + f[bi + H + j])));
-        const gg = fround(Math.tanh(fround(ag + f[bi + 2 * H + j])));
-        const og = fround(sigmoid(fround(ao + f[bi + 3 * H + j])));
-        const cPrev = t > 0 ? f[ci + s - H + j] : c0 ? f[c0.byteOffset / 4 + n * H + j] : 0;
-        const cNew = fround(fg * cPrev + ig * gg);
-        const hNew = fround(og * Math.tanh(cNew));
-        f[row + j] = ig;
-        f[row + H + j] = fg;
-        f[row + 2 * H + j] = gg;
-        f[row + 3 * H + j] = og;
-        f[ci + s + j] = cNew;
-        f[hi + s + j] = hNew;
-        if (last) {
-          f[hT.byteOffset / 4 + n * H + j] = hNew;
-          f[cT.byteOffset / 4 + n * H + j] = cNew;
-        }
-      }
-    }
+    const cPrev = t > 0 ? c.byteOffset + 4 * (t - 1) * H : c0 ? c0.byteOffset : 0;
+    this.cpu.run(
+      'lstm_gates',
+      [
+        gates.byteOffset + 4 * t * G,
+        T * G,
+        rec,
+        ldRec,
+        bHh.byteOffset,
+        cPrev,
+        t > 0 ? T * H : H,
+        c.byteOffset + 4 * t * H,
+        h.byteOffset + 4 * t * H,
+        T * H,
+        last ? cT.byteOffset : 0,
+        last ? hT.byteOffset : 0,
+        H,
+      ],
+      N,
+      lstmRowsPerChunk(H),
+    );
   }
 
   /**
@@ -1355,6 +1426,7 @@ export class WasmEngine implements Engine {
     const dc = this.alloc([N, H], 'f32', op);
     const dG = this.alloc([N, T, G], 'f32', op);
     const hPrev = this.alloc([N, T, H], 'f32', op);
+    let handed = false;
     try {
       let f = this.f32;
       if (DHT) f.copyWithin(dhRec.byteOffset / 4, DHT.byteOffset / 4, DHT.byteOffset / 4 + N * H);
@@ -1384,16 +1456,6 @@ export class WasmEngine implements Engine {
         I,
         noEpilogue,
       );
-      const dGT: Operand = { t: dG, offset: 0, count: G, K: N * T, qStride: 1, kStride: G, cache: 'never' };
-      const dWih = this.alloc([G, I], 'f32', op);
-      this.matmulInto(
-        dGT,
-        { t: X, offset: 0, count: I, K: N * T, qStride: 1, kStride: I, cache: 'auto' },
-        dWih,
-        0,
-        I,
-        noEpilogue,
-      );
       // hPrev[n, t] = h[n, t-1], h0 (or 0) at t = 0.
       f = this.f32;
       const hp = hPrev.byteOffset / 4;
@@ -1404,32 +1466,52 @@ export class WasmEngine implements Engine {
         else f.fill(0, hp + row, hp + row + H);
         f.copyWithin(hp + row + H, hs + row, hs + row + (T - 1) * H);
       }
+      const dWih = this.alloc([G, I], 'f32', op);
       const dWhh = this.alloc([G, H], 'f32', op);
-      this.matmulInto(
-        dGT,
-        { t: hPrev, offset: 0, count: H, K: N * T, qStride: 1, kStride: H, cache: 'never' },
-        dWhh,
-        0,
-        H,
-        noEpilogue,
-      );
       const dbIh = this.alloc([G], 'f32', op);
       const dbHh = this.alloc([G], 'f32', op);
-      f = this.f32;
-      const sums = new Float64Array(G);
-      const dg = dG.byteOffset / 4;
-      for (let r = 0; r < N * T; r++) for (let k = 0; k < G; k++) sums[k] += f[dg + r * G + k];
-      f.set(sums, dbIh.byteOffset / 4);
-      f.set(sums, dbHh.byteOffset / 4);
+      // The weight gradients are computed when first used (an attack asks for dx only and releases them).
+      const weightGradients = () => {
+        const dGT: Operand = { t: dG, offset: 0, count: G, K: N * T, qStride: 1, kStride: G, cache: 'never' };
+        this.matmulInto(
+          dGT,
+          { t: X, offset: 0, count: I, K: N * T, qStride: 1, kStride: I, cache: 'never' },
+          dWih,
+          0,
+          I,
+          noEpilogue,
+        );
+        this.matmulInto(
+          dGT,
+          { t: hPrev, offset: 0, count: H, K: N * T, qStride: 1, kStride: H, cache: 'never' },
+          dWhh,
+          0,
+          H,
+          noEpilogue,
+        );
+        const m = this.f32;
+        const sums = new Float64Array(G);
+        const dg = dG.byteOffset / 4;
+        for (let r = 0; r < N * T; r++) for (let k = 0; k < G; k++) sums[k] += m[dg + r * G + k];
+        m.set(sums, dbIh.byteOffset / 4);
+        m.set(sums, dbHh.byteOffset / 4);
+      };
       for (const t of [dx, dWih, dWhh, dbIh, dbHh, dhRec, dc]) this.touch(t);
+      this.defer([dWih, dWhh, dbIh, dbHh], [X], weightGradients, () => {
+        dG.release();
+        hPrev.release();
+      });
+      handed = true;
       return { dx, dWih, dWhh, dbIh, dbHh, dh0: dhRec, dc0: dc };
     } finally {
-      dG.release();
-      hPrev.release();
+      if (!handed) {
+        dG.release();
+        hPrev.release();
+      }
     }
   }
 
-  /** The BPTT gate math of step t: dG_t from dh_t + dhRec and dc; dc becomes dc_{t-1}. */
+  /** The BPTT gate math of step t (lstm_gates_backward): dG_t from dh_t + dhRec and dc; dc becomes dc_{t-1}. */
   private lstmGatesBackward(
     t: number,
     N: number,
@@ -1443,34 +1525,26 @@ export class WasmEngine implements Engine {
     c0: WasmTensor | null,
     dG: WasmTensor,
   ): void {
-    const f = this.f32;
     const G = 4 * H;
-    const gi = gates.byteOffset / 4;
-    const ci = c.byteOffset / 4;
-    const di = dG.byteOffset / 4;
-    const dhi = dh.byteOffset / 4;
-    const ri = dhRec.byteOffset / 4;
-    const dci = dc.byteOffset / 4;
-    for (let n = 0; n < N; n++) {
-      const g = (n * T + t) * G;
-      const s = (n * T + t) * H;
-      for (let j = 0; j < H; j++) {
-        const ig = f[gi + g + j];
-        const fg = f[gi + g + H + j];
-        const gg = f[gi + g + 2 * H + j];
-        const og = f[gi + g + 3 * H + j];
-        const cs = f[ci + s + j];
-        const tc = Math.tanh(cs);
-        const cPrev = t > 0 ? f[ci + s - H + j] : c0 ? f[c0.byteOffset / 4 + n * H + j] : 0;
-        const dht = fround(f[dhi + s + j] + f[ri + n * H + j]);
-        const dct = fround(f[dci + n * H + j] + dht * og * tanhSlope(cs));
-        f[di + g + j] = dct * gg * ig * (1 - ig);
-        f[di + g + H + j] = dct * cPrev * fg * (1 - fg);
-        f[di + g + 2 * H + j] = dct * ig * (1 - gg * gg);
-        f[di + g + 3 * H + j] = dht * tc * og * (1 - og);
-        f[dci + n * H + j] = dct * fg;
-      }
-    }
+    const cPrev = t > 0 ? c.byteOffset + 4 * (t - 1) * H : c0 ? c0.byteOffset : 0;
+    this.cpu.run(
+      'lstm_gates_backward',
+      [
+        gates.byteOffset + 4 * t * G,
+        dG.byteOffset + 4 * t * G,
+        T * G,
+        c.byteOffset + 4 * t * H,
+        dh.byteOffset + 4 * t * H,
+        T * H,
+        cPrev,
+        t > 0 ? T * H : H,
+        dhRec.byteOffset,
+        dc.byteOffset,
+        H,
+      ],
+      N,
+      lstmRowsPerChunk(H),
+    );
   }
 
   sumChannels(x: EngineTensor): WasmTensor {
@@ -1522,20 +1596,7 @@ export class WasmEngine implements Engine {
     checkFinite(op, 'weightDecay', o.weightDecay);
     this.touch(Wt);
     this.touch(V);
-    const lr = fround(o.lr);
-    const m = fround(o.momentum);
-    const wd = fround(o.weightDecay);
-    const f = this.f32;
-    const wi = Wt.byteOffset / 4;
-    const gi = Gt.byteOffset / 4;
-    const vi = V.byteOffset / 4;
-    for (let i = 0; i < Wt.size; i++) {
-      const wv = f[wi + i];
-      const gv = fround(f[gi + i] + fround(wd * wv));
-      const vv = fround(fround(m * f[vi + i]) + gv);
-      f[vi + i] = vv;
-      f[wi + i] = wv - fround(lr * vv);
-    }
+    sgdInto(this.cpu, Wt.region, Gt.region, V.region, Wt.size, o);
   }
 
   tanhScaled(x: EngineTensor, alpha: number, out?: EngineTensor): WasmTensor {
@@ -1628,6 +1689,40 @@ export class WasmEngine implements Engine {
     }
   }
 
+  pairwiseTerms(
+    theta: EngineTensor,
+    sim: EngineTensor,
+    o: { thetaScale: number; scale: number; balance: boolean },
+  ): { coef: WasmTensor; likelihood: WasmTensor } {
+    const op = 'pairwiseTerms';
+    const T = this.t(theta, op, 'theta');
+    const S = this.t(sim, op, 'sim');
+    if (T.shape.length !== 2) throw shapeError(op, 'theta [B, N]', shapeString(T.shape));
+    checkSameSize(op, ['theta', T], ['sim', S]);
+    checkFinite(op, 'thetaScale', o.thetaScale);
+    checkFinite(op, 'scale', o.scale);
+    const [rows, cols] = T.shape;
+    const chunks = Math.ceil(cols / PAIRWISE_CHUNK);
+    const coef = this.alloc([rows, cols], 'f32', op);
+    const likelihood = this.alloc([rows, chunks], 'f32', op);
+    this.cpu.run(
+      'pairwise_terms',
+      [
+        T.byteOffset,
+        S.byteOffset,
+        coef.byteOffset,
+        likelihood.byteOffset,
+        cols,
+        chunks,
+        o.balance ? 1 : 0,
+        f32Bits(o.thetaScale),
+        f32Bits(o.scale),
+      ],
+      cols ? rows : 0,
+    );
+    return { coef, likelihood };
+  }
+
   attackProject(delta: EngineTensor, xn: EngineTensor, o: EngineAttackProjectOptions): void {
     const op = 'attackProject';
     const Dt = this.t(delta, op, 'delta');
@@ -1687,35 +1782,34 @@ export class WasmEngine implements Engine {
     if (rows === 0) return;
     this.touch(Dt);
     this.touch(Xa);
-    const lr = fround(o.lr);
-    const f = this.f32;
-    const di = Dt.byteOffset / 4;
-    const gi = Gt.byteOffset / 4;
-    const xi = Xn.byteOffset / 4;
-    const ai = Xa.byteOffset / 4;
-    const cols = Dt.size / rows;
-    const plane = box.planeSize;
-    for (let r = 0; r < rows; r++) {
-      const base = r * cols;
-      const [gmax, norm] = this.rowNorm(f, gi + base, cols);
-      const move = gmax > 0;
-      for (let p = 0; p < cols / plane; p++) {
-        const c = p % box.channels;
-        const lo = box.lo[c];
-        const hi = box.hi[c];
-        const eps = box.eps[c];
-        const start = base + p * plane;
-        for (let i = start; i < start + plane; i++) {
-          // The same f32 steps as attackStep (l2), then attackProject, then xn + delta.
-          let d = f[di + i];
-          if (move) d = fround(d - fround(lr * fround(fround(f[gi + i] / gmax) / norm)));
-          const x = f[xi + i];
-          const image = Math.min(Math.max(fround(x + d), lo), hi);
-          d = Math.min(Math.max(fround(image - x), -eps), eps);
-          f[di + i] = d;
-          f[ai + i] = x + d;
-        }
-      }
+    // The same f32 steps as attackStep (l2), then attackProject, then xn + delta (step_project), a row per
+    // chunk on the threads.
+    const box3 = new Float32Array(3 * box.channels);
+    for (let c = 0; c < box.channels; c++) {
+      box3[3 * c] = box.lo[c];
+      box3[3 * c + 1] = box.hi[c];
+      box3[3 * c + 2] = box.eps[c];
+    }
+    const mark = this.cpu.mark();
+    try {
+      const boxRegion = this.cpu.upload(box3);
+      this.cpu.run(
+        'step_project',
+        [
+          Dt.byteOffset,
+          Gt.byteOffset,
+          Xn.byteOffset,
+          Xa.byteOffset,
+          Dt.size / rows,
+          box.planeSize,
+          box.channels,
+          boxRegion.byteOffset,
+          f32Bits(o.lr),
+        ],
+        rows,
+      );
+    } finally {
+      this.cpu.reset(mark);
     }
   }
 

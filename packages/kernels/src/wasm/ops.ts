@@ -7,7 +7,7 @@
 // same float64 reference as its WGSL twin (src/reference); the tests compare them.
 import { argError } from '../errors.js';
 import { type Conv2dGeometry, conv2dGeometry } from '../ops/conv2d.js';
-import { MR, NR } from './cpu.wat.js';
+import { MR, NR, ROW_BLOCK } from './cpu.wat.js';
 import { type Region, SINK_ADDRESS, type WasmCpu, ZERO_ADDRESS } from './runtime.js';
 
 /** A matrix packed once for the GEMM core (weights): A panels (rows x K) or B panels (K x columns). */
@@ -111,6 +111,7 @@ function gather(
 
 const RELU = 2;
 const BIAS_PER_COLUMN = 4;
+const ACCUMULATE = 8;
 
 function scatter(
   cpu: WasmCpu,
@@ -395,18 +396,52 @@ function convDirect(
   const nPanels = Math.ceil(cols / NR);
   const mark = cpu.mark();
   try {
-    let src = x;
+    const Hp = H + 2 * padH;
+    const Wp = W + 2 * padW;
     const inFloats = N * C * H * W;
     const overlaps =
       x.byteOffset < y.byteOffset + 4 * N * O * OH * OW && y.byteOffset < x.byteOffset + 4 * inFloats;
+    if (convRowsApplies(d)) {
+      // Each image padded into the thread's scratch by conv_rows itself (see cpu.wat.ts); an x that shares
+      // memory with y is copied first.
+      let src = x;
+      if (overlaps) {
+        src = cpu.alloc(inFloats);
+        cpu.run('pad_planes', [x.byteOffset, src.byteOffset, H, W, 0, 0, H, W], N * C);
+      }
+      const perThread = Math.ceil((C * Hp * Wp) / 16) * 16 + ROW_BLOCK;
+      const scratch = cpu.alloc(cpu.threads * perThread);
+      const rowOff = cpu.upload(directTables(d)[1]);
+      cpu.run(
+        'conv_rows',
+        [
+          w.region.byteOffset,
+          K,
+          O,
+          src.byteOffset,
+          C,
+          H,
+          W,
+          padH,
+          padW,
+          Hp,
+          Wp,
+          scratch.byteOffset,
+          rowOff.byteOffset,
+          y.byteOffset,
+          bias ? bias.byteOffset : 0,
+          relu ? 1 : 0,
+          OW,
+          OH,
+        ],
+        N,
+      );
+      return;
+    }
+    let src = x;
     if (padH > 0 || padW > 0 || overlaps) {
-      src = cpu.alloc(N * C * (H + 2 * padH) * (W + 2 * padW));
-      if (N * C > 0)
-        cpu.run(
-          'pad_planes',
-          [x.byteOffset, src.byteOffset, H, W, padH, padW, H + 2 * padH, W + 2 * padW],
-          N * C,
-        );
+      src = cpu.alloc(N * C * Hp * Wp);
+      if (N * C > 0) cpu.run('pad_planes', [x.byteOffset, src.byteOffset, H, W, padH, padW, Hp, Wp], N * C);
     }
     const [colOff, rowOff, dstOff] = directTables(d).map((t) => cpu.upload(t));
     const scratch = cpu.alloc(convGemmScratch(cpu, K));
@@ -435,6 +470,20 @@ function convDirect(
     cpu.reset(mark);
   }
 }
+
+/**
+ * Whether a convolution runs as conv_rows (see cpu.wat.ts) rather than conv_gemm or Winograd: stride 1 and
+ * at most ROWS_MAX_OUTPUTS output channels (a first layer's input gradient), where conv_gemm's 4 x 8 tiles
+ * and Winograd's products would be mostly zero rows. The same bits as conv_gemm. (A first layer's forward,
+ * one input channel and 9 taps, measured slower as conv_rows than as conv_gemm: conv_rows reloads the
+ * input for every output channel.)
+ */
+export function convRowsApplies(d: { O: number; stride: number }): boolean {
+  return d.stride === 1 && d.O <= ROWS_MAX_OUTPUTS;
+}
+
+/** Output channels up to which a stride-1 convolution runs as conv_rows. */
+export const ROWS_MAX_OUTPUTS = 2;
 
 /**
  * Input channels from which a 3x3 stride-1 convolution runs as Winograd F(2x2, 3x3). Measured on the
@@ -915,11 +964,29 @@ export function maxPool2dBackwardInto(
   xShape: readonly number[],
   dx: Region,
   reluOutput?: Region,
+  window?: { kernel: number; stride: number },
 ): void {
   const [N, C, OH, OW] = yShape;
   const plane = xShape[2] * xShape[3];
   if (N * C * OH * OW === 0) {
     cpu.f32.fill(0, dx.byteOffset / 4, dx.byteOffset / 4 + N * C * plane);
+    return;
+  }
+  if (window?.kernel === 2 && window.stride === 2 && xShape[2] === 2 * OH && xShape[3] === 2 * OW) {
+    // Windows that tile the input: each dx element written once, no zeroing pass (maxpool2_backward).
+    cpu.run(
+      'maxpool2_backward',
+      [
+        dy.byteOffset,
+        argmax.byteOffset,
+        reluOutput ? reluOutput.byteOffset : 0,
+        dx.byteOffset,
+        xShape[3],
+        OH,
+        OW,
+      ],
+      N * C,
+    );
     return;
   }
   // The routine zeroes each plane before it adds into it.
@@ -1091,8 +1158,8 @@ export function gemmGathered(
 /**
  * Writes a GEMM's C (rows: the A panels' lines, columns: the B panels' lines, leading dimension ldc) into
  * the plain matrix at byte address `dst`: C element (r, q) goes to dst + 4 * (r * rStride + q * qStride) for
- * r < rows, q < cols (rows x cols of C), plus bias[r] (bias 'rows') or bias[q] ('cols'), ReLU when asked
- * (NaN kept). Threads split the columns.
+ * r < rows, q < cols (rows x cols of C), plus bias[r] (bias 'rows') or bias[q] ('cols'), plus dst's element
+ * with `accumulate`, ReLU when asked (NaN kept). Threads split the columns.
  */
 export function storeProduct(
   cpu: WasmCpu,
@@ -1106,11 +1173,23 @@ export function storeProduct(
   bias: Region | null,
   biasOn: 'rows' | 'cols',
   relu: boolean,
+  accumulate = false,
 ): void {
+  const flags =
+    (relu ? RELU : 0) | (bias && biasOn === 'cols' ? BIAS_PER_COLUMN : 0) | (accumulate ? ACCUMULATE : 0);
+  if (qStride === 1) {
+    // Contiguous columns: store_rows, four at a time (the same bits as scatter); chunks of 16 columns.
+    cpu.run(
+      'store_rows',
+      [c.byteOffset, ldc, dst, rStride, rows, bias ? bias.byteOffset : 0, flags],
+      cols,
+      16,
+    );
+    return;
+  }
   const mark = cpu.mark();
   try {
     const t = uploadTables(cpu, plainTables(cols, rows, qStride, rStride));
-    const flags = (relu ? RELU : 0) | (bias && biasOn === 'cols' ? BIAS_PER_COLUMN : 0);
     // Chunks of 16 columns: whole 64-byte lines of dst when columns are contiguous.
     scatter(cpu, c, ldc, { byteOffset: dst, floats: 0 }, t.cols, t.rows, rows, 1, 1, bias, flags, cols, 16);
   } finally {
@@ -1326,4 +1405,29 @@ export function attackUpdateCpu(
       }
     }
   }
+}
+
+const f32Scratch = new Float32Array(1);
+const f32ScratchBits = new Int32Array(f32Scratch.buffer);
+/** The bits of fround(x) as an i32, how routines receive f32 arguments. */
+export function f32Bits(x: number): number {
+  f32Scratch[0] = x;
+  return f32ScratchBits[0];
+}
+
+/** sgd (see the routine) over n elements of w, g, v; threads split whole 64-byte lines. */
+export function sgdInto(
+  cpu: WasmCpu,
+  w: Region,
+  g: Region,
+  v: Region,
+  n: number,
+  o: { lr: number; momentum: number; weightDecay: number },
+): void {
+  cpu.run(
+    'sgd',
+    [w.byteOffset, g.byteOffset, v.byteOffset, f32Bits(o.lr), f32Bits(o.momentum), f32Bits(o.weightDecay)],
+    n,
+    16,
+  );
 }

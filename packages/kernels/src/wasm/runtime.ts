@@ -57,6 +57,14 @@ export const ROUTINES = [
   'pack_a4',
   'sum_rows',
   'winograd_conv',
+  'sgd',
+  'step_project',
+  'conv_rows',
+  'lstm_gates',
+  'lstm_gates_backward',
+  'maxpool2_backward',
+  'store_rows',
+  'pairwise_terms',
 ] as const;
 export type Routine = (typeof ROUTINES)[number];
 

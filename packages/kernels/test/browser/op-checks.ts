@@ -1,7 +1,13 @@
 // The op checks of engine-ops.test.ts for a page (no vitest there): the same cases (engine-cases.ts), the
 // same float64 references and the same tolerances, on any Engine. Each check records one result per op it
 // compares, so a page reports which ops hold on its adapter.
-import type { Engine, EngineLstmWeights, EngineMatmulOptions, EngineTensor } from '../../src/engine.js';
+import {
+  type Engine,
+  type EngineLstmWeights,
+  type EngineMatmulOptions,
+  type EngineTensor,
+  PAIRWISE_CHUNK,
+} from '../../src/engine.js';
 import * as ref from '../../src/reference/index.js';
 import {
   ATTACK_MEAN,
@@ -27,6 +33,8 @@ import {
   matmulExpected,
   matmulLayout,
   matmulWritten,
+  PAIRWISE_CASES,
+  pairwiseData,
   randn,
   relativeError,
   SUM_CHANNELS_SHAPES,
@@ -55,6 +63,7 @@ export const OPS = [
   'attackProject',
   'attackStepProject',
   'channelAffine',
+  'pairwiseTerms',
 ] as const;
 export type Op = (typeof OPS)[number];
 
@@ -143,14 +152,6 @@ class Recorder {
     private readonly only: ReadonlySet<Op> | null,
     private readonly progress?: (message: string) => void,
   ) {}
-  /**
-   * A case not run, with the reason: only the known defect below (the test asserts exactly which cases are
-   * not run, so the list cannot grow silently).
-   */
-  notRun(op: Op, name: string, why: string): void {
-    if (this.only && !this.only.has(op)) return;
-    this.results.push({ op, name, ok: true, detail: `not run: ${why}` });
-  }
   async check(op: Op, name: string, fn: () => Promise<void> | void): Promise<void> {
     if (this.only && !this.only.has(op)) return;
     this.progress?.(`${op}: ${name}`);
@@ -318,40 +319,30 @@ async function convChecks(e: Engine, r: Recorder): Promise<void> {
     const tx = up(e, xShape, x);
     const tw = up(e, wShape, w);
     const tb = up(e, [O], b);
-    // Known defect: on Chromium's SwiftShader the general conv kernels (stride > 1 with a kernel larger than
-    // 1x1, its KH x KW loops unrolled) do not finish compiling in a minute (they pass on Mesa's llvmpipe).
-    const swiftShaderHang = e.kind === 'webgpu' && stride > 1 && K > 1;
-    const hangWhy = 'the general conv kernel does not compile on SwiftShader within a minute (known defect)';
-    if (swiftShaderHang) r.notRun('conv2d', name, hangWhy);
-    else
-      await r.check('conv2d', name, async () => {
-        const y = e.conv2d(tx, tw, tb, p);
-        equal(y.shape, fwd.shape, 'shape');
-        near(await e.read(y), fwd.y, 'y with bias');
-        near(await e.read(e.conv2d(tx, tw, tb, { ...p, relu: true })), ref.relu(fwd.y), 'y, bias, ReLU');
-        near(await e.read(e.conv2d(tx, tw, null, p)), noBias, 'y without bias');
-        const yOut = poisoned(e, fwd.shape);
-        if (e.conv2d(tx, tw, null, { ...p, relu: true, out: yOut }) !== yOut)
-          fail('conv2d did not return out');
-        near(await e.read(yOut), ref.relu(noBias), 'y into out, ReLU, no bias');
-      });
+    await r.check('conv2d', name, async () => {
+      const y = e.conv2d(tx, tw, tb, p);
+      equal(y.shape, fwd.shape, 'shape');
+      near(await e.read(y), fwd.y, 'y with bias');
+      near(await e.read(e.conv2d(tx, tw, tb, { ...p, relu: true })), ref.relu(fwd.y), 'y, bias, ReLU');
+      near(await e.read(e.conv2d(tx, tw, null, p)), noBias, 'y without bias');
+      const yOut = poisoned(e, fwd.shape);
+      if (e.conv2d(tx, tw, null, { ...p, relu: true, out: yOut }) !== yOut) fail('conv2d did not return out');
+      near(await e.read(yOut), ref.relu(noBias), 'y into out, ReLU, no bias');
+    });
     const dy = randn(rng, fwd.y.length);
     const tdy = up(e, fwd.shape, dy);
     // Drawn here, in the order engine-ops.test.ts draws them, whichever checks run.
     const dx0 = randn(rng, x.length);
     const dw0 = randn(rng, w.length);
-    if (swiftShaderHang) r.notRun('conv2dBackwardInput', name, hangWhy);
-    else
-      await r.check('conv2dBackwardInput', name, async () => {
-        const dxRef = ref.conv2dBackwardInput(dy, fwd.shape, w, wShape, xShape, p);
-        const dx = e.conv2dBackwardInput(tdy, tw, xShape, p);
-        equal(dx.shape, xShape, 'shape');
-        near(await e.read(dx), dxRef, 'dx');
-        const dxOut = up(e, xShape, dx0);
-        if (e.conv2dBackwardInput(tdy, tw, xShape, { ...p, out: dxOut }) !== dxOut)
-          fail('did not return out');
-        near(await e.read(dxOut), dxRef, 'dx into out');
-      });
+    await r.check('conv2dBackwardInput', name, async () => {
+      const dxRef = ref.conv2dBackwardInput(dy, fwd.shape, w, wShape, xShape, p);
+      const dx = e.conv2dBackwardInput(tdy, tw, xShape, p);
+      equal(dx.shape, xShape, 'shape');
+      near(await e.read(dx), dxRef, 'dx');
+      const dxOut = up(e, xShape, dx0);
+      if (e.conv2dBackwardInput(tdy, tw, xShape, { ...p, out: dxOut }) !== dxOut) fail('did not return out');
+      near(await e.read(dxOut), dxRef, 'dx into out');
+    });
     await r.check('conv2dBackwardWeight', name, async () => {
       const dwRef = ref.conv2dBackwardWeight(x, xShape, dy, fwd.shape, wShape, p);
       const dw = e.conv2dBackwardWeight(tx, tdy, wShape, p);
@@ -649,6 +640,20 @@ async function tanhChecks(e: Engine, r: Recorder): Promise<void> {
   }
 }
 
+async function pairwiseChecks(e: Engine, r: Recorder): Promise<void> {
+  for (const [B, N, balance] of PAIRWISE_CASES) {
+    await r.check('pairwiseTerms', `[${B}, ${N}] balance ${balance}`, async () => {
+      const { theta, sim } = pairwiseData(B, N);
+      const o = { thetaScale: 0.5, scale: -1 / (2 * B * N), balance };
+      const got = e.pairwiseTerms(up(e, [B, N], theta), up(e, [B, N], sim), o);
+      equal(got.likelihood.shape, [B, Math.ceil(N / PAIRWISE_CHUNK)], 'likelihood shape');
+      const want = ref.pairwiseTerms(theta, sim, B, N, { ...o, chunk: PAIRWISE_CHUNK });
+      near(await e.read(got.coef), want.coef, 'coef', 1e-5);
+      near(await e.read(got.likelihood), want.likelihood, 'likelihood', 1e-5);
+    });
+  }
+}
+
 async function attackChecks(e: Engine, r: Recorder): Promise<void> {
   const mean = ATTACK_MEAN;
   const std = ATTACK_STD;
@@ -825,6 +830,7 @@ export async function runOpChecks(
     ['tanh', tanhChecks],
     ['attack', attackChecks],
     ['channelAffine', channelAffineChecks],
+    ['pairwiseTerms', pairwiseChecks],
   ];
   for (const [name, run] of groups) {
     const t0 = performance.now();
