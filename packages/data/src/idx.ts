@@ -240,14 +240,22 @@ export class IdxFile {
       // renamed into place only once complete and checked, and removed on any failure.
       const tmp = `${cached}.${process.pid}-${randomBytes(6).toString('hex')}.tmp`;
       let handle: FileHandle | undefined;
+      // The write in flight: a gzip error ends inflateIdx at once (pipeline() does not wait for its consumer),
+      // possibly while this write is still opening tmp; the cleanup below waits for it, or it would create
+      // tmp after the removal and leave it behind.
+      let writing: Promise<unknown> = Promise.resolve();
       try {
         const header = await inflateIdx(
           path,
           {
-            write: async (chunk) => {
-              handle ??= await open(tmp, 'wx');
-              for (let at = 0; at < chunk.length; )
-                at += (await handle.write(chunk, at, chunk.length - at)).bytesWritten;
+            write: (chunk) => {
+              const done = (async () => {
+                handle ??= await open(tmp, 'wx');
+                for (let at = 0; at < chunk.length; )
+                  at += (await handle.write(chunk, at, chunk.length - at)).bytesWritten;
+              })();
+              writing = done.catch(() => {});
+              return done;
             },
           },
           maxBytes,
@@ -265,6 +273,7 @@ export class IdxFile {
         if (!(e instanceof SinkError)) throw e;
         writable = false; // the cache folder is not usable: fall back to memory
       } finally {
+        await writing;
         await handle?.close().catch(() => {});
         rmSync(tmp, { force: true });
       }
