@@ -48,7 +48,7 @@ import {
   sumChannelsInto,
   winogradApplies,
   winogradConv,
-  winogradWeights,
+  winogradWeightsInto,
 } from './ops.js';
 import { MAX_MEMORY_BYTES, type Region, WasmCpu } from './runtime.js';
 
@@ -750,9 +750,10 @@ export class WasmEngine implements Engine {
     const src = o.t.byteOffset + 4 * o.offset;
     if (o.winograd) {
       const { O, C, flipped } = o.winograd;
-      const u = winogradWeights(this.f32.subarray(src / 4, src / 4 + O * C * 9), O, C, flipped);
-      this.f32.set(u.data, region.byteOffset / 4);
-      return { region, size: u.M, panels: u.panels, K: u.K };
+      const f = this.f32;
+      winogradWeightsInto(f.subarray(src / 4, src / 4 + O * C * 9), O, C, flipped, f, region.byteOffset / 4);
+      const M = flipped ? C : O;
+      return { region, size: M, panels: Math.ceil(M / MR), K: flipped ? O : C };
     }
     if (o.flip) {
       if (width !== MR) throw argError('pack', 'a flipped kernel is packed as an A operand only');

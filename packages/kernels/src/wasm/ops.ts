@@ -531,36 +531,62 @@ export function winogradWeights(
   const K = flipped ? O : C;
   const panels = Math.ceil(M / MR);
   const data = new Float32Array(16 * panels * MR * K);
-  const g = new Float64Array(9);
-  const t = new Float64Array(12);
+  winogradWeightsInto(w, O, C, flipped, data, 0);
+  return { data, M, K, panels };
+}
+
+/**
+ * winogradWeights written straight into `out` from element `at` on (the engine's memory: no array of its own
+ * and no copy; it runs after every SGD step while training).
+ */
+export function winogradWeightsInto(
+  w: ArrayLike<number>,
+  O: number,
+  C: number,
+  flipped: boolean,
+  out: Float32Array,
+  at: number,
+): void {
+  const M = flipped ? C : O;
+  const K = flipped ? O : C;
+  const stride = Math.ceil(M / MR) * MR * K;
   for (let o = 0; o < O; o++) {
     for (let c = 0; c < C; c++) {
-      const at = (o * C + c) * 9;
-      for (let e = 0; e < 9; e++) g[e] = w[at + (flipped ? 8 - e : e)];
-      // t = G g (4 x 3), then U = t G^T (4 x 4).
-      for (let j = 0; j < 3; j++) {
-        t[j] = g[j];
-        t[3 + j] = (g[j] + g[3 + j] + g[6 + j]) / 2;
-        t[6 + j] = (g[j] - g[3 + j] + g[6 + j]) / 2;
-        t[9 + j] = g[6 + j];
-      }
+      const src = (o * C + c) * 9;
       const row = flipped ? c : o;
       const k = flipped ? o : c;
-      const base = (Math.floor(row / MR) * K + k) * MR + (row % MR);
-      const stride = panels * MR * K;
+      const base = at + (Math.floor(row / MR) * K + k) * MR + (row % MR);
+      // t = G g (4 x 3), one column j of g at a time, then U = t G^T (4 x 4): row i of U from row i of t.
+      for (let j = 0; j < 3; j++) {
+        const g0 = w[src + (flipped ? 8 - j : j)];
+        const g1 = w[src + (flipped ? 5 - j : 3 + j)];
+        const g2 = w[src + (flipped ? 2 - j : 6 + j)];
+        tRow[j] = g0;
+        tRow[3 + j] = (g0 + g1 + g2) / 2;
+        tRow[6 + j] = (g0 - g1 + g2) / 2;
+        tRow[9 + j] = g2;
+      }
       for (let i = 0; i < 4; i++) {
-        const a = t[3 * i];
-        const b = t[3 * i + 1];
-        const d = t[3 * i + 2];
-        data[4 * i * stride + base] = a;
-        data[(4 * i + 1) * stride + base] = (a + b + d) / 2;
-        data[(4 * i + 2) * stride + base] = (a - b + d) / 2;
-        data[(4 * i + 3) * stride + base] = d;
+        const a = tRow[3 * i];
+        const b = tRow[3 * i + 1];
+        const d = tRow[3 * i + 2];
+        out[4 * i * stride + base] = a;
+        out[(4 * i + 1) * stride + base] = (a + b + d) / 2;
+        out[(4 * i + 2) * stride + base] = (a - b + d) / 2;
+        out[(4 * i + 3) * stride + base] = d;
       }
     }
   }
-  return { data, M, K, panels };
+  // The last panel's padding rows are 0 (the memory may hold anything).
+  const rows = Math.ceil(M / MR) * MR;
+  for (let row = M; row < rows; row++) {
+    for (let k = 0; k < K; k++) {
+      const base = at + (Math.floor(row / MR) * K + k) * MR + (row % MR);
+      for (let i = 0; i < 16; i++) out[i * stride + base] = 0;
+    }
+  }
 }
+const tRow = new Float64Array(12);
 
 /** Packs winogradWeights into the engine's memory (a PackedMatrix of M rows x K whose region holds all 16). */
 export function packWinograd(
