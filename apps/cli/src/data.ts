@@ -1,5 +1,5 @@
 import { existsSync, renameSync, rmSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import {
   BUILTIN_DATASETS,
   type Dataset,
@@ -14,7 +14,7 @@ import { writeNpyFile } from '@dhta/kernels/hamming';
 import type { Command } from 'commander';
 import { nonNegativeInt, positiveInt } from './attack.js';
 import { CliError } from './errors.js';
-import { makeDir } from './files.js';
+import { prepareOutFile } from './files.js';
 import { formatTable, printJson } from './output.js';
 
 const SPLITS = ['train', 'database', 'query'] as const;
@@ -197,53 +197,71 @@ export function registerData(program: Command): void {
     ) => {
       if (resolve(o.out) === resolve(o.labels))
         throw new CliError('--out and --labels must be different files');
-      const t0 = performance.now();
-      const d = await openDataset(name, openOptions(o));
-      const ds: Dataset = d[o.split];
-      if (o.offset >= ds.length)
-        throw new CliError(
-          `--offset ${o.offset} is past the end of the ${o.split} split (${ds.length} items)`,
-        );
-      const n = Math.min(o.limit ?? ds.length - o.offset, ds.length - o.offset);
-      const indices = Array.from({ length: n }, (_, k) => o.offset + k);
-      const pixels = new Float32Array(n * ds.itemSize);
-      const chunk = Math.max(1, Math.floor((64 << 20) / (4 * ds.itemSize)));
-      for (let s = 0; s < n; s += chunk)
-        await ds.loadInto(indices.slice(s, s + chunk), pixels, s * ds.itemSize);
-      const labels = new Uint8Array(n * ds.classes);
-      labels.set(ds.labels().subarray(o.offset * ds.classes, (o.offset + n) * ds.classes));
-      const shape = ds.batchShape(n);
-      const labelsShape = [n, ds.classes];
-      // Both files or neither: temporary names beside the targets, renamed once both are complete.
-      const tmpOut = `${o.out}.tmp-${process.pid}`;
-      const tmpLabels = `${o.labels}.tmp-${process.pid}`;
+      // Folders in the way and unwritable paths fail now, before the split is read (and before any
+      // temporary file appears beside a folder given as a file).
+      const cleanups = [prepareOutFile(o.out, '--out'), prepareOutFile(o.labels, '--labels')];
       try {
-        for (const p of [o.out, o.labels]) makeDir(dirname(resolve(p)), 'the folder of');
-        await writeNpyFile(tmpOut, pixels, shape);
-        await writeNpyFile(tmpLabels, labels, labelsShape);
-        renameSync(tmpOut, o.out);
-        renameSync(tmpLabels, o.labels);
-      } finally {
-        rmSync(tmpOut, { force: true });
-        rmSync(tmpLabels, { force: true });
+        await exportSplit(name, o);
+      } catch (e) {
+        for (const c of cleanups.reverse()) c();
+        throw e;
       }
-      const seconds = (performance.now() - t0) / 1000;
-      const summary = {
-        name,
-        split: o.split,
-        offset: o.offset,
-        n,
-        shape,
-        labelsShape,
-        out: o.out,
-        labels: o.labels,
-        seconds,
-      };
-      if (o.json) return printJson(summary);
-      console.log(
-        `wrote ${n} items of ${name} (${o.split}, from ${o.offset}): ${o.out} float32 (${shape.join(', ')}), ` +
-          `${o.labels} uint8 (${labelsShape.join(', ')}) in ${seconds.toFixed(2)} s`,
-      );
     },
+  );
+}
+
+async function exportSplit(
+  name: string,
+  o: OpenFlags & {
+    split: Split;
+    offset: number;
+    limit?: number;
+    out: string;
+    labels: string;
+    json?: boolean;
+  },
+): Promise<void> {
+  const t0 = performance.now();
+  const d = await openDataset(name, openOptions(o));
+  const ds: Dataset = d[o.split];
+  if (o.offset >= ds.length)
+    throw new CliError(`--offset ${o.offset} is past the end of the ${o.split} split (${ds.length} items)`);
+  const n = Math.min(o.limit ?? ds.length - o.offset, ds.length - o.offset);
+  const indices = Array.from({ length: n }, (_, k) => o.offset + k);
+  const pixels = new Float32Array(n * ds.itemSize);
+  const chunk = Math.max(1, Math.floor((64 << 20) / (4 * ds.itemSize)));
+  for (let s = 0; s < n; s += chunk) await ds.loadInto(indices.slice(s, s + chunk), pixels, s * ds.itemSize);
+  const labels = new Uint8Array(n * ds.classes);
+  labels.set(ds.labels().subarray(o.offset * ds.classes, (o.offset + n) * ds.classes));
+  const shape = ds.batchShape(n);
+  const labelsShape = [n, ds.classes];
+  // Both files or neither: temporary names beside the targets, renamed once both are complete.
+  const tmpOut = `${o.out}.tmp-${process.pid}`;
+  const tmpLabels = `${o.labels}.tmp-${process.pid}`;
+  try {
+    await writeNpyFile(tmpOut, pixels, shape);
+    await writeNpyFile(tmpLabels, labels, labelsShape);
+    renameSync(tmpOut, o.out);
+    renameSync(tmpLabels, o.labels);
+  } finally {
+    rmSync(tmpOut, { force: true });
+    rmSync(tmpLabels, { force: true });
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const summary = {
+    name,
+    split: o.split,
+    offset: o.offset,
+    n,
+    shape,
+    labelsShape,
+    out: o.out,
+    labels: o.labels,
+    seconds,
+  };
+  if (o.json) return printJson(summary);
+  console.log(
+    `wrote ${n} items of ${name} (${o.split}, from ${o.offset}): ${o.out} float32 (${shape.join(', ')}), ` +
+      `${o.labels} uint8 (${labelsShape.join(', ')}) in ${seconds.toFixed(2)} s`,
   );
 }

@@ -17,7 +17,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { writeNpy, writeNpyFile } from '@dhta/kernels/hamming';
 import { SeededRandom } from '@dhta/kernels/reference';
 import { initWeights, saveBundle, smallCnn } from '@dhta/models';
@@ -1177,6 +1177,7 @@ async function writeFixtures(): Promise<void> {
 // Running and judging.
 
 interface Run {
+  pid: number | undefined;
   code: number | null;
   signal: NodeJS.Signals | null;
   stdout: string;
@@ -1217,7 +1218,7 @@ function dhta(args: string[], timeoutMs: number): Promise<Run> {
         const timer = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
         p.on('close', (code, signal) => {
           clearTimeout(timer);
-          ok({ code, signal, stdout, stderr });
+          ok({ pid: p.pid, code, signal, stdout, stderr });
         });
       }),
   );
@@ -1271,11 +1272,31 @@ function judge(c: Case, r: Run, before: string[]): string[] {
       problems.push(`${p} changed: ${JSON.stringify(before[i])} -> ${JSON.stringify(after)}`);
     const parent = dirname(p);
     if (existsSync(parent) && statSync(parent).isDirectory()) {
-      const tmp = readdirSync(parent).filter((n) => /\.tmp-|\.old-|^\.dhta-/.test(n));
+      // Cases run side by side: a temporary name with another process's id belongs to a case still running
+      // (the sweep after all cases catches it if it stays).
+      const tmp = readdirSync(parent).filter((n) => TEMP.test(n) && !otherProcess(n, r.pid));
       if (tmp.length) problems.push(`temporary files left in ${parent}: ${tmp.join(', ')}`);
     }
   }
   return problems;
+}
+
+/** Names of temporary files and folders the CLI writes (`X.tmp-PID...`, `.X.old-PID-...`, `.dhta-...`). */
+const TEMP = /\.tmp-|\.old-|^\.dhta-/;
+
+/** Whether a temporary name carries a process id other than `pid`. */
+function otherProcess(name: string, pid: number | undefined): boolean {
+  const ids = [...name.matchAll(/\.(?:tmp|old)-(\d+)/g)].map((m) => Number(m[1]));
+  return ids.length > 0 && !ids.includes(pid ?? -1);
+}
+
+/** Every temporary name under `dir`, with its path relative to `dir`. */
+function temporaryNames(dir: string): string[] {
+  const found: string[] = [];
+  for (const e of readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (TEMP.test(e.name)) found.push(relative(dir, join(e.parentPath, e.name)));
+  }
+  return found;
 }
 
 const failures: Array<{ id: string; problems: string[]; stderr: string }> = [];
@@ -1288,6 +1309,14 @@ describe('bad command lines and bad input files: one clear line, nothing left be
   }, 300_000);
 
   afterAll(() => {
+    // Once every case has ended, no temporary name may remain anywhere under the fixtures.
+    const left = temporaryNames(root);
+    if (left.length)
+      failures.push({
+        id: 'after all cases',
+        problems: [`temporary files left: ${left.join(', ')}`],
+        stderr: '',
+      });
     console.log(`bad-input sweep: ${cases.length} cases, ${failures.length} failed`);
     for (const f of failures)
       console.log(
@@ -1296,6 +1325,7 @@ describe('bad command lines and bad input files: one clear line, nothing left be
     // The fixtures (some tens of MB of model copies) stay only when something failed, for a look.
     if (failures.length === 0) rmSync(root, { recursive: true, force: true });
     else console.log(`bad-input sweep: fixtures and outputs kept in ${root}`);
+    expect(left, 'temporary files left under the fixtures after all cases').toEqual([]);
   });
 
   it.concurrent.each(cases.map((c) => [c.id, c] as const))(
