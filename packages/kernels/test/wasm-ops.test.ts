@@ -20,6 +20,7 @@ import {
   RESERVED_BYTES,
   WasmCpu,
   winogradConv,
+  winogradTile,
 } from '../src/wasm/index.js';
 import { expectClose, randn } from './helpers.js';
 
@@ -55,6 +56,27 @@ function expectNoStrayWrites<T>(cpu: WasmCpu, op: () => T): T {
   expect(changed, 'floats changed below the stack mark').toBe(0);
   return out;
 }
+
+describe('winogradTile', () => {
+  it("takes F(4x4, 3x3) where its whole tiles need under 0.9 of F(2x2, 3x3)'s products (square planes from 7x7 on)", () => {
+    for (const [OH, OW, tile] of [
+      [1, 1, 2],
+      [4, 4, 4],
+      [5, 5, 2],
+      [6, 6, 2],
+      [6, 28, 4],
+      [7, 7, 4],
+      [8, 8, 4],
+      [14, 14, 4],
+      [224, 224, 4],
+      [7, 6, 4],
+      [3, 224, 4],
+      [2, 224, 2],
+    ] as const) {
+      expect(winogradTile({ OH, OW }), `${OH}x${OW}`).toBe(tile);
+    }
+  });
+});
 
 // 3 threads on this 2-core machine: more threads than cores, and a count that splits nothing evenly.
 for (const threads of [1, 2, 3]) {
@@ -114,23 +136,23 @@ for (const threads of [1, 2, 3]) {
             expect(cpu.read({ byteOffset: both.byteOffset, floats: N * C * H * W })).toEqual(cpu.read(dxd));
           }
         }
-        // 3x3 stride 1: Winograd F(2x2, 3x3), forward (bias, ReLU) and input gradient (the engine's path
-        // from WINOGRAD_MIN_CHANNELS input channels; here at every channel count).
-        if (K === 3 && stride === 1) {
+        // 3x3 stride 1: Winograd F(2x2, 3x3) and F(4x4, 3x3), forward (bias, ReLU) and input gradient (the
+        // engine's path from WINOGRAD_MIN_CHANNELS input channels; here at every channel count).
+        for (const tile of K === 3 && stride === 1 ? ([2, 4] as const) : []) {
           const d = directGeometry(g);
-          const u = packWinograd(cpu, w, O, C, false);
+          const u = packWinograd(cpu, w, O, C, false, tile);
           for (const relu of [false, true]) {
             const y = expectNoStrayWrites(cpu, () => {
               const r = cpu.alloc(fwd.y.length);
-              winogradConv(cpu, tx, d, u, tb, relu, r);
+              winogradConv(cpu, tx, d, u, tb, relu, r, tile);
               return r;
             });
             expectClose(cpu.read(y), relu ? ref.relu(fwd.y) : fwd.y);
           }
-          const ut = packWinograd(cpu, w, O, C, true);
+          const ut = packWinograd(cpu, w, O, C, true, tile);
           const dxw = expectNoStrayWrites(cpu, () => {
             const r = cpu.alloc(N * C * H * W);
-            winogradConv(cpu, tdy, backwardInputGeometry(g), ut, null, false, r);
+            winogradConv(cpu, tdy, backwardInputGeometry(g), ut, null, false, r, tile);
             return r;
           });
           expectClose(cpu.read(dxw), dxWant);

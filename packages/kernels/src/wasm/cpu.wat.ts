@@ -1000,6 +1000,268 @@ function winogradConvText(): string {
       (br_if $J (i32.lt_u (local.get $j) (local.get $j1)))))`;
 }
 
+/** f32x4 constant with all lanes v. */
+const k4 = (v: number) => `(v128.const f32x4 ${v} ${v} ${v} ${v})`;
+
+/**
+ * F(4x4, 3x3) Winograd, points 0, 1, -1, 2, -2: statements setting dst[0..5] = B^T d (d: 6 expressions read
+ * more than once, so locals), with $wa..$wd as temporaries. B^T's rows: 4 d0 - 5 d2 + d4,
+ * (d4 - 4 d2) +- (d3 - 4 d1), (d4 - d2) +- 2 (d3 - d1), 4 d1 - 5 d3 + d5.
+ */
+function winograd4BT(d: string[], dst: string[]): string {
+  const [d0, d1, d2, d3, d4, d5] = d;
+  const set = (i: number, e: string) => dst[i].replace('%', e);
+  return [
+    `(local.set $wa (f32x4.sub ${d4} (f32x4.mul ${d2} ${k4(4)})))`,
+    `(local.set $wb (f32x4.sub ${d3} (f32x4.mul ${d1} ${k4(4)})))`,
+    `(local.set $wc (f32x4.sub ${d4} ${d2}))`,
+    `(local.set $wd (f32x4.mul (f32x4.sub ${d3} ${d1}) ${k4(2)}))`,
+    set(0, `(f32x4.add (f32x4.sub (f32x4.mul ${d0} ${k4(4)}) (f32x4.mul ${d2} ${k4(5)})) ${d4})`),
+    set(1, '(f32x4.add (local.get $wa) (local.get $wb))'),
+    set(2, '(f32x4.sub (local.get $wa) (local.get $wb))'),
+    set(3, '(f32x4.add (local.get $wc) (local.get $wd))'),
+    set(4, '(f32x4.sub (local.get $wc) (local.get $wd))'),
+    set(5, `(f32x4.add (f32x4.sub (f32x4.mul ${d1} ${k4(4)}) (f32x4.mul ${d3} ${k4(5)})) ${d5})`),
+  ].join('\n            ');
+}
+
+/**
+ * Statements setting dst[0..3] = A^T m for F(4x4, 3x3) (m: 6 expressions, read more than once), with
+ * $wa..$wd as temporaries: s = m1 + m2, d = m1 - m2, S = m3 + m4, D = m3 - m4; m0 + s + S, d + 2 D, s + 4 S,
+ * d + 8 D + m5.
+ */
+function winograd4AT(m: string[], dst: string[]): string {
+  const set = (i: number, e: string) => dst[i].replace('%', e);
+  return [
+    `(local.set $wa (f32x4.add ${m[1]} ${m[2]}))`,
+    `(local.set $wb (f32x4.sub ${m[1]} ${m[2]}))`,
+    `(local.set $wc (f32x4.add ${m[3]} ${m[4]}))`,
+    `(local.set $wd (f32x4.sub ${m[3]} ${m[4]}))`,
+    set(0, `(f32x4.add (f32x4.add ${m[0]} (local.get $wa)) (local.get $wc))`),
+    set(1, `(f32x4.add (local.get $wb) (f32x4.mul (local.get $wd) ${k4(2)}))`),
+    set(2, `(f32x4.add (local.get $wa) (f32x4.mul (local.get $wc) ${k4(4)}))`),
+    set(3, `(f32x4.add (f32x4.add (local.get $wb) (f32x4.mul (local.get $wd) ${k4(8)})) ${m[5]})`),
+  ].join('\n            ');
+}
+
+/** 4 x 4 transpose of the vectors named src into the locals named dst (through $t0..$t3). */
+function transpose4(src: string[], dst: string[]): string {
+  const shuffle = (sel: number[], a: string, b: string) =>
+    `(i8x16.shuffle ${sel.flatMap((l) => [0, 1, 2, 3].map((x) => 4 * l + x)).join(' ')} ${a} ${b})`;
+  const g = (n: string) => `(local.get ${n})`;
+  return [
+    `(local.set $t0 ${shuffle([0, 4, 1, 5], g(src[0]), g(src[1]))})`,
+    `(local.set $t1 ${shuffle([0, 4, 1, 5], g(src[2]), g(src[3]))})`,
+    `(local.set $t2 ${shuffle([2, 6, 3, 7], g(src[0]), g(src[1]))})`,
+    `(local.set $t3 ${shuffle([2, 6, 3, 7], g(src[2]), g(src[3]))})`,
+    `(local.set ${dst[0]} ${shuffle([0, 1, 4, 5], '(local.get $t0)', '(local.get $t1)')})`,
+    `(local.set ${dst[1]} ${shuffle([2, 3, 6, 7], '(local.get $t0)', '(local.get $t1)')})`,
+    `(local.set ${dst[2]} ${shuffle([0, 1, 4, 5], '(local.get $t2)', '(local.get $t3)')})`,
+    `(local.set ${dst[3]} ${shuffle([2, 3, 6, 7], '(local.get $t2)', '(local.get $t3)')})`,
+  ].join('\n            ');
+}
+
+/**
+ * winograd4_conv: as winograd_conv, with F(4x4, 3x3) tiles: tile t is the 6 x 6 patch at byte xq + corner[t]
+ * and the 4 x 4 block of y at byte y + ytab[2t] (-1: no tile), of which ytab[2t + 1] & 15 columns and
+ * ytab[2t + 1] >> 4 rows lie inside y. 36 components (xi = 6 i + j) instead of 16; this thread's scratch is
+ * at scratch + thread * 4 * 8 * 36 * (C + Mp). The products are the same GEMM core chains over the channels
+ * in order, and every output depends on its own tile only: the same bits at any batch and thread count.
+ */
+function winograd4ConvText(): string {
+  const lanes = [0, 1, 2, 3];
+  const six = [0, 1, 2, 3, 4, 5];
+  const acc: string[] = [];
+  for (let r = 0; r < MR; r++) for (let v = 0; v < 2; v++) acc.push(`$c${r}_${v}`);
+  const g = (n: string) => `(local.get ${n})`;
+  // Input: row r of the four patches, elements 0-3 by a vector load and 4-5 by a 64-bit load, as six vectors
+  // of lanes = tiles; B^T along the row into $e{r}{j}; then B^T down each column j, stored as V[6 i + j].
+  const inRows: string[] = [];
+  for (let r = 0; r < 6; r++) {
+    const at = (l: number) =>
+      r === 0 ? g(`$q${l}`) : `(i32.add ${g(`$q${l}`)} (i32.mul ${g('$rowIn')} (i32.const ${r})))`;
+    inRows.push(`${lanes.map((l) => `(local.set $p${l} (v128.load ${at(l)}))`).join('\n            ')}
+            ${lanes.map((l) => `(local.set $s${l} (v128.load64_zero offset=16 ${at(l)}))`).join('\n            ')}
+            ${transpose4(['$p0', '$p1', '$p2', '$p3'], ['$d0', '$d1', '$d2', '$d3'])}
+            (local.set $t0 (i8x16.shuffle 0 1 2 3 16 17 18 19 4 5 6 7 20 21 22 23 ${g('$s0')} ${g('$s1')}))
+            (local.set $t1 (i8x16.shuffle 0 1 2 3 16 17 18 19 4 5 6 7 20 21 22 23 ${g('$s2')} ${g('$s3')}))
+            (local.set $d4 (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 ${g('$t0')} ${g('$t1')}))
+            (local.set $d5 (i8x16.shuffle 8 9 10 11 12 13 14 15 24 25 26 27 28 29 30 31 ${g('$t0')} ${g('$t1')}))
+            ${winograd4BT(
+              six.map((j) => g(`$d${j}`)),
+              six.map((j) => `(local.set $e${r}${j} %)`),
+            )}`);
+  }
+  const inCols: string[] = [];
+  for (let j = 0; j < 6; j++) {
+    inCols.push(
+      winograd4BT(
+        six.map((r) => g(`$e${r}${j}`)),
+        six.map(
+          (i) =>
+            `(v128.store (i32.add (local.get $vc) (i32.mul (local.get $xiV) (i32.const ${6 * i + j}))) %)`,
+        ),
+      ),
+    );
+  }
+  const mLoads = Array.from(
+    { length: 36 },
+    (_, xi) =>
+      `(local.set $m${xi} (v128.load (i32.add (local.get $mo) (i32.mul (local.get $xiM) (i32.const ${xi})))))`,
+  );
+  // Output: A^T down each column j into $u{i}{j}, then along each row i into $y{i}{j}, + bias, ReLU.
+  const outT: string[] = [];
+  for (let j = 0; j < 6; j++)
+    outT.push(
+      winograd4AT(
+        six.map((i) => g(`$m${6 * i + j}`)),
+        [0, 1, 2, 3].map((i) => `(local.set $u${i}${j} %)`),
+      ),
+    );
+  for (let i = 0; i < 4; i++)
+    outT.push(
+      winograd4AT(
+        six.map((j) => g(`$u${i}${j}`)),
+        [0, 1, 2, 3].map((j) => `(local.set $y${i}${j} (f32x4.add % (local.get $bv)))`),
+      ),
+    );
+  const relu = [0, 1, 2, 3]
+    .flatMap((i) =>
+      [0, 1, 2, 3].map((j) => `(local.set $y${i}${j} (f32x4.max (local.get $y${i}${j}) ${k4(0)}))`),
+    )
+    .join('\n              ');
+  // Row i of every tile (a vector per tile after the transpose), stored where it lies inside y.
+  const stores: string[] = [];
+  for (let i = 0; i < 4; i++) {
+    stores.push(
+      transpose4(
+        [0, 1, 2, 3].map((j) => `$y${i}${j}`),
+        ['$p0', '$p1', '$p2', '$p3'],
+      ),
+    );
+    for (const l of lanes) {
+      stores.push(`(if (i32.and (i32.ge_s (local.get $w${l}) (i32.const 0)) (i32.gt_u (i32.shr_u (local.get $f${l}) (i32.const 4)) (i32.const ${i})))
+              (then
+                (local.set $at (i32.add (i32.add (local.get $yo) (local.get $w${l})) (i32.mul (local.get $rowOut) (i32.const ${i}))))
+                (if (i32.eq (i32.and (local.get $f${l}) (i32.const 15)) (i32.const 4))
+                  (then (v128.store (local.get $at) (local.get $p${l})))
+                  (else
+                    (f32.store (local.get $at) (f32x4.extract_lane 0 (local.get $p${l})))
+                    (if (i32.gt_u (i32.and (local.get $f${l}) (i32.const 15)) (i32.const 1))
+                      (then (f32.store offset=4 (local.get $at) (f32x4.extract_lane 1 (local.get $p${l})))))
+                    (if (i32.gt_u (i32.and (local.get $f${l}) (i32.const 15)) (i32.const 2))
+                      (then (f32.store offset=8 (local.get $at) (f32x4.extract_lane 2 (local.get $p${l})))))))))`);
+    }
+  }
+  const accStores: string[] = [];
+  for (let r = 0; r < MR; r++)
+    for (let v = 0; v < 2; v++)
+      accStores.push(`(v128.store offset=${r * 32 + v * 16} (local.get $pc) (local.get $c${r}_${v}))`);
+  const locals = [
+    ...acc.map((a) => `(local ${a} v128)`),
+    '(local $b0 v128) (local $b1 v128) (local $a v128) (local $bv v128)',
+    '(local $wa v128) (local $wb v128) (local $wc v128) (local $wd v128)',
+    lanes.map((l) => `(local $p${l} v128) (local $s${l} v128) (local $t${l} v128)`).join(' '),
+    six.map((j) => `(local $d${j} v128)`).join(' '),
+    six.flatMap((r) => six.map((j) => `(local $e${r}${j} v128)`)).join(' '),
+    Array.from({ length: 36 }, (_, xi) => `(local $m${xi} v128)`).join(' '),
+    [0, 1, 2, 3].flatMap((i) => six.map((j) => `(local $u${i}${j} v128)`)).join(' '),
+    [0, 1, 2, 3].flatMap((i) => [0, 1, 2, 3].map((j) => `(local $y${i}${j} v128)`)).join(' '),
+    lanes.map((l) => `(local $q${l} i32) (local $w${l} i32) (local $f${l} i32)`).join(' '),
+    '(local $j i32) (local $h i32) (local $c i32) (local $o i32) (local $xi i32) (local $i i32) (local $k i32)',
+    '(local $pa i32) (local $pb i32) (local $pc i32) (local $vs i32) (local $ms i32) (local $vc i32) (local $mo i32)',
+    '(local $yo i32) (local $at i32) (local $t8 i32) (local $mPanels i32) (local $Mp i32) (local $aPanel i32)',
+    '(local $xiV i32) (local $xiM i32)',
+  ].join('\n    ');
+  return `
+  (func (export "winograd4_conv") (param $ap i32) (param $aStep i32) (param $xq i32) (param $corner i32)
+      (param $ytab i32) (param $planeIn i32) (param $rowIn i32) (param $y i32) (param $planeOut i32)
+      (param $rowOut i32) (param $bias i32) (param $relu i32) (param $M i32) (param $C i32) (param $scratch i32)
+      (param $j0 i32) (param $j1 i32)
+    ${locals}
+    (if (i32.or (i32.ge_u (local.get $j0) (local.get $j1)) (i32.or (i32.eqz (local.get $M)) (i32.eqz (local.get $C))))
+      (then (return)))
+    (local.set $mPanels (i32.shr_u (i32.add (local.get $M) (i32.const ${MR - 1})) (i32.const 2)))
+    (local.set $Mp (i32.shl (local.get $mPanels) (i32.const 2)))
+    (local.set $aPanel (i32.shl (local.get $C) (i32.const 4)))
+    ;; Bytes between two components' panels in V (C x 8 floats) and in M (Mp x 8 floats).
+    (local.set $xiV (i32.shl (local.get $C) (i32.const 5)))
+    (local.set $xiM (i32.shl (local.get $Mp) (i32.const 5)))
+    (local.set $vs (i32.add (local.get $scratch) (i32.mul (global.get $thread)
+      (i32.mul (i32.add (local.get $C) (local.get $Mp)) (i32.const 1152)))))
+    (local.set $ms (i32.add (local.get $vs) (i32.mul (local.get $C) (i32.const 1152))))
+    (local.set $j (local.get $j0))
+    (loop $J
+      ;; 1. The input transform of the group's tiles, four at a time.
+      (local.set $h (i32.const 0))
+      (loop $Hin
+        (local.set $t8 (i32.shl (i32.add (i32.shl (local.get $j) (i32.const 3)) (local.get $h)) (i32.const 2)))
+        ${lanes.map((l) => `(local.set $q${l} (i32.add (local.get $xq) (i32.load offset=${4 * l} (i32.add (local.get $corner) (local.get $t8)))))`).join('\n        ')}
+        (local.set $vc (i32.add (local.get $vs) (i32.shl (local.get $h) (i32.const 2))))
+        (local.set $c (i32.const 0))
+        (loop $Cin
+          ${inRows.join('\n          ')}
+          ${inCols.join('\n          ')}
+          ${lanes.map((l) => `(local.set $q${l} (i32.add (local.get $q${l}) (local.get $planeIn)))`).join('\n          ')}
+          (local.set $vc (i32.add (local.get $vc) (i32.const 32)))
+          (local.set $c (i32.add (local.get $c) (i32.const 1)))
+          (br_if $Cin (i32.lt_u (local.get $c) (local.get $C))))
+        (local.set $h (i32.add (local.get $h) (i32.const 4)))
+        (br_if $Hin (i32.lt_u (local.get $h) (i32.const 8))))
+      ;; 2. The 36 products, each an A panel at a time into M.
+      (local.set $xi (i32.const 0))
+      (loop $XI
+        (local.set $i (i32.const 0))
+        (loop $I
+          ${zeroAccumulators()}
+          (local.set $pa (i32.add (i32.add (local.get $ap) (i32.mul (local.get $xi) (local.get $aStep)))
+            (i32.mul (local.get $i) (local.get $aPanel))))
+          (local.set $pb (i32.add (local.get $vs) (i32.mul (local.get $xi) (local.get $xiV))))
+          (local.set $k (local.get $C))
+          (loop $L
+            ${microkernel()}
+            (local.set $pa (i32.add (local.get $pa) (i32.const ${MR * 4})))
+            (local.set $pb (i32.add (local.get $pb) (i32.const ${NR * 4})))
+            (local.set $k (i32.sub (local.get $k) (i32.const 1)))
+            (br_if $L (local.get $k)))
+          (local.set $pc (i32.add (i32.add (local.get $ms) (i32.mul (local.get $xi) (local.get $xiM)))
+            (i32.shl (local.get $i) (i32.const 7))))
+          ${accStores.join('\n          ')}
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $I (i32.lt_u (local.get $i) (local.get $mPanels))))
+        (local.set $xi (i32.add (local.get $xi) (i32.const 1)))
+        (br_if $XI (i32.lt_u (local.get $xi) (i32.const 36))))
+      ;; 3. The output transform, four tiles at a time.
+      (local.set $h (i32.const 0))
+      (loop $Hout
+        (local.set $t8 (i32.shl (i32.add (i32.shl (local.get $j) (i32.const 3)) (local.get $h)) (i32.const 3)))
+        ${lanes
+          .map(
+            (l) => `(local.set $w${l} (i32.load offset=${8 * l} (i32.add (local.get $ytab) (local.get $t8))))
+        (local.set $f${l} (i32.load offset=${8 * l + 4} (i32.add (local.get $ytab) (local.get $t8))))`,
+          )
+          .join('\n        ')}
+        (local.set $mo (i32.add (local.get $ms) (i32.shl (local.get $h) (i32.const 2))))
+        (local.set $yo (local.get $y))
+        (local.set $o (i32.const 0))
+        (loop $O
+          ${mLoads.join('\n          ')}
+          (local.set $bv (v128.const i32x4 0 0 0 0))
+          (if (local.get $bias) (then (local.set $bv (v128.load32_splat (i32.add (local.get $bias) (i32.shl (local.get $o) (i32.const 2)))))))
+          ${outT.join('\n          ')}
+          (if (local.get $relu) (then
+              ${relu}))
+          ${stores.join('\n          ')}
+          (local.set $mo (i32.add (local.get $mo) (i32.const 32)))
+          (local.set $yo (i32.add (local.get $yo) (local.get $planeOut)))
+          (local.set $o (i32.add (local.get $o) (i32.const 1)))
+          (br_if $O (i32.lt_u (local.get $o) (local.get $M))))
+        (local.set $h (i32.add (local.get $h) (i32.const 4)))
+        (br_if $Hout (i32.lt_u (local.get $h) (i32.const 8))))
+      (local.set $j (i32.add (local.get $j) (i32.const 1)))
+      (br_if $J (i32.lt_u (local.get $j) (local.get $j1)))))`;
+}
+
 /**
  * The module: imports its memory as env.memory (shared when `shared`), exports
  * gemm(ap, bp, c, mPanels, K, ldc, j0, j1): for B panels j0 <= j < j1 and every A panel i, the 4x8 tile
@@ -1048,7 +1310,7 @@ export function cpuModuleText(shared: boolean, maxPages: number): string {
         (br_if $I (i32.lt_u (local.get $i) (local.get $mPanels))))
       (local.set $j (i32.add (local.get $j) (i32.const 1)))
       (br_if $J (i32.lt_u (local.get $j) (local.get $j1)))))
-${LOOPS_TEXT}${maxPool2Text()}${padPlanesText()}${convGemmText()}${packA4Text()}${sumRowsText()}${sgdText()}${winogradConvText()}${panelLoops()}${stepProjectText()}${convRowsText()}${lstmGatesText()}${lstmGatesBackwardText()}${maxPool2BackwardText()}${storeRowsText()}${pairwiseTermsText()})`;
+${LOOPS_TEXT}${maxPool2Text()}${padPlanesText()}${convGemmText()}${packA4Text()}${sumRowsText()}${sgdText()}${winogradConvText()}${winograd4ConvText()}${panelLoops()}${stepProjectText()}${convRowsText()}${lstmGatesText()}${lstmGatesBackwardText()}${maxPool2BackwardText()}${storeRowsText()}${pairwiseTermsText()})`;
 }
 
 /**

@@ -46,8 +46,11 @@ import {
   sgdInto,
   storeProduct,
   sumChannelsInto,
+  type WinogradTile,
   winogradApplies,
+  winogradComponents,
   winogradConv,
+  winogradTile,
   winogradWeightsInto,
 } from './ops.js';
 import { MAX_MEMORY_BYTES, type Region, WasmCpu } from './runtime.js';
@@ -292,10 +295,11 @@ interface Operand {
    */
   flip?: { C: number; KK: number };
   /**
-   * 3x3 conv weights [O, C, 3, 3] as the 16 Winograd F(2x2, 3x3) kernels (winogradWeights; flipped: those of
+   * 3x3 conv weights [O, C, 3, 3] as the 16 Winograd F(2x2, 3x3) kernels or the 36 of F(4x4, 3x3) (tile;
+   * winogradWeights; flipped: those of
    * the input gradient): count and K are then M and K of each of the 16 products.
    */
-  winograd?: { O: number; C: number; flipped: boolean };
+  winograd?: { O: number; C: number; flipped: boolean; tile: WinogradTile };
 }
 
 /** C element (m, n) of a product lies at c0 + m * rowStride + n * colStride of the f32 memory. */
@@ -719,7 +723,8 @@ export class WasmEngine implements Engine {
     const s = o.t.storage;
     const key =
       `${width}:${o.offset}:${o.count}:${o.K}:${o.qStride}:${o.kStride}` +
-      `${o.flip ? `:flip${o.flip.KK}` : ''}${o.winograd ? `:winograd${o.winograd.flipped ? 'T' : ''}` : ''}`;
+      `${o.flip ? `:flip${o.flip.KK}` : ''}` +
+      `${o.winograd ? `:winograd${o.winograd.tile}${o.winograd.flipped ? 'T' : ''}` : ''}`;
     let pack = s.packs?.get(key);
     if (!pack) {
       if (o.cache !== 'force' && s.seen?.get(key) !== s.version) {
@@ -727,7 +732,8 @@ export class WasmEngine implements Engine {
         s.seen.set(key, s.version);
         return null;
       }
-      const floats = (o.winograd ? 16 : 1) * packedFloats(o.count, o.K, width);
+      const floats =
+        (o.winograd ? winogradComponents(o.winograd.tile) : 1) * packedFloats(o.count, o.K, width);
       const block = this.heap.alloc(floats * 4);
       const matrix: PackedMatrix = {
         region: { byteOffset: block.offset, floats },
@@ -749,9 +755,10 @@ export class WasmEngine implements Engine {
   private packOperand(o: Operand, width: number, region: Region): PackedMatrix {
     const src = o.t.byteOffset + 4 * o.offset;
     if (o.winograd) {
-      const { O, C, flipped } = o.winograd;
+      const { O, C, flipped, tile } = o.winograd;
       const f = this.f32;
-      winogradWeightsInto(f.subarray(src / 4, src / 4 + O * C * 9), O, C, flipped, f, region.byteOffset / 4);
+      const w = f.subarray(src / 4, src / 4 + O * C * 9);
+      winogradWeightsInto(w, O, C, flipped, f, region.byteOffset / 4, tile);
       const M = flipped ? C : O;
       return { region, size: M, panels: Math.ceil(M / MR), K: flipped ? O : C };
     }
@@ -763,7 +770,7 @@ export class WasmEngine implements Engine {
   }
 
   private packScratch(o: Operand, width: number): PackedMatrix {
-    const floats = (o.winograd ? 16 : 1) * packedFloats(o.count, o.K, width);
+    const floats = (o.winograd ? winogradComponents(o.winograd.tile) : 1) * packedFloats(o.count, o.K, width);
     return this.packOperand(o, width, this.cpu.alloc(floats));
   }
 
@@ -1048,12 +1055,13 @@ export class WasmEngine implements Engine {
     const CKK = g.C * g.KH * g.KW;
     const d = directGeometry(g);
     if (winogradApplies(d) && !convRowsApplies(d)) {
+      const tile = winogradTile(d);
       const u: Operand = {
         ...this.weightPanels(Wt, g.O, g.C, 0, 0),
-        winograd: { O: g.O, C: g.C, flipped: false },
+        winograd: { O: g.O, C: g.C, flipped: false, tile },
       };
       this.withWeight(u, (packed) =>
-        winogradConv(this.cpu, X.region, d, packed, b ? b.region : null, o.relu ?? false, Y.region),
+        winogradConv(this.cpu, X.region, d, packed, b ? b.region : null, o.relu ?? false, Y.region, tile),
       );
     } else {
       this.withWeight(this.weightPanels(Wt, g.O, CKK, CKK, 1), (packed) =>
@@ -1099,12 +1107,15 @@ export class WasmEngine implements Engine {
     const CKK = g.C * KK;
     const dT = directBackwardInput(g) ? backwardInputGeometry(g) : null;
     if (dT && winogradApplies(dT) && !convRowsApplies(dT)) {
-      // dx as a convolution of dy with the turned kernels, through Winograd F(2x2, 3x3).
+      // dx as a convolution of dy with the turned kernels, through Winograd.
+      const tile = winogradTile(dT);
       const u: Operand = {
         ...this.weightPanels(Wt, g.C, g.O, 0, 0),
-        winograd: { O: g.O, C: g.C, flipped: true },
+        winograd: { O: g.O, C: g.C, flipped: true, tile },
       };
-      this.withWeight(u, (packed) => winogradConv(this.cpu, D.region, dT, packed, null, false, DX.region));
+      this.withWeight(u, (packed) =>
+        winogradConv(this.cpu, D.region, dT, packed, null, false, DX.region, tile),
+      );
     } else if (dT) {
       // A = the flipped kernel, rows c, steps (o, kh, kw): dx as a convolution of dy.
       const flipped: Operand = {

@@ -57,6 +57,7 @@ export const ROUTINES = [
   'pack_a4',
   'sum_rows',
   'winograd_conv',
+  'winograd4_conv',
   'sgd',
   'step_project',
   'conv_rows',
