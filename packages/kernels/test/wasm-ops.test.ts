@@ -21,6 +21,8 @@ import {
   WasmCpu,
   winogradConv,
   winogradTile,
+  winogradWeights,
+  winogradWeightsOnCpu,
 } from '../src/wasm/index.js';
 import { expectClose, randn } from './helpers.js';
 
@@ -87,6 +89,33 @@ for (const threads of [1, 2, 3]) {
     });
     afterAll(() => cpu.destroy());
     const rng = new ref.SeededRandom(11 + threads);
+
+    it('winograd4_weights gives the bits of the JavaScript transform (forward and flipped, rows not a multiple of 4)', () => {
+      for (const [O, C] of [
+        [1, 1],
+        [5, 3],
+        [32, 1],
+        [37, 19],
+        [64, 128],
+      ]) {
+        const w = Float32Array.from(randn(rng, O * C * 9));
+        w[0] = 0; // -0 and +0 where the kernel is 0
+        w[1] = 1e-40; // a subnormal
+        const mark = cpu.mark();
+        const src = cpu.upload(w);
+        for (const flipped of [false, true]) {
+          const want = winogradWeights(w, O, C, flipped, 4);
+          const out = cpu.alloc(want.data.length);
+          cpu.f32.fill(Number.NaN, out.byteOffset / 4, out.byteOffset / 4 + want.data.length);
+          winogradWeightsOnCpu(cpu, src.byteOffset, O, C, flipped, out.byteOffset / 4, 4);
+          const got = cpu.read(out);
+          let differ = 0;
+          for (let i = 0; i < got.length; i++) if (!Object.is(got[i], want.data[i])) differ++;
+          expect(differ, `O ${O} C ${C} flipped ${flipped}: elements that differ`).toBe(0);
+        }
+        cpu.reset(mark);
+      }
+    });
 
     for (const [N, C, H, W, O, K, stride, padding] of convCases) {
       it(`conv2d x [${N},${C},${H},${W}] w [${O},${C},${K},${K}] stride ${stride} padding ${padding}`, () => {

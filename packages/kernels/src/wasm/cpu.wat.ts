@@ -1263,6 +1263,102 @@ function winograd4ConvText(): string {
 }
 
 /**
+ * winograd4_weights: the F(4x4, 3x3) kernels U = G g G^T of winogradWeights(..., 4) for row panels
+ * j0 <= p < j1 (threads split them), in float64 (f64x2, two rows at a time) with the operations of the
+ * JavaScript transform in its order, rounded once to f32: the same bits. Row r of panel p, step k reads the
+ * kernel at byte w + 36 (r rs + k ks) (forward: rs = C, ks = 1; flipped: rs = 1, ks = C, the kernel turned by
+ * 180 degrees), or the 9 zeros at byte zero for rows r >= M; component xi of (p, k) is the vector at byte
+ * out + xi * stride + 16 (p K + k).
+ */
+function winograd4WeightsText(): string {
+  const lanes = [0, 1, 2, 3];
+  const d = (v: number) => `(f64x2.splat (f64.const ${v}))`;
+  const g = (n: string) => `(local.get ${n})`;
+  const half = (flipped: boolean, h: number): string => {
+    const lines: string[] = [];
+    // g_e of lanes 2h and 2h + 1, promoted.
+    for (let e = 0; e < 9; e++) {
+      const src = 4 * (flipped ? 8 - e : e);
+      lines.push(`(local.set $g${e} (f64x2.replace_lane 1
+          (f64x2.splat (f64.promote_f32 (f32.load offset=${src} (local.get $a${2 * h}))))
+          (f64.promote_f32 (f32.load offset=${src} (local.get $a${2 * h + 1})))))`);
+    }
+    // t = G g (6 x 3), column j at a time: t[i][j] in $t{i}{j}.
+    for (let j = 0; j < 3; j++) {
+      const [g0, g1, g2] = [g(`$g${j}`), g(`$g${3 + j}`), g(`$g${6 + j}`)];
+      lines.push(
+        `(local.set $ev (f64x2.add (f64x2.div ${g0} ${d(24)}) (f64x2.div ${g2} ${d(6)})))`,
+        `(local.set $t0${j} (f64x2.div ${g0} ${d(4)}))`,
+        `(local.set $t1${j} (f64x2.div (f64x2.neg (f64x2.add (f64x2.add ${g0} ${g1}) ${g2})) ${d(6)}))`,
+        `(local.set $t2${j} (f64x2.div (f64x2.neg (f64x2.add (f64x2.sub ${g0} ${g1}) ${g2})) ${d(6)}))`,
+        `(local.set $t3${j} (f64x2.add (local.get $ev) (f64x2.div ${g1} ${d(12)})))`,
+        `(local.set $t4${j} (f64x2.sub (local.get $ev) (f64x2.div ${g1} ${d(12)})))`,
+        `(local.set $t5${j} ${g2})`,
+      );
+    }
+    // U row i = t row i times G^T: U[6i + j] in $u{6i + j} of half h.
+    for (let i = 0; i < 6; i++) {
+      const [a, b, dd] = [g(`$t${i}0`), g(`$t${i}1`), g(`$t${i}2`)];
+      const u = (j: number) => `$u${6 * i + j}_${h}`;
+      lines.push(
+        `(local.set $ev (f64x2.add (f64x2.div ${a} ${d(24)}) (f64x2.div ${dd} ${d(6)})))`,
+        `(local.set ${u(0)} (f64x2.div ${a} ${d(4)}))`,
+        `(local.set ${u(1)} (f64x2.div (f64x2.neg (f64x2.add (f64x2.add ${a} ${b}) ${dd})) ${d(6)}))`,
+        `(local.set ${u(2)} (f64x2.div (f64x2.neg (f64x2.add (f64x2.sub ${a} ${b}) ${dd})) ${d(6)}))`,
+        `(local.set ${u(3)} (f64x2.add (local.get $ev) (f64x2.div ${b} ${d(12)})))`,
+        `(local.set ${u(4)} (f64x2.sub (local.get $ev) (f64x2.div ${b} ${d(12)})))`,
+        `(local.set ${u(5)} ${dd})`,
+      );
+    }
+    return lines.join('\n            ');
+  };
+  const stores = Array.from(
+    { length: 36 },
+    (_, xi) => `(v128.store (i32.add (local.get $o) (i32.mul (local.get $stride) (i32.const ${xi})))
+            (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23
+              (f32x4.demote_f64x2_zero (local.get $u${xi}_0)) (f32x4.demote_f64x2_zero (local.get $u${xi}_1))))`,
+  ).join('\n            ');
+  const locals = [
+    Array.from({ length: 9 }, (_, e) => `(local $g${e} v128)`).join(' '),
+    [0, 1, 2, 3, 4, 5].flatMap((i) => [0, 1, 2].map((j) => `(local $t${i}${j} v128)`)).join(' '),
+    Array.from({ length: 36 }, (_, xi) => `(local $u${xi}_0 v128) (local $u${xi}_1 v128)`).join(' '),
+    '(local $ev v128)',
+    lanes.map((l) => `(local $a${l} i32)`).join(' '),
+    '(local $p i32) (local $k i32) (local $o i32) (local $r i32)',
+  ].join('\n    ');
+  const addr = (l: number) => `(local.set $a${l} (select
+          (i32.add (local.get $w) (i32.mul (i32.const 36) (i32.add (i32.mul (i32.add (local.get $r) (i32.const ${l})) (local.get $rs))
+            (i32.mul (local.get $k) (local.get $ks)))))
+          (local.get $zero)
+          (i32.lt_u (i32.add (local.get $r) (i32.const ${l})) (local.get $M))))`;
+  return `
+  (func (export "winograd4_weights") (param $w i32) (param $rs i32) (param $ks i32) (param $M i32) (param $K i32)
+      (param $flipped i32) (param $zero i32) (param $out i32) (param $stride i32) (param $j0 i32) (param $j1 i32)
+    ${locals}
+    (if (i32.or (i32.ge_u (local.get $j0) (local.get $j1)) (i32.eqz (local.get $K))) (then (return)))
+    (local.set $p (local.get $j0))
+    (loop $P
+      (local.set $r (i32.shl (local.get $p) (i32.const 2)))
+      (local.set $o (i32.add (local.get $out) (i32.shl (i32.mul (local.get $p) (local.get $K)) (i32.const 4))))
+      (local.set $k (i32.const 0))
+      (loop $Kl
+        ${lanes.map(addr).join('\n        ')}
+        (if (local.get $flipped)
+          (then
+            ${half(true, 0)}
+            ${half(true, 1)})
+          (else
+            ${half(false, 0)}
+            ${half(false, 1)}))
+        ${stores}
+        (local.set $o (i32.add (local.get $o) (i32.const 16)))
+        (local.set $k (i32.add (local.get $k) (i32.const 1)))
+        (br_if $Kl (i32.lt_u (local.get $k) (local.get $K))))
+      (local.set $p (i32.add (local.get $p) (i32.const 1)))
+      (br_if $P (i32.lt_u (local.get $p) (local.get $j1)))))`;
+}
+
+/**
  * The module: imports its memory as env.memory (shared when `shared`), exports
  * gemm(ap, bp, c, mPanels, K, ldc, j0, j1): for B panels j0 <= j < j1 and every A panel i, the 4x8 tile
  * C[4i.., 8j..] = A panel i x B panel j (byte offsets; ldc in floats). Splitting [j0, j1) between threads
@@ -1310,7 +1406,7 @@ export function cpuModuleText(shared: boolean, maxPages: number): string {
         (br_if $I (i32.lt_u (local.get $i) (local.get $mPanels))))
       (local.set $j (i32.add (local.get $j) (i32.const 1)))
       (br_if $J (i32.lt_u (local.get $j) (local.get $j1)))))
-${LOOPS_TEXT}${maxPool2Text()}${padPlanesText()}${convGemmText()}${packA4Text()}${sumRowsText()}${sgdText()}${winogradConvText()}${winograd4ConvText()}${panelLoops()}${stepProjectText()}${convRowsText()}${lstmGatesText()}${lstmGatesBackwardText()}${maxPool2BackwardText()}${storeRowsText()}${pairwiseTermsText()})`;
+${LOOPS_TEXT}${maxPool2Text()}${padPlanesText()}${convGemmText()}${packA4Text()}${sumRowsText()}${sgdText()}${winogradConvText()}${winograd4ConvText()}${winograd4WeightsText()}${panelLoops()}${stepProjectText()}${convRowsText()}${lstmGatesText()}${lstmGatesBackwardText()}${maxPool2BackwardText()}${storeRowsText()}${pairwiseTermsText()})`;
 }
 
 /**

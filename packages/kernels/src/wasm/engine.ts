@@ -51,7 +51,7 @@ import {
   winogradComponents,
   winogradConv,
   winogradTile,
-  winogradWeightsInto,
+  winogradWeightsOnCpu,
 } from './ops.js';
 import { MAX_MEMORY_BYTES, type Region, WasmCpu } from './runtime.js';
 
@@ -756,9 +756,7 @@ export class WasmEngine implements Engine {
     const src = o.t.byteOffset + 4 * o.offset;
     if (o.winograd) {
       const { O, C, flipped, tile } = o.winograd;
-      const f = this.f32;
-      const w = f.subarray(src / 4, src / 4 + O * C * 9);
-      winogradWeightsInto(w, O, C, flipped, f, region.byteOffset / 4, tile);
+      winogradWeightsOnCpu(this.cpu, src, O, C, flipped, region.byteOffset / 4, tile);
       const M = flipped ? C : O;
       return { region, size: M, panels: Math.ceil(M / MR), K: flipped ? O : C };
     }

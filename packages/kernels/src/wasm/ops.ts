@@ -577,7 +577,18 @@ export function winogradWeightsInto(
   const components = winogradComponents(tile);
   if (tile === 4) winograd4WeightsInto(w, O, C, flipped, out, at, stride);
   else winograd2WeightsInto(w, O, C, flipped, out, at, stride);
-  // The last panel's padding rows are 0 (the memory may hold anything).
+  zeroPaddingRows(out, at, M, K, components, stride);
+}
+
+/** The last panel's padding rows of packed Winograd kernels are 0 (the memory may hold anything). */
+function zeroPaddingRows(
+  out: Float32Array,
+  at: number,
+  M: number,
+  K: number,
+  components: number,
+  stride: number,
+): void {
   const rows = Math.ceil(M / MR) * MR;
   for (let row = M; row < rows; row++) {
     for (let k = 0; k < K; k++) {
@@ -704,6 +715,45 @@ function winograd2WeightsInto(
   }
 }
 const tRow = new Float64Array(12);
+
+/**
+ * winogradWeightsInto on the engine's threads, for weights already in its memory (w at byte `src`, the kernels
+ * at float `at`): F(4x4, 3x3) by the winograd4_weights routine (the same float64 operations, the same bits;
+ * it runs after every SGD step while training), F(2x2, 3x3) in JavaScript.
+ */
+export function winogradWeightsOnCpu(
+  cpu: WasmCpu,
+  src: number,
+  O: number,
+  C: number,
+  flipped: boolean,
+  at: number,
+  tile: WinogradTile,
+): void {
+  const f = cpu.f32;
+  if (tile === 2) {
+    winogradWeightsInto(f.subarray(src / 4, src / 4 + O * C * 9), O, C, flipped, f, at, 2);
+    return;
+  }
+  const M = flipped ? C : O;
+  const K = flipped ? O : C;
+  const panels = Math.ceil(M / MR);
+  const mark = cpu.mark();
+  try {
+    const zero = cpu.alloc(16);
+    f.fill(0, zero.byteOffset / 4, zero.byteOffset / 4 + 16);
+    const [rs, ks] = flipped ? [1, C] : [C, 1];
+    cpu.run(
+      'winograd4_weights',
+      [src, rs, ks, M, K, flipped ? 1 : 0, zero.byteOffset, 4 * at, 4 * panels * MR * K],
+      panels,
+    );
+  } finally {
+    cpu.reset(mark);
+  }
+  // As winogradWeightsInto: +0 in the padding rows (the routine's zero kernel gives -0 in some components).
+  zeroPaddingRows(f, at, M, K, 36, panels * MR * K);
+}
 
 /** Packs winogradWeights into the engine's memory (a PackedMatrix of M rows x K whose region holds all 16). */
 export function packWinograd(

@@ -58,6 +58,7 @@ export const ROUTINES = [
   'sum_rows',
   'winograd_conv',
   'winograd4_conv',
+  'winograd4_weights',
   'sgd',
   'step_project',
   'conv_rows',
