@@ -9,7 +9,7 @@ import type { EngineTensor as Tensor } from '@dhta/kernels';
 import { pcgHash, SeededRandom } from '@dhta/kernels/reference';
 import { loadBundle, replaceDirAtomic, saveBundle } from './bundle.js';
 import { ModelError } from './errors.js';
-import { pairwiseLoss, pairwiseLossOnEngine } from './loss.js';
+import { type EngineBank, pairwiseLoss, pairwiseLossOnEngine } from './loss.js';
 import { readSafetensors, writeSafetensors } from './safetensors.js';
 import type { HashingNetwork, Weights } from './types.js';
 
@@ -305,80 +305,98 @@ export async function trainHashingNetwork(
   const params = net.parameters();
   const grads = net.gradients();
   const momentum = new Map<string, Tensor>();
-  for (const [name, p] of params) momentum.set(name, engine.zeros(p.shape));
-  // The memory bank starts at zero, as in DPSH (theta = 0 until an object's first visit).
-  let bank: Float32Array = new Float32Array(N * K);
-  let startEpoch = 0;
-  const losses: number[] = [];
-
-  if (options.resume && options.checkpointDir) {
-    const dir = options.checkpointDir;
-    const ckpt = await loadCheckpoint(dir);
-    if (ckpt) {
-      const stateFile = join(dir, STATE_FILE);
-      const changed = changedTrainOptions(ckpt.state.options, o);
-      if (changed.length && !options.allowChangedOptions) {
-        throw new ModelError(
-          'BAD_INPUT',
-          `${stateFile}: the checkpoint was trained with other options: ` +
-            `${changed.map((c) => `${c.name} ${describe(c.checkpoint)} (now ${describe(c.now)})`).join(', ')}; ` +
-            'resume with the same options, or allow the change (allowChangedOptions)',
-        );
-      }
-      if (ckpt.state.epoch > o.epochs) {
-        throw new ModelError(
-          'BAD_INPUT',
-          `${stateFile}: the checkpoint has ${ckpt.state.epoch} epochs done, more than the ${o.epochs} asked for`,
-        );
-      }
-      const weightsFile = join(dir, MODEL_DIR, 'weights.safetensors');
-      for (const [name, p] of params) {
-        const w = ckpt.weights.get(name);
-        if (!w || w.data.length !== p.size) {
-          throw new ModelError(
-            'BAD_FILE',
-            `${weightsFile}: the checkpoint's ${name} is missing or has the wrong size for this model`,
-          );
-        }
-        engine.write(p, w.data);
-      }
-      const tensorsFile = join(dir, TENSORS_FILE);
-      for (const [name, v] of momentum) {
-        const saved = ckpt.tensors.get(`momentum.${name}`);
-        if (!saved || saved.data.length !== v.size) {
-          throw new ModelError(
-            'BAD_FILE',
-            `${tensorsFile}: momentum for ${name} is missing or has the wrong size`,
-          );
-        }
-        engine.write(v, saved.data);
-      }
-      const savedBank = ckpt.tensors.get('bank');
-      if (!savedBank || savedBank.data.length !== N * K) {
-        throw new ModelError(
-          'BAD_FILE',
-          `${tensorsFile}: the memory bank does not match this training set (${N} x ${K})`,
-        );
-      }
-      bank = savedBank.data;
-      startEpoch = ckpt.state.epoch;
-      losses.push(...ckpt.state.losses);
-    }
+  let engineBank: EngineBank | null = null;
+  // Every engine tensor of the run, released at its end or when anything before the loop fails.
+  const release = (): void => {
+    for (const v of momentum.values()) v.release();
+    engineBank?.codes.release();
+    engineBank?.labels.release();
+  };
+  try {
+    for (const [name, p] of params) momentum.set(name, engine.zeros(p.shape));
+    return await trainLoop();
+  } finally {
+    release();
   }
 
-  const started = performance.now();
-  let samplesDone = 0;
-  const steps = Math.ceil(N / o.batch);
-  // The loss runs on the engine (a copy of the bank there, its codes rewritten each step) unless the bank or
-  // the batch's B x N pair matrices are too big for one tensor; then on the CPU (the float64 reference).
-  const largest = Math.max(N * K, N * C, o.batch * N) * 4;
-  const needed = (N * K + N * C + 3 * o.batch * N) * 4;
-  const engineBank =
-    largest <= engine.maxTensorBytes && 2 * needed <= engine.memoryBytesLeft
-      ? { codes: engine.empty([N, K]), labels: engine.tensor([N, C], Float32Array.from(labels)) }
-      : null;
-  const totalSamples = (o.epochs - startEpoch) * N;
-  try {
+  async function trainLoop(): Promise<TrainResult> {
+    // The memory bank starts at zero, as in DPSH (theta = 0 until an object's first visit).
+    let bank: Float32Array = new Float32Array(N * K);
+    let startEpoch = 0;
+    const losses: number[] = [];
+
+    if (options.resume && options.checkpointDir) {
+      const dir = options.checkpointDir;
+      const ckpt = await loadCheckpoint(dir);
+      if (ckpt) {
+        const stateFile = join(dir, STATE_FILE);
+        const changed = changedTrainOptions(ckpt.state.options, o);
+        if (changed.length && !options.allowChangedOptions) {
+          throw new ModelError(
+            'BAD_INPUT',
+            `${stateFile}: the checkpoint was trained with other options: ` +
+              `${changed.map((c) => `${c.name} ${describe(c.checkpoint)} (now ${describe(c.now)})`).join(', ')}; ` +
+              'resume with the same options, or allow the change (allowChangedOptions)',
+          );
+        }
+        if (ckpt.state.epoch > o.epochs) {
+          throw new ModelError(
+            'BAD_INPUT',
+            `${stateFile}: the checkpoint has ${ckpt.state.epoch} epochs done, more than the ${o.epochs} asked for`,
+          );
+        }
+        const weightsFile = join(dir, MODEL_DIR, 'weights.safetensors');
+        for (const [name, p] of params) {
+          const w = ckpt.weights.get(name);
+          if (!w || w.data.length !== p.size) {
+            throw new ModelError(
+              'BAD_FILE',
+              `${weightsFile}: the checkpoint's ${name} is missing or has the wrong size for this model`,
+            );
+          }
+          engine.write(p, w.data);
+        }
+        const tensorsFile = join(dir, TENSORS_FILE);
+        for (const [name, v] of momentum) {
+          const saved = ckpt.tensors.get(`momentum.${name}`);
+          if (!saved || saved.data.length !== v.size) {
+            throw new ModelError(
+              'BAD_FILE',
+              `${tensorsFile}: momentum for ${name} is missing or has the wrong size`,
+            );
+          }
+          engine.write(v, saved.data);
+        }
+        const savedBank = ckpt.tensors.get('bank');
+        if (!savedBank || savedBank.data.length !== N * K) {
+          throw new ModelError(
+            'BAD_FILE',
+            `${tensorsFile}: the memory bank does not match this training set (${N} x ${K})`,
+          );
+        }
+        bank = savedBank.data;
+        startEpoch = ckpt.state.epoch;
+        losses.push(...ckpt.state.losses);
+      }
+    }
+
+    const started = performance.now();
+    let samplesDone = 0;
+    const steps = Math.ceil(N / o.batch);
+    // The loss runs on the engine (a copy of the bank there, its codes rewritten each step) unless the bank or
+    // the batch's B x N pair matrices are too big for one tensor; then on the CPU (the float64 reference).
+    const largest = Math.max(N * K, N * C, o.batch * N) * 4;
+    const needed = (N * K + N * C + 3 * o.batch * N) * 4;
+    if (largest <= engine.maxTensorBytes && 2 * needed <= engine.memoryBytesLeft) {
+      const codes = engine.empty([N, K]);
+      try {
+        engineBank = { codes, labels: engine.tensor([N, C], Float32Array.from(labels)) };
+      } catch (e) {
+        codes.release(); // nothing of the bank stays behind when its second tensor cannot be had
+        throw e;
+      }
+    }
+    const totalSamples = (o.epochs - startEpoch) * N;
     for (let epoch = startEpoch; epoch < o.epochs; epoch++) {
       const lr = learningRateAt(epoch, o);
       // A fresh permutation per epoch from (seed, epoch) only, so a resumed run takes the same batches.
@@ -473,10 +491,11 @@ export async function trainHashingNetwork(
       }
       if (options.stopAfterEpochs !== undefined && epoch + 1 - startEpoch >= options.stopAfterEpochs) break;
     }
-  } finally {
-    for (const v of momentum.values()) v.release();
-    engineBank?.codes.release();
-    engineBank?.labels.release();
+    return {
+      losses,
+      epochs: o.epochs,
+      seconds: (performance.now() - started) / 1000,
+      resumedFrom: startEpoch,
+    };
   }
-  return { losses, epochs: o.epochs, seconds: (performance.now() - started) / 1000, resumedFrom: startEpoch };
 }

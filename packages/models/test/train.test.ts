@@ -2,6 +2,7 @@ import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SeededRandom } from '@dhta/kernels/reference';
+import { WasmEngine } from '@dhta/kernels/wasm';
 import { describe, expect, it } from 'vitest';
 import {
   createNetwork,
@@ -107,6 +108,49 @@ describe('training', () => {
       }
     }
     expect(same / nSame + 2).toBeLessThan(diff / nDiff);
+    net.destroy();
+  });
+
+  it('releases its engine tensors (momentum, the bank) when the bank cannot be allocated or a checkpoint is refused', async () => {
+    const engine = await WasmEngine.create({ threads: 1 });
+    const net = createNetwork(engine, spec, initWeights(spec, 2), { ownEngine: true });
+    const data = toyData(12, 1);
+    net.gradients(); // the network's own gradient buffers (kept until it is destroyed)
+    const before = engine.memoryBytesLeft;
+    // The bank's labels ([N, classes]) are the one tensor of that shape: refuse it once.
+    const tensor = engine.tensor.bind(engine);
+    engine.tensor = (shape, values) => {
+      if (shape.length === 2 && shape[0] === 12 && shape[1] === 3)
+        throw new Error('no memory for the labels');
+      return tensor(shape, values);
+    };
+    await expect(trainHashingNetwork(net, data, { epochs: 1, batch: 4, lr: 0.1, seed: 1 })).rejects.toThrow(
+      /no memory for the labels/,
+    );
+    expect(engine.memoryBytesLeft, 'momentum and the bank codes released').toBe(before);
+    engine.tensor = tensor;
+    // A checkpoint of another training set is refused after the momentum buffers exist.
+    const dir = mkdtempSync(join(tmpdir(), 'dhta-train-'));
+    await trainHashingNetwork(net, toyData(6, 2), {
+      epochs: 2,
+      batch: 3,
+      lr: 0.1,
+      seed: 1,
+      checkpointDir: join(dir, 'ck'),
+      stopAfterEpochs: 1,
+    });
+    const held = engine.memoryBytesLeft;
+    await expect(
+      trainHashingNetwork(net, data, {
+        epochs: 2,
+        batch: 3,
+        lr: 0.1,
+        seed: 1,
+        checkpointDir: join(dir, 'ck'),
+        resume: true,
+      }),
+    ).rejects.toThrow(/memory bank does not match/);
+    expect(engine.memoryBytesLeft, 'momentum released after the refused checkpoint').toBe(held);
     net.destroy();
   });
 
