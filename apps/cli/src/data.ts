@@ -183,44 +183,32 @@ export function registerData(program: Command): void {
         '--json',
         'print one JSON line: {name, split, offset, n, shape, labelsShape, out, labels, seconds}',
       ),
-  ).action(
-    async (
-      name: string,
-      o: OpenFlags & {
-        split: Split;
-        offset: number;
-        limit?: number;
-        out: string;
-        labels: string;
-        json?: boolean;
-      },
-    ) => {
-      if (resolve(o.out) === resolve(o.labels))
-        throw new CliError('--out and --labels must be different files');
-      // Folders in the way and unwritable paths fail now, before the split is read (and before any
-      // temporary file appears beside a folder given as a file).
-      const cleanups = [prepareOutFile(o.out, '--out'), prepareOutFile(o.labels, '--labels')];
-      try {
-        await exportSplit(name, o);
-      } catch (e) {
-        for (const c of cleanups.reverse()) c();
-        throw e;
-      }
-    },
-  );
+  ).action(async (name: string, o: ExportFlags) => {
+    if (resolve(o.out) === resolve(o.labels))
+      throw new CliError('--out and --labels must be different files');
+    // Folders in the way and unwritable paths fail now, before the split is read (and before any
+    // temporary file appears beside a folder given as a file).
+    const cleanups = [prepareOutFile(o.out, '--out'), prepareOutFile(o.labels, '--labels')];
+    try {
+      await exportSplit(name, o);
+    } catch (e) {
+      for (const c of cleanups.reverse()) c();
+      throw e;
+    }
+  });
 }
 
-async function exportSplit(
-  name: string,
-  o: OpenFlags & {
-    split: Split;
-    offset: number;
-    limit?: number;
-    out: string;
-    labels: string;
-    json?: boolean;
-  },
-): Promise<void> {
+/** The options of `data export`. */
+interface ExportFlags extends OpenFlags {
+  split: Split;
+  offset: number;
+  limit?: number;
+  out: string;
+  labels: string;
+  json?: boolean;
+}
+
+async function exportSplit(name: string, o: ExportFlags): Promise<void> {
   const t0 = performance.now();
   const d = await openDataset(name, openOptions(o));
   const ds: Dataset = d[o.split];

@@ -792,6 +792,100 @@ function sgdText(): string {
 }
 
 /**
+ * The skeleton of winograd_conv and winograd4_conv (`components` = 16 or 36 products): the parameters, the
+ * shared locals, this thread's V and M in its scratch, and per group of 8 tiles 1. the input transform
+ * (`inputBody`: one channel of four tiles at $q0..$q3 into V at $vc, component stride $xiV), 2. the products
+ * on the GEMM core (each output a chain over the channels in order) and 3. `output` (the output transform from
+ * M at $ms; $tt is free for it).
+ */
+function winogradFunc(
+  name: string,
+  components: number,
+  locals: string[],
+  inputBody: string,
+  output: string,
+): string {
+  const lanes = [0, 1, 2, 3];
+  const acc: string[] = [];
+  for (let r = 0; r < MR; r++) for (let v = 0; v < 2; v++) acc.push(`$c${r}_${v}`);
+  const accStores: string[] = [];
+  for (let r = 0; r < MR; r++)
+    for (let v = 0; v < 2; v++)
+      accStores.push(`(v128.store offset=${r * 32 + v * 16} (local.get $pc) (local.get $c${r}_${v}))`);
+  const all = [
+    ...acc.map((a) => `(local ${a} v128)`),
+    '(local $b0 v128) (local $b1 v128) (local $a v128) (local $bv v128)',
+    ...locals,
+    lanes.map((l) => `(local $q${l} i32)`).join(' '),
+    '(local $j i32) (local $h i32) (local $c i32) (local $o i32) (local $xi i32) (local $i i32) (local $k i32)',
+    '(local $pa i32) (local $pb i32) (local $pc i32) (local $vs i32) (local $ms i32) (local $vc i32) (local $mo i32)',
+    '(local $yo i32) (local $at i32) (local $tt i32) (local $mPanels i32) (local $Mp i32) (local $aPanel i32)',
+    '(local $xiV i32) (local $xiM i32)',
+  ].join('\n    ');
+  return `
+  (func (export "${name}") (param $ap i32) (param $aStep i32) (param $xq i32) (param $corner i32)
+      (param $ytab i32) (param $planeIn i32) (param $rowIn i32) (param $y i32) (param $planeOut i32)
+      (param $rowOut i32) (param $bias i32) (param $relu i32) (param $M i32) (param $C i32) (param $scratch i32)
+      (param $j0 i32) (param $j1 i32)
+    ${all}
+    (if (i32.or (i32.ge_u (local.get $j0) (local.get $j1)) (i32.or (i32.eqz (local.get $M)) (i32.eqz (local.get $C))))
+      (then (return)))
+    (local.set $mPanels (i32.shr_u (i32.add (local.get $M) (i32.const ${MR - 1})) (i32.const 2)))
+    (local.set $Mp (i32.shl (local.get $mPanels) (i32.const 2)))
+    (local.set $aPanel (i32.shl (local.get $C) (i32.const 4)))
+    ;; Bytes between two components' panels in V (C x 8 floats) and in M (Mp x 8 floats).
+    (local.set $xiV (i32.shl (local.get $C) (i32.const 5)))
+    (local.set $xiM (i32.shl (local.get $Mp) (i32.const 5)))
+    (local.set $vs (i32.add (local.get $scratch) (i32.mul (global.get $thread)
+      (i32.mul (i32.add (local.get $C) (local.get $Mp)) (i32.const ${32 * components})))))
+    (local.set $ms (i32.add (local.get $vs) (i32.mul (local.get $C) (i32.const ${32 * components}))))
+    (local.set $j (local.get $j0))
+    (loop $J
+      ;; 1. The input transform of the group's tiles, four at a time.
+      (local.set $h (i32.const 0))
+      (loop $Hin
+        (local.set $tt (i32.shl (i32.add (i32.shl (local.get $j) (i32.const 3)) (local.get $h)) (i32.const 2)))
+        ${lanes.map((l) => `(local.set $q${l} (i32.add (local.get $xq) (i32.load offset=${4 * l} (i32.add (local.get $corner) (local.get $tt)))))`).join('\n        ')}
+        (local.set $vc (i32.add (local.get $vs) (i32.shl (local.get $h) (i32.const 2))))
+        (local.set $c (i32.const 0))
+        (loop $Cin
+          ${inputBody}
+          ${lanes.map((l) => `(local.set $q${l} (i32.add (local.get $q${l}) (local.get $planeIn)))`).join('\n          ')}
+          (local.set $vc (i32.add (local.get $vc) (i32.const 32)))
+          (local.set $c (i32.add (local.get $c) (i32.const 1)))
+          (br_if $Cin (i32.lt_u (local.get $c) (local.get $C))))
+        (local.set $h (i32.add (local.get $h) (i32.const 4)))
+        (br_if $Hin (i32.lt_u (local.get $h) (i32.const 8))))
+      ;; 2. The ${components} products, each an A panel at a time into M.
+      (local.set $xi (i32.const 0))
+      (loop $XI
+        (local.set $i (i32.const 0))
+        (loop $I
+          ${zeroAccumulators()}
+          (local.set $pa (i32.add (i32.add (local.get $ap) (i32.mul (local.get $xi) (local.get $aStep)))
+            (i32.mul (local.get $i) (local.get $aPanel))))
+          (local.set $pb (i32.add (local.get $vs) (i32.mul (local.get $xi) (local.get $xiV))))
+          (local.set $k (local.get $C))
+          (loop $L
+            ${microkernel()}
+            (local.set $pa (i32.add (local.get $pa) (i32.const ${MR * 4})))
+            (local.set $pb (i32.add (local.get $pb) (i32.const ${NR * 4})))
+            (local.set $k (i32.sub (local.get $k) (i32.const 1)))
+            (br_if $L (local.get $k)))
+          (local.set $pc (i32.add (i32.add (local.get $ms) (i32.mul (local.get $xi) (local.get $xiM)))
+            (i32.shl (local.get $i) (i32.const 7))))
+          ${accStores.join('\n          ')}
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $I (i32.lt_u (local.get $i) (local.get $mPanels))))
+        (local.set $xi (i32.add (local.get $xi) (i32.const 1)))
+        (br_if $XI (i32.lt_u (local.get $xi) (i32.const ${components}))))
+      ;; 3. The output transform, four tiles at a time.
+      ${output}
+      (local.set $j (i32.add (local.get $j) (i32.const 1)))
+      (br_if $J (i32.lt_u (local.get $j) (local.get $j1)))))`;
+}
+
+/**
  * winograd_conv: a 3x3 stride-1 convolution as Winograd F(2x2, 3x3), transforms and products fused per group
  * of 8 tiles (B panel j: tiles 8j..8j+7; threads split the groups). Tile t is the 4 x 4 patch of the padded
  * input at byte xq + corner[t] (+ planeIn per channel, rowIn per row) and the 2 x 2 block of y at byte
@@ -808,8 +902,6 @@ function sgdText(): string {
  */
 function winogradConvText(): string {
   const lanes = [0, 1, 2, 3];
-  const acc: string[] = [];
-  for (let r = 0; r < MR; r++) for (let v = 0; v < 2; v++) acc.push(`$c${r}_${v}`);
   const shuffle = (sel: number[], a: string, b: string) =>
     `(i8x16.shuffle ${sel.flatMap((l) => [0, 1, 2, 3].map((x) => 4 * l + x)).join(' ')} ${a} ${b})`;
   // 4 x 4 transpose of $p0..$p3 (lane l's row) into $d0..$d3 (element j of every lane).
@@ -879,13 +971,7 @@ function winogradConvText(): string {
                     (then (f32.store offset=4 (local.get $at) (f32x4.extract_lane ${l} (local.get $y11)))))))))`,
     )
     .join('\n              ');
-  const accStores: string[] = [];
-  for (let r = 0; r < MR; r++)
-    for (let v = 0; v < 2; v++)
-      accStores.push(`(v128.store offset=${r * 32 + v * 16} (local.get $pc) (local.get $c${r}_${v}))`);
   const locals = [
-    ...acc.map((a) => `(local ${a} v128)`),
-    '(local $b0 v128) (local $b1 v128) (local $a v128) (local $bv v128)',
     '(local $p0 v128) (local $p1 v128) (local $p2 v128) (local $p3 v128)',
     '(local $t0 v128) (local $t1 v128) (local $t2 v128) (local $t3 v128)',
     '(local $d0 v128) (local $d1 v128) (local $d2 v128) (local $d3 v128)',
@@ -893,75 +979,13 @@ function winogradConvText(): string {
     Array.from({ length: 16 }, (_, xi) => `(local $m${xi} v128)`).join(' '),
     [0, 1].flatMap((r) => [0, 1, 2, 3].map((j) => `(local $u${r}${j} v128)`)).join(' '),
     '(local $y00 v128) (local $y01 v128) (local $y10 v128) (local $y11 v128)',
-    lanes.map((l) => `(local $q${l} i32) (local $w${l} i32)`).join(' '),
-    '(local $j i32) (local $h i32) (local $c i32) (local $o i32) (local $xi i32) (local $i i32) (local $k i32)',
-    '(local $pa i32) (local $pb i32) (local $pc i32) (local $vs i32) (local $ms i32) (local $vc i32) (local $mo i32)',
-    '(local $yo i32) (local $at i32) (local $t4 i32) (local $mPanels i32) (local $Mp i32) (local $aPanel i32)',
-    '(local $xiV i32) (local $xiM i32) (local $whole i32)',
-  ].join('\n    ');
-  return `
-  (func (export "winograd_conv") (param $ap i32) (param $aStep i32) (param $xq i32) (param $corner i32)
-      (param $ytab i32) (param $planeIn i32) (param $rowIn i32) (param $y i32) (param $planeOut i32)
-      (param $rowOut i32) (param $bias i32) (param $relu i32) (param $M i32) (param $C i32) (param $scratch i32)
-      (param $j0 i32) (param $j1 i32)
-    ${locals}
-    (if (i32.or (i32.ge_u (local.get $j0) (local.get $j1)) (i32.or (i32.eqz (local.get $M)) (i32.eqz (local.get $C))))
-      (then (return)))
-    (local.set $mPanels (i32.shr_u (i32.add (local.get $M) (i32.const ${MR - 1})) (i32.const 2)))
-    (local.set $Mp (i32.shl (local.get $mPanels) (i32.const 2)))
-    (local.set $aPanel (i32.shl (local.get $C) (i32.const 4)))
-    ;; Bytes between two components' panels in V (C x 8 floats) and in M (Mp x 8 floats).
-    (local.set $xiV (i32.shl (local.get $C) (i32.const 5)))
-    (local.set $xiM (i32.shl (local.get $Mp) (i32.const 5)))
-    (local.set $vs (i32.add (local.get $scratch) (i32.mul (global.get $thread)
-      (i32.shl (i32.add (local.get $C) (local.get $Mp)) (i32.const 9)))))
-    (local.set $ms (i32.add (local.get $vs) (i32.shl (local.get $C) (i32.const 9))))
-    (local.set $j (local.get $j0))
-    (loop $J
-      ;; 1. The input transform of the group's tiles, four at a time.
-      (local.set $h (i32.const 0))
-      (loop $Hin
-        (local.set $t4 (i32.shl (i32.add (i32.shl (local.get $j) (i32.const 3)) (local.get $h)) (i32.const 2)))
-        ${lanes.map((l) => `(local.set $q${l} (i32.add (local.get $xq) (i32.load offset=${4 * l} (i32.add (local.get $corner) (local.get $t4)))))`).join('\n        ')}
-        (local.set $vc (i32.add (local.get $vs) (i32.shl (local.get $h) (i32.const 2))))
-        (local.set $c (i32.const 0))
-        (loop $Cin
-          ${inRows.join('\n          ')}
-          ${inStores.join('\n          ')}
-          ${lanes.map((l) => `(local.set $q${l} (i32.add (local.get $q${l}) (local.get $planeIn)))`).join('\n          ')}
-          (local.set $vc (i32.add (local.get $vc) (i32.const 32)))
-          (local.set $c (i32.add (local.get $c) (i32.const 1)))
-          (br_if $Cin (i32.lt_u (local.get $c) (local.get $C))))
-        (local.set $h (i32.add (local.get $h) (i32.const 4)))
-        (br_if $Hin (i32.lt_u (local.get $h) (i32.const 8))))
-      ;; 2. The 16 products, each an A panel at a time into M.
-      (local.set $xi (i32.const 0))
-      (loop $XI
-        (local.set $i (i32.const 0))
-        (loop $I
-          ${zeroAccumulators()}
-          (local.set $pa (i32.add (i32.add (local.get $ap) (i32.mul (local.get $xi) (local.get $aStep)))
-            (i32.mul (local.get $i) (local.get $aPanel))))
-          (local.set $pb (i32.add (local.get $vs) (i32.mul (local.get $xi) (local.get $xiV))))
-          (local.set $k (local.get $C))
-          (loop $L
-            ${microkernel()}
-            (local.set $pa (i32.add (local.get $pa) (i32.const ${MR * 4})))
-            (local.set $pb (i32.add (local.get $pb) (i32.const ${NR * 4})))
-            (local.set $k (i32.sub (local.get $k) (i32.const 1)))
-            (br_if $L (local.get $k)))
-          (local.set $pc (i32.add (i32.add (local.get $ms) (i32.mul (local.get $xi) (local.get $xiM)))
-            (i32.shl (local.get $i) (i32.const 7))))
-          ${accStores.join('\n          ')}
-          (local.set $i (i32.add (local.get $i) (i32.const 1)))
-          (br_if $I (i32.lt_u (local.get $i) (local.get $mPanels))))
-        (local.set $xi (i32.add (local.get $xi) (i32.const 1)))
-        (br_if $XI (i32.lt_u (local.get $xi) (i32.const 16))))
-      ;; 3. The output transform, four tiles at a time.
-      (local.set $h (i32.const 0))
+    lanes.map((l) => `(local $w${l} i32)`).join(' '),
+    '(local $whole i32)',
+  ];
+  const output = `(local.set $h (i32.const 0))
       (loop $Hout
-        (local.set $t4 (i32.shl (i32.add (i32.shl (local.get $j) (i32.const 3)) (local.get $h)) (i32.const 2)))
-        ${lanes.map((l) => `(local.set $w${l} (i32.load offset=${4 * l} (i32.add (local.get $ytab) (local.get $t4))))`).join('\n        ')}
+        (local.set $tt (i32.shl (i32.add (i32.shl (local.get $j) (i32.const 3)) (local.get $h)) (i32.const 2)))
+        ${lanes.map((l) => `(local.set $w${l} (i32.load offset=${4 * l} (i32.add (local.get $ytab) (local.get $tt))))`).join('\n        ')}
         ;; A whole row of blocks: four tiles side by side, both columns and rows inside y.
         (local.set $whole (i32.and (i32.and (i32.eq (i32.and (local.get $w0) (i32.const -2147483645)) (i32.const 3))
             (i32.eq (i32.and (local.get $w1) (i32.const -2147483645)) (i32.const 3)))
@@ -995,9 +1019,15 @@ function winogradConvText(): string {
           (local.set $o (i32.add (local.get $o) (i32.const 1)))
           (br_if $O (i32.lt_u (local.get $o) (local.get $M))))
         (local.set $h (i32.add (local.get $h) (i32.const 4)))
-        (br_if $Hout (i32.lt_u (local.get $h) (i32.const 8))))
-      (local.set $j (i32.add (local.get $j) (i32.const 1)))
-      (br_if $J (i32.lt_u (local.get $j) (local.get $j1)))))`;
+        (br_if $Hout (i32.lt_u (local.get $h) (i32.const 8))))`;
+  return winogradFunc(
+    'winograd_conv',
+    16,
+    locals,
+    `${inRows.join('\n          ')}
+          ${inStores.join('\n          ')}`,
+    output,
+  );
 }
 
 /** f32x4 constant with all lanes v. */
@@ -1071,8 +1101,6 @@ function transpose4(src: string[], dst: string[]): string {
 function winograd4ConvText(): string {
   const lanes = [0, 1, 2, 3];
   const six = [0, 1, 2, 3, 4, 5];
-  const acc: string[] = [];
-  for (let r = 0; r < MR; r++) for (let v = 0; v < 2; v++) acc.push(`$c${r}_${v}`);
   const g = (n: string) => `(local.get ${n})`;
   // Input: row r of the four patches, elements 0-3 by a vector load and 4-5 by a 64-bit load, as six vectors
   // of lanes = tiles; B^T along the row into $e{r}{j}; then B^T down each column j, stored as V[6 i + j].
@@ -1153,13 +1181,7 @@ function winograd4ConvText(): string {
                       (then (f32.store offset=8 (local.get $at) (f32x4.extract_lane 2 (local.get $p${l})))))))))`);
     }
   }
-  const accStores: string[] = [];
-  for (let r = 0; r < MR; r++)
-    for (let v = 0; v < 2; v++)
-      accStores.push(`(v128.store offset=${r * 32 + v * 16} (local.get $pc) (local.get $c${r}_${v}))`);
   const locals = [
-    ...acc.map((a) => `(local ${a} v128)`),
-    '(local $b0 v128) (local $b1 v128) (local $a v128) (local $bv v128)',
     '(local $wa v128) (local $wb v128) (local $wc v128) (local $wd v128)',
     lanes.map((l) => `(local $p${l} v128) (local $s${l} v128) (local $t${l} v128)`).join(' '),
     six.map((j) => `(local $d${j} v128)`).join(' '),
@@ -1167,78 +1189,15 @@ function winograd4ConvText(): string {
     Array.from({ length: 36 }, (_, xi) => `(local $m${xi} v128)`).join(' '),
     [0, 1, 2, 3].flatMap((i) => six.map((j) => `(local $u${i}${j} v128)`)).join(' '),
     [0, 1, 2, 3].flatMap((i) => [0, 1, 2, 3].map((j) => `(local $y${i}${j} v128)`)).join(' '),
-    lanes.map((l) => `(local $q${l} i32) (local $w${l} i32) (local $f${l} i32)`).join(' '),
-    '(local $j i32) (local $h i32) (local $c i32) (local $o i32) (local $xi i32) (local $i i32) (local $k i32)',
-    '(local $pa i32) (local $pb i32) (local $pc i32) (local $vs i32) (local $ms i32) (local $vc i32) (local $mo i32)',
-    '(local $yo i32) (local $at i32) (local $t8 i32) (local $mPanels i32) (local $Mp i32) (local $aPanel i32)',
-    '(local $xiV i32) (local $xiM i32)',
-  ].join('\n    ');
-  return `
-  (func (export "winograd4_conv") (param $ap i32) (param $aStep i32) (param $xq i32) (param $corner i32)
-      (param $ytab i32) (param $planeIn i32) (param $rowIn i32) (param $y i32) (param $planeOut i32)
-      (param $rowOut i32) (param $bias i32) (param $relu i32) (param $M i32) (param $C i32) (param $scratch i32)
-      (param $j0 i32) (param $j1 i32)
-    ${locals}
-    (if (i32.or (i32.ge_u (local.get $j0) (local.get $j1)) (i32.or (i32.eqz (local.get $M)) (i32.eqz (local.get $C))))
-      (then (return)))
-    (local.set $mPanels (i32.shr_u (i32.add (local.get $M) (i32.const ${MR - 1})) (i32.const 2)))
-    (local.set $Mp (i32.shl (local.get $mPanels) (i32.const 2)))
-    (local.set $aPanel (i32.shl (local.get $C) (i32.const 4)))
-    ;; Bytes between two components' panels in V (C x 8 floats) and in M (Mp x 8 floats).
-    (local.set $xiV (i32.shl (local.get $C) (i32.const 5)))
-    (local.set $xiM (i32.shl (local.get $Mp) (i32.const 5)))
-    (local.set $vs (i32.add (local.get $scratch) (i32.mul (global.get $thread)
-      (i32.mul (i32.add (local.get $C) (local.get $Mp)) (i32.const 1152)))))
-    (local.set $ms (i32.add (local.get $vs) (i32.mul (local.get $C) (i32.const 1152))))
-    (local.set $j (local.get $j0))
-    (loop $J
-      ;; 1. The input transform of the group's tiles, four at a time.
-      (local.set $h (i32.const 0))
-      (loop $Hin
-        (local.set $t8 (i32.shl (i32.add (i32.shl (local.get $j) (i32.const 3)) (local.get $h)) (i32.const 2)))
-        ${lanes.map((l) => `(local.set $q${l} (i32.add (local.get $xq) (i32.load offset=${4 * l} (i32.add (local.get $corner) (local.get $t8)))))`).join('\n        ')}
-        (local.set $vc (i32.add (local.get $vs) (i32.shl (local.get $h) (i32.const 2))))
-        (local.set $c (i32.const 0))
-        (loop $Cin
-          ${inRows.join('\n          ')}
-          ${inCols.join('\n          ')}
-          ${lanes.map((l) => `(local.set $q${l} (i32.add (local.get $q${l}) (local.get $planeIn)))`).join('\n          ')}
-          (local.set $vc (i32.add (local.get $vc) (i32.const 32)))
-          (local.set $c (i32.add (local.get $c) (i32.const 1)))
-          (br_if $Cin (i32.lt_u (local.get $c) (local.get $C))))
-        (local.set $h (i32.add (local.get $h) (i32.const 4)))
-        (br_if $Hin (i32.lt_u (local.get $h) (i32.const 8))))
-      ;; 2. The 36 products, each an A panel at a time into M.
-      (local.set $xi (i32.const 0))
-      (loop $XI
-        (local.set $i (i32.const 0))
-        (loop $I
-          ${zeroAccumulators()}
-          (local.set $pa (i32.add (i32.add (local.get $ap) (i32.mul (local.get $xi) (local.get $aStep)))
-            (i32.mul (local.get $i) (local.get $aPanel))))
-          (local.set $pb (i32.add (local.get $vs) (i32.mul (local.get $xi) (local.get $xiV))))
-          (local.set $k (local.get $C))
-          (loop $L
-            ${microkernel()}
-            (local.set $pa (i32.add (local.get $pa) (i32.const ${MR * 4})))
-            (local.set $pb (i32.add (local.get $pb) (i32.const ${NR * 4})))
-            (local.set $k (i32.sub (local.get $k) (i32.const 1)))
-            (br_if $L (local.get $k)))
-          (local.set $pc (i32.add (i32.add (local.get $ms) (i32.mul (local.get $xi) (local.get $xiM)))
-            (i32.shl (local.get $i) (i32.const 7))))
-          ${accStores.join('\n          ')}
-          (local.set $i (i32.add (local.get $i) (i32.const 1)))
-          (br_if $I (i32.lt_u (local.get $i) (local.get $mPanels))))
-        (local.set $xi (i32.add (local.get $xi) (i32.const 1)))
-        (br_if $XI (i32.lt_u (local.get $xi) (i32.const 36))))
-      ;; 3. The output transform, four tiles at a time.
-      (local.set $h (i32.const 0))
+    lanes.map((l) => `(local $w${l} i32) (local $f${l} i32)`).join(' '),
+  ];
+  const output = `(local.set $h (i32.const 0))
       (loop $Hout
-        (local.set $t8 (i32.shl (i32.add (i32.shl (local.get $j) (i32.const 3)) (local.get $h)) (i32.const 3)))
+        (local.set $tt (i32.shl (i32.add (i32.shl (local.get $j) (i32.const 3)) (local.get $h)) (i32.const 3)))
         ${lanes
           .map(
-            (l) => `(local.set $w${l} (i32.load offset=${8 * l} (i32.add (local.get $ytab) (local.get $t8))))
-        (local.set $f${l} (i32.load offset=${8 * l + 4} (i32.add (local.get $ytab) (local.get $t8))))`,
+            (l) => `(local.set $w${l} (i32.load offset=${8 * l} (i32.add (local.get $ytab) (local.get $tt))))
+        (local.set $f${l} (i32.load offset=${8 * l + 4} (i32.add (local.get $ytab) (local.get $tt))))`,
           )
           .join('\n        ')}
         (local.set $mo (i32.add (local.get $ms) (i32.shl (local.get $h) (i32.const 2))))
@@ -1257,9 +1216,15 @@ function winograd4ConvText(): string {
           (local.set $o (i32.add (local.get $o) (i32.const 1)))
           (br_if $O (i32.lt_u (local.get $o) (local.get $M))))
         (local.set $h (i32.add (local.get $h) (i32.const 4)))
-        (br_if $Hout (i32.lt_u (local.get $h) (i32.const 8))))
-      (local.set $j (i32.add (local.get $j) (i32.const 1)))
-      (br_if $J (i32.lt_u (local.get $j) (local.get $j1)))))`;
+        (br_if $Hout (i32.lt_u (local.get $h) (i32.const 8))))`;
+  return winogradFunc(
+    'winograd4_conv',
+    36,
+    locals,
+    `${inRows.join('\n          ')}
+          ${inCols.join('\n          ')}`,
+    output,
+  );
 }
 
 /**

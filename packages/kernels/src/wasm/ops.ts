@@ -771,9 +771,9 @@ export function packWinograd(
 
 /**
  * y [N, O, OH, OW] = conv(x) (+ bias, ReLU) for a 3x3 stride-1 convolution (winogradApplies) as Winograd
- * F(2x2, 3x3) (tile 2; tile 4: F(4x4, 3x3), winograd4Conv, the same steps with 6 x 6 patches, 4 x 4 blocks and
- * 36 products; u then holds winogradWeights(..., 4)): x copied into zero-padded planes of (2 TH + 2) x (2 TW + 2) (TH x TW tiles of 2 x 2 outputs),
- * then one winograd_conv call over the groups of 8 tiles of the whole batch: for each group, the input
+ * F(2x2, 3x3) (tile 2; tile 4: F(4x4, 3x3), winograd4_conv, the same steps with 6 x 6 patches, 4 x 4 blocks
+ * and 36 products; u then holds winogradWeights(..., 4)): x copied into zero-padded planes of
+ * (2 TH + 2) x (2 TW + 2) (TH x TW tiles of 2 x 2 outputs), then one winograd_conv call over the groups of 8 tiles of the whole batch: for each group, the input
  * transform V = B^T d B, the 16 products M[xi] = U[xi] V[xi] (each a chain over the input channels in
  * order) and the output transform A^T m A with bias and ReLU, all in the thread's caches. Every output of an
  * object depends only on that object's tile, in a fixed order: the same bits in any batch and on any thread
@@ -797,40 +797,23 @@ export function winogradConv(
     throw argError('wasm conv2d', `Winograd weights of ${u.size} x ${u.K}, expected ${O} x ${C}`);
   }
   if (N * O * OH * OW === 0) return;
-  if (tile === 4) {
-    winograd4Conv(cpu, x, d, u, bias, relu, y);
-    return;
-  }
-  const TH = Math.ceil(OH / 2);
-  const TW = Math.ceil(OW / 2);
-  const Hq = 2 * TH + 2;
-  const Wq = 2 * TW + 2;
+  const TH = Math.ceil(OH / tile);
+  const TW = Math.ceil(OW / tile);
+  const Hq = tile * TH + 2;
+  const Wq = tile * TW + 2;
   const groups = Math.ceil((N * TH * TW) / NR);
   const mark = cpu.mark();
   try {
     const xq = cpu.alloc(N * C * Hq * Wq);
     cpu.run('pad_planes', [x.byteOffset, xq.byteOffset, H, W, padH, padW, Hq, Wq], N * C);
-    // Tile t = (n, th, tw): its patch's corner in xq, and its block in y with which of its column 1 and
-    // row 1 lie inside y (bits 0 and 1); past the tiles, -1.
-    const [corner, ytab] = cached(`winograd,${N},${C},${O},${OH},${OW}`, () => {
-      const corner = new Int32Array(groups * NR);
-      const ytab = new Int32Array(groups * NR).fill(-1);
-      for (let n = 0, t = 0; n < N; n++) {
-        for (let th = 0; th < TH; th++) {
-          for (let tw = 0; tw < TW; tw++, t++) {
-            corner[t] = 4 * (n * C * Hq * Wq + 2 * th * Wq + 2 * tw);
-            const inside = (2 * tw + 1 < OW ? 1 : 0) | (2 * th + 1 < OH ? 2 : 0);
-            ytab[t] = 4 * (n * O * OH * OW + 2 * th * OW + 2 * tw) + inside;
-          }
-        }
-      }
-      return [corner, ytab];
-    }).map((t) => cpu.upload(t));
+    const [corner, ytab] = cached(`winograd${tile},${N},${C},${O},${OH},${OW}`, () =>
+      winogradTables(tile, N, C, O, OH, OW, groups),
+    ).map((t) => cpu.upload(t));
     const Mp = u.panels * MR;
-    // Per thread: V (16 panels of C x 8) and M (16 blocks of Mp x 8).
-    const scratch = cpu.alloc(cpu.threads * 128 * (C + Mp));
+    // Per thread: V (a panel of C x 8 per component) and M (a block of Mp x 8 per component).
+    const scratch = cpu.alloc(cpu.threads * 8 * winogradComponents(tile) * (C + Mp));
     cpu.run(
-      'winograd_conv',
+      tile === 4 ? 'winograd4_conv' : 'winograd_conv',
       [
         u.region.byteOffset,
         4 * Mp * C,
@@ -855,69 +838,40 @@ export function winogradConv(
   }
 }
 
-/** winogradConv with F(4x4, 3x3) tiles: planes padded to (4 TH + 2) x (4 TW + 2), winograd4_conv. */
-function winograd4Conv(
-  cpu: WasmCpu,
-  x: Region,
-  d: DirectGeometry,
-  u: PackedMatrix,
-  bias: Region | null,
-  relu: boolean,
-  y: Region,
-): void {
-  const { N, C, H, W, O, OH, OW, padH, padW } = d;
-  const TH = Math.ceil(OH / 4);
-  const TW = Math.ceil(OW / 4);
-  const Hq = 4 * TH + 2;
-  const Wq = 4 * TW + 2;
-  const groups = Math.ceil((N * TH * TW) / NR);
-  const mark = cpu.mark();
-  try {
-    const xq = cpu.alloc(N * C * Hq * Wq);
-    cpu.run('pad_planes', [x.byteOffset, xq.byteOffset, H, W, padH, padW, Hq, Wq], N * C);
-    // Tile t = (n, th, tw): its patch's corner in xq; its block in y and (rows inside << 4) | columns inside;
-    // past the tiles, -1.
-    const [corner, ytab] = cached(`winograd4,${N},${C},${O},${OH},${OW}`, () => {
-      const corner = new Int32Array(groups * NR);
-      const ytab = new Int32Array(2 * groups * NR).fill(-1);
-      for (let n = 0, t = 0; n < N; n++) {
-        for (let th = 0; th < TH; th++) {
-          for (let tw = 0; tw < TW; tw++, t++) {
-            corner[t] = 4 * (n * C * Hq * Wq + 4 * th * Wq + 4 * tw);
-            ytab[2 * t] = 4 * (n * O * OH * OW + 4 * th * OW + 4 * tw);
-            ytab[2 * t + 1] = (Math.min(4, OH - 4 * th) << 4) | Math.min(4, OW - 4 * tw);
-          }
-        }
+/**
+ * Tile t = (n, th, tw) of a Winograd convolution: its patch's corner in the padded planes (byte offset), and
+ * its block in y. F(2x2, 3x3): ytab[t] = the block's byte offset + which of its column 1 (bit 0) and row 1
+ * (bit 1) lie inside y. F(4x4, 3x3): ytab[2t] = the byte offset, ytab[2t + 1] = (rows inside << 4) | columns
+ * inside. Past the tiles, -1.
+ */
+function winogradTables(
+  tile: WinogradTile,
+  N: number,
+  C: number,
+  O: number,
+  OH: number,
+  OW: number,
+  groups: number,
+): Int32Array[] {
+  const TH = Math.ceil(OH / tile);
+  const TW = Math.ceil(OW / tile);
+  const Hq = tile * TH + 2;
+  const Wq = tile * TW + 2;
+  const corner = new Int32Array(groups * NR);
+  const ytab = new Int32Array((tile === 4 ? 2 : 1) * groups * NR).fill(-1);
+  for (let n = 0, t = 0; n < N; n++) {
+    for (let th = 0; th < TH; th++) {
+      for (let tw = 0; tw < TW; tw++, t++) {
+        corner[t] = 4 * (n * C * Hq * Wq + tile * (th * Wq + tw));
+        const block = 4 * (n * O * OH * OW + tile * (th * OW + tw));
+        if (tile === 4) {
+          ytab[2 * t] = block;
+          ytab[2 * t + 1] = (Math.min(4, OH - 4 * th) << 4) | Math.min(4, OW - 4 * tw);
+        } else ytab[t] = block + ((2 * tw + 1 < OW ? 1 : 0) | (2 * th + 1 < OH ? 2 : 0));
       }
-      return [corner, ytab];
-    }).map((t) => cpu.upload(t));
-    const Mp = u.panels * MR;
-    // Per thread: V (36 panels of C x 8) and M (36 blocks of Mp x 8).
-    const scratch = cpu.alloc(cpu.threads * 288 * (C + Mp));
-    cpu.run(
-      'winograd4_conv',
-      [
-        u.region.byteOffset,
-        4 * Mp * C,
-        xq.byteOffset,
-        corner.byteOffset,
-        ytab.byteOffset,
-        4 * Hq * Wq,
-        4 * Wq,
-        y.byteOffset,
-        4 * OH * OW,
-        4 * OW,
-        bias ? bias.byteOffset : 0,
-        relu ? 1 : 0,
-        O,
-        C,
-        scratch.byteOffset,
-      ],
-      groups,
-    );
-  } finally {
-    cpu.reset(mark);
+    }
   }
+  return [corner, ytab];
 }
 
 /** The geometry of a stride-1 convolution's input gradient as a convolution of dy (directBackwardInput). */
