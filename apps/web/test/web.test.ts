@@ -221,6 +221,10 @@ describe('dhta serve and the page', () => {
       ]);
       for (const k of ['tAP', 'AP', 'seconds', 'queryIterationsPerSecond'])
         expect(typeof r[k]).toBe('number');
+      // Every report is in the distance curve (the page redraws at most a few times a second, and keeps all):
+      // at RUN.iters / 60 = 1 iteration apart, iterations 0 to RUN.iters.
+      const curve = r['distances'] as [number, number][];
+      expect(curve.map(([i]) => i)).toEqual(Array.from({ length: RUN.iters + 1 }, (_, i) => i));
 
       // The query as `dhta data export --split query` numbers it; its label as the page says.
       const dir = join(root, `cli-${engine}`);
