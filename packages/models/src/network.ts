@@ -108,8 +108,8 @@ function layerSeed(seed: number, section: number, index: number): number {
  * Floats one object takes in a taped forward + backward round, for engines whose memory is bounded (the
  * WebAssembly engine): activations and their gradients, plus the largest scratch one op of the CPU engine
  * takes per object. Convolutions read a zero-padded copy of their input (direct and Winograd forward: at
- * most C (H + 2p + 1) (W + 2p + 1) with Winograd's even tiles), and stride-1 input gradients one of dy
- * padded by k - 1 - p, with index tables of a few ints per output; strided input gradients a packed dy and a
+ * most C (H + 2p + 3) (W + 2p + 3) with Winograd F(4x4, 3x3)'s whole tiles: 4 ceil(OH / 4) + 2 rows), and
+ * stride-1 input gradients one of dy padded by k - 1 - p, with index tables of a few ints per output; strided input gradients a packed dy and a
  * column matrix (O + C k k) per output position for col2im; weight gradients a padded x, dy's rows packed
  * and the partial products of their pieces (one O x C k k block per piece of at most 4096 outputs of an
  * image). Linear layers pack their input and take their product's output as scratch.
@@ -128,10 +128,10 @@ function roundFloatsPerObject(spec: ModelSpec, shapes: ReturnType<typeof inferSh
       const s = l.layer.stride ?? 1;
       const p = l.layer.padding ?? 0;
       const P = OH * OW;
-      const forward = C * (H + 2 * p + 1) * (W + 2 * p + 1) + 3 * P;
+      const forward = C * (H + 2 * p + 3) * (W + 2 * p + 3) + 3 * P;
       const q = k - 1 - p;
       const backwardInput =
-        s === 1 && q >= 0 ? O * (OH + 2 * q + 1) * (OW + 2 * q + 1) + 3 * H * W : (O + C * k * k) * P + 6 * P;
+        s === 1 && q >= 0 ? O * (OH + 2 * q + 3) * (OW + 2 * q + 3) + 3 * H * W : (O + C * k * k) * P + 6 * P;
       // Pieces of R output rows of an image (R the largest divisor of OH with R OW <= 4096).
       let R = 1;
       for (let r = 1; r <= OH; r++) if (OH % r === 0 && r * OW <= 4096) R = r;
