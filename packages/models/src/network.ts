@@ -109,8 +109,8 @@ function layerSeed(seed: number, section: number, index: number): number {
  * WebAssembly engine): activations and their gradients, plus the largest scratch one op of the CPU engine
  * takes per object. Convolutions read a zero-padded copy of their input (direct and Winograd forward: at
  * most C (H + 2p + 3) (W + 2p + 3) with Winograd F(4x4, 3x3)'s whole tiles: 4 ceil(OH / 4) + 2 rows), and
- * stride-1 input gradients one of dy padded by k - 1 - p, with index tables of a few ints per output; strided input gradients a packed dy and a
- * column matrix (O + C k k) per output position for col2im; weight gradients a padded x, dy's rows packed
+ * stride-1 input gradients one of dy padded by k - 1 - p, with index tables of a few ints per output; strided
+ * input gradients a packed dy and a column matrix (O + C k k) per output position for col2im; weight gradients a padded x, dy's rows packed
  * and the partial products of their pieces (one O x C k k block per piece of at most 4096 outputs of an
  * image). Linear layers pack their input and take their product's output as scratch.
  */

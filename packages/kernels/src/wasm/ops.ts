@@ -1,7 +1,8 @@
 // Float32 CPU ops of the WebAssembly engine on regions of its memory: convolution and linear layers as packed
 // GEMMs (cpu.wat.ts). Convolutions read a zero-padded copy of their input: 3x3 stride-1 ones with enough
-// channels as Winograd F(4x4, 3x3) or F(2x2, 3x3) (transforms, then 36 or 16 products), the others as an implicit GEMM that
-// gathers each panel of 8 output columns into the thread's scratch (conv_gemm), the tiles stored straight
+// channels as Winograd F(4x4, 3x3) or F(2x2, 3x3) (transforms, then 36 or 16 products), the others as an
+// implicit GEMM that gathers each panel of 8 output columns into the thread's scratch (conv_gemm), the tiles
+// stored straight
 // into the output with bias and ReLU; input gradients of stride-1 convolutions are convolutions of dy, weight
 // gradients sums of fixed pieces. Pooling, packing and sums are loops split over the threads. Each op has the
 // same float64 reference as its WGSL twin (src/reference); the tests compare them.
@@ -494,8 +495,8 @@ export const ROWS_MAX_OUTPUTS = 2;
 export const WINOGRAD_MIN_CHANNELS = 3;
 
 /**
- * Whether a convolution runs as Winograd (winogradConv; the tile: winogradTile): a 3x3 kernel, stride 1, padding at
- * most 2, and at least WINOGRAD_MIN_CHANNELS input channels (with fewer, the products over so few channels
+ * Whether a convolution runs as Winograd (winogradConv; the tile: winogradTile): a 3x3 kernel, stride 1,
+ * padding at most 2, and at least WINOGRAD_MIN_CHANNELS input channels (with fewer, the products over so few channels
  * cost more than the 2.25x fewer multiplications save).
  */
 export function winogradApplies(g: {
@@ -513,9 +514,9 @@ export function winogradApplies(g: {
  * The Winograd tile for a convolution that winogradApplies: F(4x4, 3x3) (36 products for 16 outputs, 2.25
  * multiplications an output against F(2x2, 3x3)'s 4) when, with the planes cut into whole tiles, it takes
  * under 0.9 of F(2x2, 3x3)'s products (square planes of 4 x 4 and from 7 x 7 on; at 5 x 5 and 6 x 6 both take
- * as many and the larger transforms lose). Measured, ms F(2x2) / F(4x4) forward at 2 threads: 512 -> 512 at 28x28 (batch 4)
- * 88.1 / 55.8, 256 -> 256 at 56x56 80.9 / 58.1, 64 -> 128 at 7x7 (batch 100) 5.6 / 3.6, 32 -> 64 at 14x14
- * 4.6 / 3.9.
+ * as many and the larger transforms lose). Measured, ms F(2x2) / F(4x4) forward at 2 threads: 512 -> 512 at
+ * 28x28 (batch 4) 88.1 / 55.8, 256 -> 256 at 56x56 80.9 / 58.1, 64 -> 128 at 7x7 (batch 100) 5.6 / 3.6,
+ * 32 -> 64 at 14x14 4.6 / 3.9.
  */
 export function winogradTile(d: { OH: number; OW: number }): WinogradTile {
   const f4 = 36 * Math.ceil(d.OH / 4) * Math.ceil(d.OW / 4);
@@ -529,8 +530,9 @@ function winogradShape(g: { KH: number; KW: number; stride: number; padH: number
 }
 
 /**
- * The 16 transformed kernels U = G g G^T of F(2x2, 3x3) (tile 4: the 36 of F(4x4, 3x3), winograd4WeightsInto) (G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2],
- * [0, 0, 1]]; computed in float64, rounded once), packed as 16 A operands of M rows x K, one after another:
+ * The 16 transformed kernels U = G g G^T of F(2x2, 3x3) (G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2],
+ * [0, 0, 1]]; tile 4: the 36 of F(4x4, 3x3), winograd4WeightsInto; computed in float64, rounded once; the
+ * reference of the engine's winograd4_weights), packed as 16 (36) A operands of M rows x K, one after another:
  * element (xi, row, k) at ((xi * panels + row / 4) * K + k) * 4 + row % 4, zero for rows past M. For the
  * forward (flipped false) of w [O, C, 3, 3]: rows o, steps c, g = w[o, c]; for the input gradient (flipped
  * true): rows c, steps o, g = w[o, c] turned by 180 degrees.
@@ -612,21 +614,14 @@ function winograd4WeightsInto(
   at: number,
   stride: number,
 ): void {
-  const M = flipped ? C : O;
   const K = flipped ? O : C;
-  // First every kernel's 36 values in a row of u (rows in the packed order: row, then k), then each component
-  // written as one sequential run: 36 output streams a stride apart thrash the caches.
-  // (A scratch kept between calls up to 4 MiB, for training's transform after every step.)
-  const floats = 36 * M * K;
-  if (floats <= 2 ** 20 && scratch4.length < floats) scratch4 = new Float32Array(floats);
-  const u = floats <= 2 ** 20 ? scratch4 : new Float32Array(floats);
   const t = tRow4;
   for (let o = 0; o < O; o++) {
     for (let c = 0; c < C; c++) {
       const src = (o * C + c) * 9;
       const row = flipped ? c : o;
       const k = flipped ? o : c;
-      const base = 36 * (row * K + k);
+      const base = at + (Math.floor(row / MR) * K + k) * MR + (row % MR);
       for (let j = 0; j < 3; j++) {
         const g0 = w[src + (flipped ? 8 - j : j)];
         const g1 = w[src + (flipped ? 5 - j : 3 + j)];
@@ -644,36 +639,17 @@ function winograd4WeightsInto(
         const b = t[3 * i + 1];
         const d = t[3 * i + 2];
         const even = a / 24 + d / 6;
-        const at0 = base + 6 * i;
-        u[at0] = a / 4;
-        u[at0 + 1] = -(a + b + d) / 6;
-        u[at0 + 2] = -(a - b + d) / 6;
-        u[at0 + 3] = even + b / 12;
-        u[at0 + 4] = even - b / 12;
-        u[at0 + 5] = d;
-      }
-    }
-  }
-  const full = Math.floor(M / MR);
-  for (let xi = 0; xi < 36; xi++) {
-    let dst = at + xi * stride;
-    for (let p = 0; p < full; p++) {
-      for (let k = 0; k < K; k++, dst += MR) {
-        const src = 36 * (p * MR * K + k) + xi;
-        out[dst] = u[src];
-        out[dst + 1] = u[src + 36 * K];
-        out[dst + 2] = u[src + 72 * K];
-        out[dst + 3] = u[src + 108 * K];
-      }
-    }
-    if (full * MR < M) {
-      for (let k = 0; k < K; k++, dst += MR) {
-        for (let r = 0; r < M - full * MR; r++) out[dst + r] = u[36 * ((full * MR + r) * K + k) + xi];
+        const at0 = 6 * i * stride + base;
+        out[at0] = a / 4;
+        out[at0 + stride] = -(a + b + d) / 6;
+        out[at0 + 2 * stride] = -(a - b + d) / 6;
+        out[at0 + 3 * stride] = even + b / 12;
+        out[at0 + 4 * stride] = even - b / 12;
+        out[at0 + 5 * stride] = d;
       }
     }
   }
 }
-let scratch4 = new Float32Array(0);
 const tRow4 = new Float64Array(18);
 
 function winograd2WeightsInto(
@@ -773,8 +749,8 @@ export function packWinograd(
  * y [N, O, OH, OW] = conv(x) (+ bias, ReLU) for a 3x3 stride-1 convolution (winogradApplies) as Winograd
  * F(2x2, 3x3) (tile 2; tile 4: F(4x4, 3x3), winograd4_conv, the same steps with 6 x 6 patches, 4 x 4 blocks
  * and 36 products; u then holds winogradWeights(..., 4)): x copied into zero-padded planes of
- * (2 TH + 2) x (2 TW + 2) (TH x TW tiles of 2 x 2 outputs), then one winograd_conv call over the groups of 8 tiles of the whole batch: for each group, the input
- * transform V = B^T d B, the 16 products M[xi] = U[xi] V[xi] (each a chain over the input channels in
+ * (2 TH + 2) x (2 TW + 2) (TH x TW tiles of 2 x 2 outputs), then one winograd_conv call over the groups of 8
+ * tiles of the whole batch: for each group, the input transform V = B^T d B, the 16 products M[xi] = U[xi] V[xi] (each a chain over the input channels in
  * order) and the output transform A^T m A with bias and ReLU, all in the thread's caches. Every output of an
  * object depends only on that object's tile, in a fixed order: the same bits in any batch and on any thread
  * count.
