@@ -531,7 +531,7 @@ function winogradShape(g: { KH: number; KW: number; stride: number; padH: number
 
 /**
  * The 16 transformed kernels U = G g G^T of F(2x2, 3x3) (G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2],
- * [0, 0, 1]]; tile 4: the 36 of F(4x4, 3x3), winograd4WeightsInto; computed in float64, rounded once; the
+ * [0, 0, 1]]; tile 4: the 36 of F(4x4, 3x3), g4; computed in float64, rounded once; the
  * reference of the engine's winograd4_weights), packed as 16 (36) A operands of M rows x K, one after another:
  * element (xi, row, k) at ((xi * panels + row / 4) * K + k) * 4 + row % 4, zero for rows past M. For the
  * forward (flipped false) of w [O, C, 3, 3]: rows o, steps c, g = w[o, c]; for the input gradient (flipped
@@ -577,8 +577,34 @@ export function winogradWeightsInto(
   const K = flipped ? O : C;
   const stride = Math.ceil(M / MR) * MR * K;
   const components = winogradComponents(tile);
-  if (tile === 4) winograd4WeightsInto(w, O, C, flipped, out, at, stride);
-  else winograd2WeightsInto(w, O, C, flipped, out, at, stride);
+  const n = tile + 2;
+  const g = tile === 4 ? g4 : g2;
+  const t = tRow;
+  const u = uRow;
+  for (let o = 0; o < O; o++) {
+    for (let c = 0; c < C; c++) {
+      const src = (o * C + c) * 9;
+      const row = flipped ? c : o;
+      const k = flipped ? o : c;
+      const base = at + (Math.floor(row / MR) * K + k) * MR + (row % MR);
+      // t = G g (n x 3), one column j of g (turned by 180 degrees when flipped) at a time, then U = t G^T
+      // (n x n): row i of U from row i of t.
+      for (let j = 0; j < 3; j++) {
+        g(
+          w[src + (flipped ? 8 - j : j)],
+          w[src + (flipped ? 5 - j : 3 + j)],
+          w[src + (flipped ? 2 - j : 6 + j)],
+          t,
+          j,
+          3,
+        );
+      }
+      for (let i = 0; i < n; i++) {
+        g(t[3 * i], t[3 * i + 1], t[3 * i + 2], u, 0, 1);
+        for (let j = 0; j < n; j++) out[(n * i + j) * stride + base] = u[j];
+      }
+    }
+  }
   zeroPaddingRows(out, at, M, K, components, stride);
 }
 
@@ -601,96 +627,32 @@ function zeroPaddingRows(
 }
 
 /**
- * F(4x4, 3x3): U = G g G^T in float64, rounded once to f32: t = G g (6 x 3), one column j of g at a time, then
- * row i of U from row i of t. G's rows: (1/4, 0, 0), -(1, 1, 1)/6, -(1, -1, 1)/6, (1/24, 1/12, 1/6),
- * (1/24, -1/12, 1/6), (0, 0, 1).
+ * F(2x2, 3x3)'s 1-D kernel transform G v in float64 into out[at + i step], i < 4. G's rows: (1, 0, 0),
+ * (1, 1, 1)/2, (1, -1, 1)/2, (0, 0, 1).
  */
-function winograd4WeightsInto(
-  w: ArrayLike<number>,
-  O: number,
-  C: number,
-  flipped: boolean,
-  out: Float32Array,
-  at: number,
-  stride: number,
-): void {
-  const K = flipped ? O : C;
-  const t = tRow4;
-  for (let o = 0; o < O; o++) {
-    for (let c = 0; c < C; c++) {
-      const src = (o * C + c) * 9;
-      const row = flipped ? c : o;
-      const k = flipped ? o : c;
-      const base = at + (Math.floor(row / MR) * K + k) * MR + (row % MR);
-      for (let j = 0; j < 3; j++) {
-        const g0 = w[src + (flipped ? 8 - j : j)];
-        const g1 = w[src + (flipped ? 5 - j : 3 + j)];
-        const g2 = w[src + (flipped ? 2 - j : 6 + j)];
-        const even = g0 / 24 + g2 / 6;
-        t[j] = g0 / 4;
-        t[3 + j] = -(g0 + g1 + g2) / 6;
-        t[6 + j] = -(g0 - g1 + g2) / 6;
-        t[9 + j] = even + g1 / 12;
-        t[12 + j] = even - g1 / 12;
-        t[15 + j] = g2;
-      }
-      for (let i = 0; i < 6; i++) {
-        const a = t[3 * i];
-        const b = t[3 * i + 1];
-        const d = t[3 * i + 2];
-        const even = a / 24 + d / 6;
-        const at0 = 6 * i * stride + base;
-        out[at0] = a / 4;
-        out[at0 + stride] = -(a + b + d) / 6;
-        out[at0 + 2 * stride] = -(a - b + d) / 6;
-        out[at0 + 3 * stride] = even + b / 12;
-        out[at0 + 4 * stride] = even - b / 12;
-        out[at0 + 5 * stride] = d;
-      }
-    }
-  }
+function g2(v0: number, v1: number, v2: number, out: Float64Array, at: number, step: number): void {
+  out[at] = v0;
+  out[at + step] = (v0 + v1 + v2) / 2;
+  out[at + 2 * step] = (v0 - v1 + v2) / 2;
+  out[at + 3 * step] = v2;
 }
-const tRow4 = new Float64Array(18);
 
-function winograd2WeightsInto(
-  w: ArrayLike<number>,
-  O: number,
-  C: number,
-  flipped: boolean,
-  out: Float32Array,
-  at: number,
-  stride: number,
-): void {
-  const K = flipped ? O : C;
-  for (let o = 0; o < O; o++) {
-    for (let c = 0; c < C; c++) {
-      const src = (o * C + c) * 9;
-      const row = flipped ? c : o;
-      const k = flipped ? o : c;
-      const base = at + (Math.floor(row / MR) * K + k) * MR + (row % MR);
-      // t = G g (4 x 3), one column j of g at a time, then U = t G^T (4 x 4): row i of U from row i of t.
-      for (let j = 0; j < 3; j++) {
-        const g0 = w[src + (flipped ? 8 - j : j)];
-        const g1 = w[src + (flipped ? 5 - j : 3 + j)];
-        const g2 = w[src + (flipped ? 2 - j : 6 + j)];
-        tRow[j] = g0;
-        tRow[3 + j] = (g0 + g1 + g2) / 2;
-        tRow[6 + j] = (g0 - g1 + g2) / 2;
-        tRow[9 + j] = g2;
-      }
-      for (let i = 0; i < 4; i++) {
-        const a = tRow[3 * i];
-        const b = tRow[3 * i + 1];
-        const d = tRow[3 * i + 2];
-        out[4 * i * stride + base] = a;
-        out[(4 * i + 1) * stride + base] = (a + b + d) / 2;
-        out[(4 * i + 2) * stride + base] = (a - b + d) / 2;
-        out[(4 * i + 3) * stride + base] = d;
-      }
-    }
-  }
+/**
+ * F(4x4, 3x3)'s (points 0, 1, -1, 2, -2) into out[at + i step], i < 6. G's rows: (1/4, 0, 0), -(1, 1, 1)/6,
+ * -(1, -1, 1)/6, (1/24, 1/12, 1/6), (1/24, -1/12, 1/6), (0, 0, 1); winograd4_weights does the same float64
+ * operations in the same order.
+ */
+function g4(v0: number, v1: number, v2: number, out: Float64Array, at: number, step: number): void {
+  const even = v0 / 24 + v2 / 6;
+  out[at] = v0 / 4;
+  out[at + step] = -(v0 + v1 + v2) / 6;
+  out[at + 2 * step] = -(v0 - v1 + v2) / 6;
+  out[at + 3 * step] = even + v1 / 12;
+  out[at + 4 * step] = even - v1 / 12;
+  out[at + 5 * step] = v2;
 }
-const tRow = new Float64Array(12);
+const tRow = new Float64Array(18);
+const uRow = new Float64Array(6);
 
 /**
  * winogradWeightsInto on the engine's threads, for weights already in its memory (w at byte `src`, the kernels
